@@ -1,0 +1,4 @@
+//! FleetMQ: an MQTT 3.1/3.1.1/5.0 broker for IoT device fleets.
+#![forbid(unsafe_code)]
+
+pub mod codec;
