@@ -2,3 +2,5 @@
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod router;
+pub mod topic;
