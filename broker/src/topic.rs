@@ -10,7 +10,7 @@
 //! - `$share/{ShareName}/{filter}` is a shared subscription: ShareName is non-empty and contains no
 //!   `/`, `+` or `#`; the filter after it is a non-empty valid filter.
 //!
-//! Invariant: [`matches`], [`filter_covers`] and [`filters_intersect`] work on plain (non-shared)
+//! Invariant: [`matches()`], [`filter_covers`] and [`filters_intersect`] work on plain (non-shared)
 //! filters, level by level, without allocating and without panicking on any input; their answers
 //! are only meaningful for inputs that passed validation.
 
