@@ -1,6 +1,26 @@
 //! FleetMQ: an MQTT 3.1/3.1.1/5.0 broker for IoT device fleets.
+//!
+//! Layers, from the wire inwards: [`listener`] accepts sockets, [`handler`] runs the CONNECT phase
+//! and the read loop of one connection over [`connection`] framing and the [`codec`]; packets cross
+//! into the [`session`] layer, whose tasks own session state and use the [`broker`] (subscription
+//! [`router`], retained messages, [`acl`]) to route messages. [`server`] starts and stops a node.
 #![forbid(unsafe_code)]
 
+pub mod acl;
+pub mod auth;
+pub mod broker;
+pub mod certs;
 pub mod codec;
+pub mod config;
+pub mod connection;
+pub mod handler;
+pub mod ids;
+pub mod listener;
+pub mod message;
+pub mod metrics;
 pub mod router;
+pub mod server;
+pub mod session;
+pub mod sys;
+pub mod tls;
 pub mod topic;

@@ -1,1 +1,140 @@
-fn main() {}
+//! The `fleetmq` binary: runs a node (embedded single node with no arguments) and the operator
+//! subcommands `check-config`, `certs` and `passwd`.
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use fleetmq::config::{Config, ListenerKind};
+use fleetmq::server::Server;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "fleetmq", version, about = "FleetMQ MQTT broker")]
+struct Cli {
+    /// TOML config file; without it a single node listens on 127.0.0.1:1883 with an in-memory store.
+    #[arg(short, long, global = false)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a config file and exit (0 when valid).
+    CheckConfig { file: PathBuf },
+    /// Write a development CA, server and client certificate (ca.pem, server.pem, server.key,
+    /// client.pem, client.key).
+    Certs {
+        #[arg(long)]
+        out: PathBuf,
+        /// Comma-separated DNS names and IP addresses for the server certificate.
+        #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
+        hosts: Vec<String>,
+        /// Common name of the client certificate.
+        #[arg(long, default_value = "fleetmq-client")]
+        client_cn: String,
+    },
+    /// Add or replace a user in a password file (password from --password or stdin), or delete one.
+    Passwd {
+        file: PathBuf,
+        user: String,
+        #[arg(long, conflicts_with = "delete")]
+        password: Option<String>,
+        #[arg(long)]
+        delete: bool,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::CheckConfig { file }) => {
+            Config::load(&file)?;
+            println!("{}: ok", file.display());
+            Ok(())
+        }
+        Some(Command::Certs { out, hosts, client_cn }) => {
+            let written = fleetmq::certs::generate_dev_certs(&out, &hosts, &client_cn)?;
+            for p in written {
+                println!("wrote {}", p.display());
+            }
+            Ok(())
+        }
+        Some(Command::Passwd { file, user, password, delete }) => passwd(file, user, password, delete),
+        None => {
+            let config = match &cli.config {
+                Some(path) => Config::load(path)?,
+                None => Config::parse("")?,
+            };
+            run(config)
+        }
+    }
+}
+
+fn passwd(file: PathBuf, user: String, password: Option<String>, delete: bool) -> anyhow::Result<()> {
+    if delete {
+        if !fleetmq::auth::delete_user(&file, &user)? {
+            bail!("user {user} not found in {}", file.display());
+        }
+        return Ok(());
+    }
+    let password = match password {
+        Some(p) => p,
+        None => {
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line).context("reading password from stdin")?;
+            line.trim_end_matches(['\r', '\n']).to_string()
+        }
+    };
+    if password.is_empty() {
+        bail!("empty password");
+    }
+    fleetmq::auth::set_password(&file, &user, password.as_bytes())?;
+    Ok(())
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    init_logging(&config.log.level);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let timeout = Duration::from_millis(config.node.shutdown_timeout_ms);
+        let server = Server::start(config, true).await?;
+        let mut out = std::io::stdout().lock();
+        for (kind, addr) in &server.listeners {
+            writeln!(out, "fleetmq listening {} {addr}", kind_name(*kind))?;
+        }
+        if let Some(addr) = server.metrics {
+            writeln!(out, "fleetmq metrics http://{addr}/metrics")?;
+        }
+        writeln!(out, "fleetmq ready")?;
+        out.flush()?;
+        drop(out);
+        tracing::info!(listeners = ?server.listeners, "FleetMQ started");
+        wait_for_signal().await?;
+        tracing::info!("shutting down");
+        if !server.shutdown(timeout).await {
+            tracing::warn!("connections still open at the shutdown deadline");
+        }
+        Ok(())
+    })
+}
+
+fn kind_name(kind: ListenerKind) -> &'static str {
+    kind.as_str()
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

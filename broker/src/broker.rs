@@ -1,0 +1,200 @@
+//! The node's shared state and the publish path: subscription table, retained messages, session
+//! registry, authorization and statistics.
+//!
+//! Invariants: routing reads only the subscription-table shards the topic can match (never a global
+//! lock) and enqueues into each target session's own bounded inbox, so a slow subscriber costs the
+//! publisher nothing but a possible drop (counted). A message is delivered at most once per
+//! subscriber session for all of its overlapping non-shared subscriptions, at the highest granted
+//! QoS, with every matching subscription identifier; each shared group gets one copy.
+
+use crate::acl::Acl;
+use crate::auth::PasswordFile;
+use crate::codec::{QoS, SubOptions};
+use crate::config::Config;
+use crate::ids::SessionId;
+use crate::message::{Delivery, Message};
+use crate::metrics::{DropReason, Stats};
+use crate::router::RetainedIndex;
+use crate::router::{Match, SubscriptionTable};
+use crate::session::inbox::InboxLimits;
+use crate::session::{SessionShared, Sessions};
+use crate::topic::TopicLimits;
+use parking_lot::RwLock;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::watch;
+
+/// One subscription as the router stores it.
+#[derive(Clone)]
+pub struct SubEntry {
+    pub session: Arc<SessionShared>,
+    pub options: SubOptions,
+    pub sub_id: Option<u32>,
+}
+
+/// Everything a node shares between its connections and sessions.
+pub struct Broker {
+    pub config: Arc<Config>,
+    pub router: SubscriptionTable<SessionId, SubEntry>,
+    pub retained: RwLock<RetainedIndex<Arc<Message>>>,
+    pub sessions: Sessions,
+    pub acl: Option<Acl>,
+    pub passwords: Option<PasswordFile>,
+    pub stats: Stats,
+    pub inbox_limits: InboxLimits,
+    pub topic_limits: TopicLimits,
+    pub started: Instant,
+    shutdown: watch::Receiver<bool>,
+}
+
+struct Target {
+    session: Arc<SessionShared>,
+    qos: QoS,
+    retain: bool,
+    sub_ids: Vec<u32>,
+}
+
+impl Broker {
+    /// Builds the broker state; `shutdown` flips to `true` when the node starts shutting down.
+    pub fn new(config: Arc<Config>, acl: Option<Acl>, passwords: Option<PasswordFile>, shutdown: watch::Receiver<bool>) -> Broker {
+        let limits = &config.limits;
+        let inbox_limits = InboxLimits {
+            max_messages: limits.max_queued_messages,
+            max_bytes: limits.max_queued_bytes,
+            overflow: limits.queue_overflow,
+            queue_qos0_offline: config.mqtt.queue_qos0_offline,
+        };
+        let topic_limits = TopicLimits { max_length: limits.max_topic_length, max_levels: limits.max_topic_levels };
+        Broker {
+            router: SubscriptionTable::new(64),
+            retained: RwLock::new(RetainedIndex::new()),
+            sessions: Sessions::default(),
+            acl,
+            passwords,
+            stats: Stats::new(),
+            inbox_limits,
+            topic_limits,
+            started: Instant::now(),
+            shutdown,
+            config,
+        }
+    }
+
+    /// A receiver that turns `true` when the node shuts down.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.clone()
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Publishes an accepted message: updates the retained store when the retain flag is set, then
+    /// delivers to every matching subscription. Returns the number of sessions it was queued for.
+    pub fn publish(&self, msg: Arc<Message>) -> usize {
+        if msg.retain {
+            self.retain(&msg);
+        }
+        self.route(&msg)
+    }
+
+    fn retain(&self, msg: &Arc<Message>) {
+        let mut retained = self.retained.write();
+        if msg.payload.is_empty() {
+            retained.remove(&msg.topic);
+        } else {
+            retained.insert(&msg.topic, msg.clone());
+        }
+        self.stats.retained.set(retained.len() as f64);
+    }
+
+    /// Delivers `msg` to matching subscribers (not touching the retained store).
+    pub fn route(&self, msg: &Arc<Message>) -> usize {
+        let mut targets: Vec<Target> = Vec::new();
+        let mut shared: Vec<Target> = Vec::new();
+        self.router.for_each_match(&msg.topic, |m| match m {
+            Match::Direct { value, .. } => {
+                if value.options.no_local && value.session.client_id == msg.publisher {
+                    return;
+                }
+                let qos = msg.qos.min(value.options.qos);
+                let retain = msg.retain && value.options.retain_as_published;
+                match targets.iter_mut().find(|t| t.session.id == value.session.id) {
+                    Some(t) => {
+                        t.qos = t.qos.max(qos);
+                        t.retain |= retain;
+                        t.sub_ids.extend(value.sub_id);
+                    }
+                    None => targets.push(Target { session: value.session.clone(), qos, retain, sub_ids: value.sub_id.into_iter().collect() }),
+                }
+            }
+            Match::Shared { members, .. } => {
+                let picked = members
+                    .pick(|_, v| v.session.is_online() && v.session.has_room(&self.inbox_limits))
+                    .or_else(|| members.pick(|_, _| true));
+                if let Some((_, v)) = picked {
+                    shared.push(Target {
+                        session: v.session.clone(),
+                        qos: msg.qos.min(v.options.qos),
+                        retain: msg.retain && v.options.retain_as_published,
+                        sub_ids: v.sub_id.into_iter().collect(),
+                    });
+                }
+            }
+        });
+        let mut queued = 0;
+        for t in targets.into_iter().chain(shared) {
+            let d = Delivery { msg: msg.clone(), qos: t.qos, retain: t.retain, sub_ids: t.sub_ids };
+            if self.deliver(&t.session, d) {
+                queued += 1;
+            }
+        }
+        queued
+    }
+
+    /// Queues one delivery for a session, counting what the queue limits drop.
+    pub fn deliver(&self, session: &SessionShared, d: Delivery) -> bool {
+        let qos = d.qos;
+        let result = session.enqueue(d, &self.inbox_limits);
+        self.stats.dropped(DropReason::QueueFull, result.dropped_oldest);
+        if !result.accepted {
+            let reason = if qos == QoS::AtMostOnce && !session.is_online() { DropReason::OfflineQos0 } else { DropReason::QueueFull };
+            self.stats.dropped(reason, 1);
+        }
+        result.accepted
+    }
+
+    /// Retained messages matching `filter` that have not expired (expired ones are purged).
+    pub fn retained_matching(&self, filter: &str, now: Instant) -> Vec<Arc<Message>> {
+        let mut found = Vec::new();
+        let mut expired = Vec::new();
+        self.retained.read().for_each_match(filter, |topic, m| {
+            if m.is_expired(now) {
+                expired.push(topic.to_string());
+            } else {
+                found.push(m.clone());
+            }
+        });
+        if !expired.is_empty() {
+            let mut retained = self.retained.write();
+            for topic in expired {
+                if retained.get(&topic).is_some_and(|m| m.is_expired(now)) {
+                    retained.remove(&topic);
+                }
+            }
+            self.stats.retained.set(retained.len() as f64);
+        }
+        found
+    }
+
+    /// Whether the ACL (if any) lets this client publish to `topic`.
+    pub fn may_publish(&self, username: Option<&str>, client_id: &str, topic: &str) -> bool {
+        self.acl.as_ref().is_none_or(|acl| acl.check_publish(username, client_id, topic))
+    }
+
+    /// Whether the ACL (if any) lets this client subscribe to `filter`.
+    pub fn may_subscribe(&self, username: Option<&str>, client_id: &str, filter: &str) -> bool {
+        self.acl.as_ref().is_none_or(|acl| acl.check_subscribe(username, client_id, filter))
+    }
+}

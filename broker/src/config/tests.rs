@@ -1,0 +1,49 @@
+use super::*;
+
+#[test]
+fn empty_config_is_the_embedded_single_node() {
+    let c = Config::parse("").unwrap();
+    assert_eq!(c.listeners.len(), 1);
+    assert_eq!(c.listeners[0].bind, "127.0.0.1:1883");
+    assert_eq!(c.listeners[0].kind, ListenerKind::Tcp);
+    assert!(c.auth.allow_anonymous);
+    assert_eq!(c.mqtt.max_packet_size, 1_048_576);
+}
+
+#[test]
+fn unknown_keys_are_errors_that_name_the_key() {
+    let e = Config::parse("[mqtt]\nmax_keepalivee = 5\n").unwrap_err().to_string();
+    assert!(e.contains("max_keepalivee"), "{e}");
+    let e = Config::parse("[nodes]\nid = \"x\"\n").unwrap_err().to_string();
+    assert!(e.contains("nodes"), "{e}");
+}
+
+#[test]
+fn bad_values_name_the_key() {
+    let e = Config::parse("[mqtt]\nreceive_maximum = 0\n").unwrap_err().to_string();
+    assert!(e.contains("mqtt.receive_maximum"), "{e}");
+    let e = Config::parse("[mqtt]\nmax_keepalive = 70000\n").unwrap_err().to_string();
+    assert!(e.contains("max_keepalive"), "{e}");
+    let e = Config::parse("[[listener]]\nbind = \"nowhere\"\n").unwrap_err().to_string();
+    assert!(e.contains("listener[0].bind"), "{e}");
+    let e = Config::parse("[[listener]]\nkind = \"tls\"\nbind = \"127.0.0.1:0\"\n").unwrap_err().to_string();
+    assert!(e.contains("listener[0].cert"), "{e}");
+    let e = Config::parse("[limits]\nqueue_overflow = \"explode\"\n").unwrap_err().to_string();
+    assert!(e.contains("queue_overflow") || e.contains("explode"), "{e}");
+    let e = Config::parse("[log]\nlevel = \"a=b=c\"\n").unwrap_err().to_string();
+    assert!(e.contains("log.level"), "{e}");
+}
+
+#[test]
+fn documented_examples_parse_and_validate() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) == Some("toml") {
+            Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            seen += 1;
+        }
+    }
+    assert!(seen >= 2, "expected documented examples in {}", dir.display());
+}

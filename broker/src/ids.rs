@@ -1,0 +1,47 @@
+//! Newtypes for identifiers, so a client id is never confused with a topic or a username.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// An MQTT client identifier; cheap to clone (shared string).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct ClientId(Arc<str>);
+
+impl ClientId {
+    /// Wraps a client identifier string.
+    pub fn new(id: &str) -> ClientId {
+        ClientId(Arc::from(id))
+    }
+
+    /// The identifier as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One incarnation of a session: a new value every time a session is created, so router entries and
+/// registry entries of a discarded session can never be mistaken for those of its successor that
+/// uses the same client id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub u64);
+
+impl SessionId {
+    /// A process-unique session id.
+    pub fn next() -> SessionId {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        SessionId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s{}", self.0)
+    }
+}

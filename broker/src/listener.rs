@@ -1,0 +1,202 @@
+//! Accepting sockets: one `Listener` per configured `[[listener]]`, enforcing the node and listener
+//! connection caps and the connect rate, doing the TLS handshake, and spawning a handler per stream.
+//!
+//! Invariants: the number of live client connections never exceeds `limits.max_connections` (a
+//! permit is held for the connection's whole life); connections over a limit are answered with a
+//! CONNACK reason by a small, separately bounded pool and otherwise closed at once; accept errors
+//! (e.g. out of file descriptors) back off exponentially instead of spinning.
+
+use crate::broker::Broker;
+use crate::codec::ReasonCode;
+use crate::config::{ListenerConfig, ListenerKind};
+use crate::handler::{serve, Accepted};
+use crate::tls;
+use parking_lot::Mutex;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
+
+/// Connections being refused with a CONNACK at the same time; beyond this they are just closed.
+const MAX_REFUSING: usize = 256;
+
+/// Why a listener could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("listener {bind}: {source}")]
+    Bind { bind: String, source: std::io::Error },
+    #[error("listener {bind}: {source}")]
+    Tls { bind: String, source: tls::Error },
+}
+
+/// Result alias of this module.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Limits shared by all listeners of a node.
+#[derive(Clone)]
+pub struct NodeLimits {
+    pub connections: Arc<Semaphore>,
+    refusing: Arc<Semaphore>,
+    rate: Arc<Mutex<RateWindow>>,
+    connect_rate: u32,
+}
+
+impl NodeLimits {
+    pub fn new(max_connections: usize, connect_rate: u32) -> NodeLimits {
+        NodeLimits {
+            connections: Arc::new(Semaphore::new(max_connections)),
+            refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
+            rate: Arc::new(Mutex::new(RateWindow { start: Instant::now(), count: 0 })),
+            connect_rate,
+        }
+    }
+
+    fn rate_exceeded(&self) -> bool {
+        if self.connect_rate == 0 {
+            return false;
+        }
+        let mut w = self.rate.lock();
+        let now = Instant::now();
+        if now.duration_since(w.start) >= Duration::from_secs(1) {
+            w.start = now;
+            w.count = 0;
+        }
+        w.count += 1;
+        w.count > self.connect_rate
+    }
+}
+
+struct RateWindow {
+    start: Instant,
+    count: u32,
+}
+
+/// A bound listening socket.
+pub struct Listener {
+    pub kind: ListenerKind,
+    tcp: TcpListener,
+    tls: Option<TlsAcceptor>,
+    cn_as_username: bool,
+    own_limit: Option<Arc<Semaphore>>,
+}
+
+impl Listener {
+    /// Binds the socket and loads TLS material, so config errors surface at startup.
+    pub async fn bind(cfg: &ListenerConfig) -> Result<Listener> {
+        let tls = match cfg.kind {
+            ListenerKind::Tcp => None,
+            ListenerKind::Tls => {
+                let opts = tls::TlsOptions {
+                    cert: cfg.cert.clone().unwrap_or_default(),
+                    key: cfg.key.clone().unwrap_or_default(),
+                    client_ca: cfg.client_ca.clone(),
+                };
+                let server = tls::server_config(&opts).map_err(|source| Error::Tls { bind: cfg.bind.clone(), source })?;
+                Some(TlsAcceptor::from(server))
+            }
+        };
+        let tcp = TcpListener::bind(&cfg.bind).await.map_err(|source| Error::Bind { bind: cfg.bind.clone(), source })?;
+        let own_limit = (cfg.max_connections > 0).then(|| Arc::new(Semaphore::new(cfg.max_connections)));
+        Ok(Listener { kind: cfg.kind, tcp, tls, cn_as_username: cfg.cn_as_username, own_limit })
+    }
+
+    /// The address actually bound (port 0 resolved).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+
+    /// Accepts until shutdown, spawning a tracked handler task per connection.
+    pub async fn run(self, broker: Arc<Broker>, limits: NodeLimits, tracker: TaskTracker) {
+        let mut shutdown = broker.shutdown_signal();
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.changed() => return,
+                r = self.tcp.accept() => r,
+            };
+            let (stream, peer) = match accepted {
+                Ok(x) => {
+                    backoff = Duration::from_millis(10);
+                    x
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, ?backoff, "accept failed; backing off");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let node_permit = limits.connections.clone().try_acquire_owned().ok();
+            let own_permit = match &self.own_limit {
+                Some(s) => s.clone().try_acquire_owned().ok(),
+                None => None,
+            };
+            let refuse = if node_permit.is_none() || (self.own_limit.is_some() && own_permit.is_none()) {
+                broker.stats.limit_rejection("max_connections");
+                Some(ReasonCode::QUOTA_EXCEEDED)
+            } else if limits.rate_exceeded() {
+                broker.stats.limit_rejection("connect_rate");
+                Some(ReasonCode::CONNECTION_RATE_EXCEEDED)
+            } else {
+                None
+            };
+            let refusing_permit = match refuse {
+                Some(_) => match limits.refusing.clone().try_acquire_owned() {
+                    Ok(p) => Some(p),
+                    Err(_) => continue,
+                },
+                None => None,
+            };
+            let broker = broker.clone();
+            let tls = self.tls.clone();
+            let cn_as_username = self.cn_as_username;
+            tracker.spawn(async move {
+                let _permits = (node_permit, own_permit, refusing_permit);
+                accept_stream(broker, stream, peer, tls, cn_as_username, refuse).await;
+            });
+        }
+    }
+}
+
+async fn accept_stream(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    cn_as_username: bool,
+    refuse: Option<ReasonCode>,
+) {
+    let Some(acceptor) = tls else {
+        serve(broker, stream, Accepted { peer, cert_username: None, refuse }).await;
+        return;
+    };
+    let timeout = Duration::from_millis(broker.config.mqtt.connect_timeout_ms);
+    let tls_stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            broker.stats.limit_rejection("tls_handshake");
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            broker.stats.limit_rejection("tls_handshake_timeout");
+            return;
+        }
+    };
+    let cert_username = if cn_as_username {
+        match tls_stream.get_ref().1.peer_certificates().and_then(tls::peer_common_name) {
+            Some(cn) => Some(cn),
+            None => {
+                tracing::info!(%peer, "client certificate has no CN; refusing");
+                return;
+            }
+        }
+    } else {
+        None
+    };
+    serve(broker, tls_stream, Accepted { peer, cert_username, refuse }).await;
+}

@@ -1,0 +1,159 @@
+//! Broker statistics: Prometheus metrics (through the `metrics` facade) and the atomic counters the
+//! `$SYS` publisher reads back.
+//!
+//! Handles are registered once at startup and cloned into the hot path, so counting a message is an
+//! atomic add, not a registry lookup. Invariant: every limit rejection, drop, auth failure and
+//! malformed packet goes through one of the methods here, so metrics and `$SYS` never disagree.
+
+use crate::codec::QoS;
+use metrics::{counter, gauge, Counter, Gauge};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why a message was not delivered to a subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    QueueFull,
+    Expired,
+    TooLarge,
+    OfflineQos0,
+    NotAuthorized,
+}
+
+impl DropReason {
+    fn label(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::Expired => "expired",
+            DropReason::TooLarge => "packet_too_large",
+            DropReason::OfflineQos0 => "offline_qos0",
+            DropReason::NotAuthorized => "not_authorized",
+        }
+    }
+    const ALL: [DropReason; 5] =
+        [DropReason::QueueFull, DropReason::Expired, DropReason::TooLarge, DropReason::OfflineQos0, DropReason::NotAuthorized];
+}
+
+/// All counters of one broker.
+pub struct Stats {
+    received: [Counter; 3],
+    sent: [Counter; 3],
+    bytes_received: Counter,
+    bytes_sent: Counter,
+    dropped: [Counter; 5],
+    auth_failures: Counter,
+    pub connections: Gauge,
+    pub sessions: Gauge,
+    pub subscriptions: Gauge,
+    pub retained: Gauge,
+    pub sys_received: AtomicU64,
+    pub sys_sent: AtomicU64,
+    pub sys_bytes_received: AtomicU64,
+    pub sys_bytes_sent: AtomicU64,
+    pub sys_connections: AtomicU64,
+    pub sys_dropped: AtomicU64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Stats {
+    /// Registers every metric (call after the recorder is installed).
+    pub fn new() -> Stats {
+        let by_qos = |name: &'static str| {
+            [counter!(name, "qos" => "0"), counter!(name, "qos" => "1"), counter!(name, "qos" => "2")]
+        };
+        Stats {
+            received: by_qos("fleetmq_messages_received_total"),
+            sent: by_qos("fleetmq_messages_sent_total"),
+            bytes_received: counter!("fleetmq_bytes_received_total"),
+            bytes_sent: counter!("fleetmq_bytes_sent_total"),
+            dropped: DropReason::ALL.map(|r| counter!("fleetmq_messages_dropped_total", "reason" => r.label())),
+            auth_failures: counter!("fleetmq_auth_failures_total"),
+            connections: gauge!("fleetmq_connections"),
+            sessions: gauge!("fleetmq_sessions"),
+            subscriptions: gauge!("fleetmq_subscriptions"),
+            retained: gauge!("fleetmq_retained_messages"),
+            sys_received: AtomicU64::new(0),
+            sys_sent: AtomicU64::new(0),
+            sys_bytes_received: AtomicU64::new(0),
+            sys_bytes_sent: AtomicU64::new(0),
+            sys_connections: AtomicU64::new(0),
+            sys_dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// A PUBLISH accepted from a client.
+    pub fn message_received(&self, qos: QoS) {
+        self.received[qos as usize].increment(1);
+        self.sys_received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A PUBLISH sent to a client.
+    pub fn message_sent(&self, qos: QoS) {
+        self.sent[qos as usize].increment(1);
+        self.sys_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn bytes_received(&self, n: usize) {
+        self.bytes_received.increment(n as u64);
+        self.sys_bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn bytes_sent(&self, n: usize) {
+        self.bytes_sent.increment(n as u64);
+        self.sys_bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn dropped(&self, reason: DropReason, n: usize) {
+        if n > 0 {
+            self.dropped[reason as usize].increment(n as u64);
+            self.sys_dropped.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    pub fn auth_failure(&self) {
+        self.auth_failures.increment(1);
+    }
+
+    /// A malformed packet or protocol violation, by the reason it was rejected for.
+    pub fn malformed(&self, reason: &'static str) {
+        counter!("fleetmq_malformed_packets_total", "reason" => reason).increment(1);
+    }
+
+    /// A limit refused something (connection, subscription, topic, ...).
+    pub fn limit_rejection(&self, limit: &'static str) {
+        counter!("fleetmq_limit_rejections_total", "limit" => limit).increment(1);
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections.increment(1.0);
+        self.sys_connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections.decrement(1.0);
+        self.sys_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Clients currently connected (after CONNACK).
+    pub fn connected(&self) -> u64 {
+        self.sys_connections.load(Ordering::Relaxed)
+    }
+}
+
+/// Installs the Prometheus exporter on `bind` and returns the bound address.
+pub fn install_prometheus(bind: SocketAddr) -> Result<SocketAddr, String> {
+    // Bind first to learn the real port (bind may use port 0), then hand the address to the exporter.
+    let probe = std::net::TcpListener::bind(bind).map_err(|e| format!("metrics.bind {bind}: {e}"))?;
+    let addr = probe.local_addr().map_err(|e| e.to_string())?;
+    drop(probe);
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .install()
+        .map_err(|e| format!("metrics.bind {addr}: {e}"))?;
+    Ok(addr)
+}

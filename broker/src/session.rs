@@ -1,0 +1,249 @@
+//! The session layer: sessions are values owned by their own task, separate from the network
+//! connection that currently carries them.
+//!
+//! A connection talks to its session only through the message types here ([`AttachRequest`],
+//! [`FromClient`], [`ToClient`], [`ConnHandle`]); nothing else crosses the boundary, so putting the
+//! connection on another node later only changes how these messages travel.
+//!
+//! Invariants:
+//! - The registry maps a client id to at most one live session; replacing an entry is a
+//!   compare-and-swap on the [`SessionId`], so two simultaneous CONNECTs with the same client id
+//!   cannot both win.
+//! - A session task has at most one attached connection; attaching a new one first closes the old
+//!   one (5.0: DISCONNECT 0x8E), so there are never two live owners.
+
+use crate::codec::{Connect, Disconnect, Packet, Protocol, ReasonCode};
+use crate::ids::{ClientId, SessionId};
+use crate::message::Delivery;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+
+pub mod inbox;
+pub mod qos;
+mod subscribe;
+mod task;
+
+use inbox::{Enqueued, Inbox, InboxLimits};
+pub use task::spawn_session;
+
+/// Why a connection went away, as the session needs to know it (will or no will).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCause {
+    /// Socket closed or failed, keepalive timeout, protocol error: the will is published.
+    Abnormal,
+    /// The connection was closed because of a takeover or server shutdown.
+    Server,
+}
+
+/// What a connection forwards to its session.
+#[derive(Debug)]
+pub enum FromClient {
+    /// A validated packet (topic aliases already resolved).
+    Packet(Packet),
+    /// The connection ended; no further messages follow.
+    Closed(CloseCause),
+}
+
+/// What a session (or the connection's own reader) sends to the connection's writer.
+#[derive(Debug)]
+pub enum ToClient {
+    Packet(Packet),
+}
+
+/// Closes a connection from any side: the writer sends the DISCONNECT (5.0), then both halves stop.
+#[derive(Debug, Clone)]
+pub struct Closer(Arc<watch::Sender<Option<Disconnect>>>);
+
+impl Closer {
+    /// A new closer and the receiver the connection tasks watch.
+    pub fn new() -> (Closer, watch::Receiver<Option<Disconnect>>) {
+        let (tx, rx) = watch::channel(None);
+        (Closer(Arc::new(tx)), rx)
+    }
+
+    /// Asks the connection to close with this DISCONNECT (sent only to 5.0 clients). The first
+    /// reason given wins.
+    pub fn close(&self, d: Disconnect) {
+        self.0.send_if_modified(|cur| {
+            if cur.is_none() {
+                *cur = Some(d);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Closes with only a reason code.
+    pub fn close_with(&self, reason: ReasonCode) {
+        self.close(Disconnect::new(reason));
+    }
+}
+
+/// The session's handle on its current connection.
+#[derive(Debug, Clone)]
+pub struct ConnHandle {
+    pub to_client: mpsc::Sender<ToClient>,
+    pub closer: Closer,
+}
+
+/// A connection asking to be attached to the session of `connect.client_id`.
+#[derive(Debug)]
+pub struct AttachRequest {
+    /// Validated CONNECT; `client_id` is non-empty (assigned by the connection layer if needed).
+    pub connect: Box<Connect>,
+    pub username: Option<String>,
+    pub peer: SocketAddr,
+    pub conn: ConnHandle,
+    /// Packets from the client to this session.
+    pub from_client: mpsc::Receiver<FromClient>,
+}
+
+/// The session's answer to an attach.
+#[derive(Debug, Clone, Copy)]
+pub struct Attached {
+    pub session_present: bool,
+    /// Session expiry granted (after the configured cap).
+    pub session_expiry: u32,
+}
+
+/// Messages to a session task from outside its connection.
+#[derive(Debug)]
+pub(crate) enum Control {
+    Attach(Box<AttachRequest>, oneshot::Sender<Attached>),
+    /// End the session now: a clean-start CONNECT with the same client id took over.
+    Discard,
+}
+
+/// The part of a session that publishers and the registry share with its task.
+pub struct SessionShared {
+    pub id: SessionId,
+    pub client_id: ClientId,
+    inbox: Mutex<Inbox>,
+    notify: Notify,
+    online: AtomicBool,
+    control: mpsc::UnboundedSender<Control>,
+}
+
+impl SessionShared {
+    /// Queues a delivery and wakes the session task.
+    pub fn enqueue(&self, d: Delivery, limits: &InboxLimits) -> Enqueued {
+        let result = self.inbox.lock().push(d, self.is_online(), limits);
+        if result.accepted {
+            self.notify.notify_one();
+        }
+        result
+    }
+
+    /// Whether a connection is attached.
+    pub fn is_online(&self) -> bool {
+        self.online.load(Ordering::Relaxed)
+    }
+
+    /// Whether the inbox can take a delivery without dropping (used for shared-subscription fall-over).
+    pub fn has_room(&self, limits: &InboxLimits) -> bool {
+        self.inbox.lock().has_room(limits)
+    }
+
+    /// Number of queued deliveries.
+    pub fn queued(&self) -> usize {
+        self.inbox.lock().len()
+    }
+}
+
+/// The registry of live sessions by client id. Only CONNECT and session end touch its lock; the
+/// publish path never does.
+#[derive(Default)]
+pub struct Sessions {
+    map: Mutex<HashMap<ClientId, Arc<SessionShared>>>,
+}
+
+impl Sessions {
+    pub(crate) fn get(&self, id: &ClientId) -> Option<Arc<SessionShared>> {
+        self.map.lock().get(id).cloned()
+    }
+
+    /// Installs `new` if the entry for its client id is still `expected` (compare-and-swap).
+    pub(crate) fn replace(&self, expected: Option<SessionId>, new: Arc<SessionShared>) -> bool {
+        let mut map = self.map.lock();
+        let current = map.get(&new.client_id).map(|s| s.id);
+        if current != expected {
+            return false;
+        }
+        map.insert(new.client_id.clone(), new);
+        true
+    }
+
+    /// Removes the entry only if it still belongs to session `id`.
+    pub(crate) fn remove(&self, client_id: &ClientId, id: SessionId) -> bool {
+        let mut map = self.map.lock();
+        if map.get(client_id).is_some_and(|s| s.id == id) {
+            map.remove(client_id);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Number of sessions (online and offline).
+    pub fn len(&self) -> usize {
+        self.map.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Attaches a connection to its session, creating, resuming or replacing it as the CONNECT asks.
+/// Fails only if the session task vanished mid-attach (answer CONNACK 0x88 and let the client retry).
+pub async fn attach(broker: &Arc<crate::broker::Broker>, mut req: AttachRequest) -> Result<Attached, ReasonCode> {
+    let client_id = ClientId::new(&req.connect.client_id);
+    loop {
+        let existing = broker.sessions.get(&client_id);
+        if let Some(old) = &existing {
+            if !req.connect.clean_start {
+                let (tx, rx) = oneshot::channel();
+                match old.control.send(Control::Attach(Box::new(req), tx)) {
+                    Ok(()) => return rx.await.map_err(|_| ReasonCode::SERVER_UNAVAILABLE),
+                    Err(mpsc::error::SendError(Control::Attach(back, _))) => {
+                        req = *back;
+                        broker.sessions.remove(&client_id, old.id);
+                        continue;
+                    }
+                    Err(_) => return Err(ReasonCode::SERVER_UNAVAILABLE),
+                }
+            }
+        }
+        let (shared, control_rx) = new_shared(client_id.clone());
+        if !broker.sessions.replace(existing.as_ref().map(|s| s.id), shared.clone()) {
+            continue;
+        }
+        if let Some(old) = existing {
+            let _ = old.control.send(Control::Discard);
+        }
+        return Ok(spawn_session(broker.clone(), shared, control_rx, req));
+    }
+}
+
+fn new_shared(client_id: ClientId) -> (Arc<SessionShared>, mpsc::UnboundedReceiver<Control>) {
+    let (control, rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(SessionShared {
+        id: SessionId::next(),
+        client_id,
+        inbox: Mutex::new(Inbox::default()),
+        notify: Notify::new(),
+        online: AtomicBool::new(false),
+        control,
+    });
+    (shared, rx)
+}
+
+/// Whether a protocol level supports reason codes in DISCONNECT.
+pub fn sends_disconnect(p: Protocol) -> bool {
+    p.is_v5()
+}

@@ -1,0 +1,250 @@
+//! The per-session QoS 1/2 state machine, in both directions. It does no I/O: every method takes a
+//! packet or a delivery and returns the packets to send, like rumqttc's `MqttState`.
+//!
+//! Invariants:
+//! - outbound: at most `send_window` QoS 1/2 deliveries are in flight; each has a distinct non-zero
+//!   packet id that is not reused until its flow completes (PUBACK, or PUBREC then PUBCOMP, or a
+//!   PUBREC with an error reason); `resume` replays them in original send order, PUBLISH with DUP=1
+//!   and the same packet id, or PUBREL for those already released.
+//! - inbound: a QoS 2 packet id stays in `incoming_qos2` from the PUBREC until its PUBREL, so a
+//!   retransmitted PUBLISH with that id is acknowledged again but never delivered twice. The number of
+//!   inbound QoS 1/2 messages not yet fully acknowledged never exceeds our Receive Maximum; the packet
+//!   that would exceed it is a `RECEIVE_MAXIMUM_EXCEEDED` violation.
+
+use crate::codec::{Packet, PubResp, Publish, QoS, ReasonCode};
+use crate::message::Delivery;
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+/// Where an outbound QoS 1/2 delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// PUBLISH sent; waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
+    Published,
+    /// PUBREC received and PUBREL sent; waiting for PUBCOMP.
+    Released,
+}
+
+/// One outbound delivery in flight.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutFlight {
+    pub seq: u64,
+    pub packet_id: u16,
+    pub delivery: Delivery,
+    pub phase: Phase,
+}
+
+/// What to do with an inbound PUBLISH that passed the QoS checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inbound {
+    /// Route it, then acknowledge with [`QosState::publish_done`].
+    Deliver,
+    /// A retransmission of a QoS 2 message already received: answer PUBREC, do not route again.
+    Duplicate,
+}
+
+/// QoS bookkeeping for one session.
+#[derive(Debug, Clone)]
+pub struct QosState {
+    next_packet_id: u16,
+    next_seq: u64,
+    send_window: usize,
+    outgoing: HashMap<u16, OutFlight>,
+    receive_maximum: usize,
+    incoming_qos2: HashSet<u16>,
+    pending_qos1: HashSet<u16>,
+}
+
+impl QosState {
+    /// A fresh state; `receive_maximum` is ours (inbound), `send_window` the client's (outbound).
+    pub fn new(receive_maximum: u16, send_window: u16) -> QosState {
+        QosState {
+            next_packet_id: 1,
+            next_seq: 0,
+            send_window: usize::from(send_window.max(1)),
+            outgoing: HashMap::new(),
+            receive_maximum: usize::from(receive_maximum.max(1)),
+            incoming_qos2: HashSet::new(),
+            pending_qos1: HashSet::new(),
+        }
+    }
+
+    /// Applies the limits of a newly attached connection.
+    pub fn set_limits(&mut self, receive_maximum: u16, send_window: u16) {
+        self.receive_maximum = usize::from(receive_maximum.max(1));
+        self.send_window = usize::from(send_window.max(1));
+    }
+
+    /// Called when a connection goes away: inbound QoS 1 messages whose PUBACK was not sent are the
+    /// client's to retransmit, so they no longer count against Receive Maximum.
+    pub fn detach(&mut self) {
+        self.pending_qos1.clear();
+    }
+
+    /// Checks an inbound PUBLISH (QoS 1/2 carry a non-zero packet id, guaranteed by the decoder).
+    pub fn on_publish(&mut self, p: &Publish) -> Result<Inbound, ReasonCode> {
+        match p.qos {
+            QoS::AtMostOnce => Ok(Inbound::Deliver),
+            QoS::AtLeastOnce => {
+                if !self.pending_qos1.contains(&p.packet_id) && self.inbound_in_flight() >= self.receive_maximum {
+                    return Err(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED);
+                }
+                self.pending_qos1.insert(p.packet_id);
+                Ok(Inbound::Deliver)
+            }
+            QoS::ExactlyOnce => {
+                if self.incoming_qos2.contains(&p.packet_id) {
+                    return Ok(Inbound::Duplicate);
+                }
+                if self.inbound_in_flight() >= self.receive_maximum {
+                    return Err(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED);
+                }
+                self.incoming_qos2.insert(p.packet_id);
+                Ok(Inbound::Deliver)
+            }
+        }
+    }
+
+    /// The acknowledgement for an inbound PUBLISH once it has been routed (and stored as durably as
+    /// configured). An error `reason` ends a QoS 2 flow at PUBREC (the client sends no PUBREL).
+    pub fn publish_done(&mut self, qos: QoS, packet_id: u16, reason: ReasonCode) -> Option<Packet> {
+        match qos {
+            QoS::AtMostOnce => None,
+            QoS::AtLeastOnce => {
+                self.pending_qos1.remove(&packet_id);
+                Some(Packet::PubAck(PubResp::with_reason(packet_id, reason)))
+            }
+            QoS::ExactlyOnce => {
+                if reason.is_error() {
+                    self.incoming_qos2.remove(&packet_id);
+                }
+                Some(Packet::PubRec(PubResp::with_reason(packet_id, reason)))
+            }
+        }
+    }
+
+    /// PUBREL from the client: releases the packet id and answers PUBCOMP (0x92 if unknown).
+    pub fn on_pubrel(&mut self, packet_id: u16) -> Packet {
+        if self.incoming_qos2.remove(&packet_id) {
+            Packet::PubComp(PubResp::new(packet_id))
+        } else {
+            Packet::PubComp(PubResp::with_reason(packet_id, ReasonCode::PACKET_IDENTIFIER_NOT_FOUND))
+        }
+    }
+
+    /// Whether another QoS 1/2 delivery may be sent now.
+    pub fn window_open(&self) -> bool {
+        self.outgoing.len() < self.send_window
+    }
+
+    /// Number of outbound deliveries in flight.
+    pub fn in_flight(&self) -> usize {
+        self.outgoing.len()
+    }
+
+    /// Inbound QoS 1/2 messages not yet fully acknowledged.
+    pub fn inbound_in_flight(&self) -> usize {
+        self.incoming_qos2.len() + self.pending_qos1.len()
+    }
+
+    /// Starts an outbound delivery: the PUBLISH to send, or `None` if the message expired before
+    /// onward delivery started. QoS 1/2 deliveries must only be started while `window_open()`.
+    pub fn send(&mut self, delivery: Delivery, now: Instant) -> Option<Publish> {
+        if delivery.msg.is_expired(now) {
+            return None;
+        }
+        let mut publish = delivery.to_publish(now);
+        if delivery.qos == QoS::AtMostOnce {
+            return Some(publish);
+        }
+        let packet_id = self.allocate_packet_id()?;
+        publish.packet_id = packet_id;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.outgoing.insert(packet_id, OutFlight { seq, packet_id, delivery, phase: Phase::Published });
+        Some(publish)
+    }
+
+    fn allocate_packet_id(&mut self) -> Option<u16> {
+        for _ in 0..=u16::MAX {
+            let id = self.next_packet_id;
+            self.next_packet_id = if id == u16::MAX { 1 } else { id + 1 };
+            if !self.outgoing.contains_key(&id) {
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    /// Forgets an outbound delivery that will not be sent (too large for the client): the spec
+    /// says to behave as if its delivery had completed.
+    pub fn abandon(&mut self, packet_id: u16) {
+        self.outgoing.remove(&packet_id);
+    }
+
+    /// PUBACK from the client; `true` if it completed a QoS 1 flow (a window slot freed).
+    pub fn on_puback(&mut self, packet_id: u16) -> bool {
+        match self.outgoing.get(&packet_id) {
+            Some(f) if f.delivery.qos == QoS::AtLeastOnce => self.outgoing.remove(&packet_id).is_some(),
+            _ => false,
+        }
+    }
+
+    /// PUBREC from the client: the PUBREL to send, or nothing when the reason code ends the flow
+    /// (then a window slot is freed). An unknown id is answered with PUBREL 0x92.
+    pub fn on_pubrec(&mut self, packet_id: u16, reason: ReasonCode) -> Option<Packet> {
+        match self.outgoing.get_mut(&packet_id) {
+            Some(f) if f.delivery.qos == QoS::ExactlyOnce => {
+                if reason.is_error() {
+                    self.outgoing.remove(&packet_id);
+                    return None;
+                }
+                f.phase = Phase::Released;
+                Some(Packet::PubRel(PubResp::new(packet_id)))
+            }
+            Some(_) => None,
+            None => Some(Packet::PubRel(PubResp::with_reason(packet_id, ReasonCode::PACKET_IDENTIFIER_NOT_FOUND))),
+        }
+    }
+
+    /// PUBCOMP from the client; `true` if it completed a QoS 2 flow.
+    pub fn on_pubcomp(&mut self, packet_id: u16) -> bool {
+        match self.outgoing.get(&packet_id) {
+            Some(f) if f.phase == Phase::Released => self.outgoing.remove(&packet_id).is_some(),
+            _ => false,
+        }
+    }
+
+    /// Packets to retransmit when a session resumes on a new connection, in original send order.
+    pub fn resume(&self, now: Instant) -> Vec<Packet> {
+        let mut flights: Vec<&OutFlight> = self.outgoing.values().collect();
+        flights.sort_by_key(|f| f.seq);
+        flights
+            .into_iter()
+            .map(|f| match f.phase {
+                Phase::Published => {
+                    let mut p = f.delivery.to_publish(now);
+                    p.packet_id = f.packet_id;
+                    p.dup = true;
+                    Packet::Publish(p)
+                }
+                Phase::Released => Packet::PubRel(PubResp::new(f.packet_id)),
+            })
+            .collect()
+    }
+
+    /// The in-flight deliveries in send order (for persistence and inspection).
+    pub fn outgoing(&self) -> Vec<&OutFlight> {
+        let mut flights: Vec<&OutFlight> = self.outgoing.values().collect();
+        flights.sort_by_key(|f| f.seq);
+        flights
+    }
+
+    /// Inbound QoS 2 packet ids awaiting PUBREL.
+    pub fn incoming_qos2(&self) -> impl Iterator<Item = u16> + '_ {
+        self.incoming_qos2.iter().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests;

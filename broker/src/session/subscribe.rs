@@ -1,0 +1,98 @@
+//! SUBSCRIBE and UNSUBSCRIBE handling of a session task: filter validation, authorization, limits,
+//! router updates and retained-message delivery per the subscription options.
+//!
+//! Invariants: the session's own subscription map and the router agree after every packet; a
+//! SUBACK carries exactly one reason per requested filter; retained messages are queued after the
+//! SUBACK so the client sees the acknowledgement first, and never for shared subscriptions.
+
+use super::task::{SessionTask, SubRecord};
+use crate::broker::SubEntry;
+use crate::codec::{AckProperties, Packet, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe};
+use crate::message::Delivery;
+use crate::topic::{self, Filter};
+use std::time::Instant;
+
+/// Splits a full filter into (share group, filter the router matches on).
+pub(super) fn split(filter: &str) -> (Option<&str>, &str) {
+    match topic::parse_filter(filter) {
+        Filter::Shared { group, filter } => (Some(group), filter),
+        Filter::Normal(f) => (None, f),
+    }
+}
+
+fn granted_code(qos: QoS) -> ReasonCode {
+    ReasonCode(qos as u8)
+}
+
+impl SessionTask {
+    pub(super) fn on_subscribe(&mut self, s: Subscribe) {
+        let Some(link) = &self.link else { return };
+        let v5 = link.protocol.is_v5();
+        let username = link.username.clone();
+        let failure = |code: ReasonCode| if v5 { code } else { ReasonCode::UNSPECIFIED_ERROR };
+        let config = self.broker.config.clone();
+        let max_qos = QoS::from_u8(config.mqtt.max_qos).unwrap_or(QoS::ExactlyOnce);
+        let mut reasons = Vec::with_capacity(s.filters.len());
+        let mut retained = Vec::new();
+        let now = Instant::now();
+        for f in s.filters {
+            if topic::validate_topic_filter(&f.filter, &self.broker.topic_limits).is_err() {
+                self.broker.stats.malformed("topic filter invalid");
+                reasons.push(failure(ReasonCode::TOPIC_FILTER_INVALID));
+                continue;
+            }
+            let (group, inner) = split(&f.filter);
+            if group.is_some() && f.options.no_local {
+                return self.violation(ReasonCode::PROTOCOL_ERROR, "no local on a shared subscription");
+            }
+            if !self.broker.may_subscribe(username.as_deref(), self.shared.client_id.as_str(), &f.filter) {
+                reasons.push(failure(ReasonCode::NOT_AUTHORIZED));
+                continue;
+            }
+            let existing = self.subscriptions.contains_key(&f.filter);
+            if !existing && self.subscriptions.len() >= config.limits.max_subscriptions_per_client {
+                self.broker.stats.limit_rejection("max_subscriptions_per_client");
+                reasons.push(failure(ReasonCode::QUOTA_EXCEEDED));
+                continue;
+            }
+            let mut options = f.options;
+            options.qos = options.qos.min(max_qos);
+            let sub_id = s.properties.subscription_identifier;
+            let entry = SubEntry { session: self.shared.clone(), options, sub_id };
+            self.broker.router.subscribe(inner, group, self.shared.id, entry);
+            self.subscriptions.insert(f.filter.clone(), SubRecord { options, sub_id });
+            reasons.push(granted_code(options.qos));
+            let send_retained = match options.retain_handling {
+                0 => true,
+                1 => !existing,
+                _ => false,
+            };
+            if group.is_none() && send_retained {
+                for msg in self.broker.retained_matching(inner, now) {
+                    let qos = msg.qos.min(options.qos);
+                    retained.push(Delivery { msg, qos, retain: true, sub_ids: sub_id.into_iter().collect() });
+                }
+            }
+        }
+        self.broker.stats.subscriptions.set(self.broker.router.len() as f64);
+        self.emit(Packet::SubAck(SubAck { packet_id: s.packet_id, reasons, properties: AckProperties::default() }));
+        for d in retained {
+            self.broker.deliver(&self.shared, d);
+        }
+    }
+
+    pub(super) fn on_unsubscribe(&mut self, u: Unsubscribe) {
+        let mut reasons = Vec::with_capacity(u.filters.len());
+        for f in &u.filters {
+            if self.subscriptions.remove(f).is_some() {
+                let (group, inner) = split(f);
+                self.broker.router.unsubscribe(inner, group, &self.shared.id);
+                reasons.push(ReasonCode::SUCCESS);
+            } else {
+                reasons.push(ReasonCode::NO_SUBSCRIPTION_EXISTED);
+            }
+        }
+        self.broker.stats.subscriptions.set(self.broker.router.len() as f64);
+        self.emit(Packet::UnsubAck(UnsubAck { packet_id: u.packet_id, reasons, properties: AckProperties::default() }));
+    }
+}
