@@ -14,29 +14,32 @@ use rand::RngCore;
 
 use super::{Error, Result};
 
-/// Memory cost in KiB of new hashes: the OWASP minimum recommendation for argon2id.
-#[cfg(not(test))]
-const MEMORY_KIB: u32 = 19_456;
-/// Iterations of new hashes.
-#[cfg(not(test))]
-const ITERATIONS: u32 = 2;
-/// Unit tests hash many passwords; they use the cheapest parameters argon2 accepts.
+/// Cost of new hashes as (memory KiB, iterations, lanes): the OWASP minimum for argon2id.
+const BROKER_COST: (u32, u32, u32) = (19_456, 2, 1);
+/// Unit tests hash many passwords; they use the cheapest cost argon2 accepts.
 #[cfg(test)]
-const MEMORY_KIB: u32 = 8;
-#[cfg(test)]
-const ITERATIONS: u32 = 1;
-/// Lanes of new hashes.
-const PARALLELISM: u32 = 1;
+const TEST_COST: (u32, u32, u32) = (8, 1, 1);
 /// Bytes of random salt in new hashes.
 const SALT_LEN: usize = 16;
+
+fn cost_params((m, t, p): (u32, u32, u32)) -> Result<Params> {
+    Params::new(m, t, p, None).map_err(|e| Error::Hash(e.to_string()))
+}
+
+/// Parameters of new hashes.
+fn new_hash_params() -> Result<Params> {
+    #[cfg(not(test))]
+    let cost = BROKER_COST;
+    #[cfg(test)]
+    let cost = TEST_COST;
+    cost_params(cost)
+}
 
 /// Hashes `password` into an argon2id PHC string with a fresh random salt.
 ///
 /// Slow by design (tens of milliseconds); call it from a blocking context.
 pub fn hash_password(password: &[u8]) -> Result<String> {
-    let params = Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None)
-        .map_err(|e| Error::Hash(e.to_string()))?;
-    hash_with(params, password)
+    hash_with(new_hash_params()?, password)
 }
 
 fn hash_with(params: Params, password: &[u8]) -> Result<String> {
@@ -134,8 +137,7 @@ impl PasswordFile {
         }
         let params = match dummy_params {
             Some(params) => params,
-            None => Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None)
-                .map_err(|e| Error::Hash(e.to_string()))?,
+            None => new_hash_params()?,
         };
         let mut secret = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut secret);
@@ -198,8 +200,16 @@ mod tests {
     }
 
     #[test]
-    fn production_parameters_are_the_owasp_minimum() {
-        assert!(Params::new(19_456, 2, PARALLELISM, None).is_ok());
+    fn broker_cost_is_the_owasp_minimum() {
+        let params = cost_params(BROKER_COST).unwrap();
+        assert_eq!(params.m_cost(), 19_456);
+        assert_eq!(params.t_cost(), 2);
+        assert_eq!(params.p_cost(), 1);
+        let phc = hash_password(b"pw").unwrap();
+        assert!(
+            phc.contains("$m=8,t=1,p=1$"),
+            "tests use the cheap cost: {phc}"
+        );
     }
 
     #[test]
