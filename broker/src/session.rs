@@ -28,7 +28,7 @@ mod subscribe;
 mod task;
 
 use inbox::{Enqueued, Inbox, InboxLimits};
-pub use task::spawn_session;
+use task::spawn_session;
 
 /// Why a connection went away, as the session needs to know it (will or no will).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 //! SUBACK carries exactly one reason per requested filter; retained messages are queued after the
 //! SUBACK so the client sees the acknowledgement first, and never for shared subscriptions.
 
-use super::task::{SessionTask, SubRecord};
+use super::task::SessionTask;
 use crate::broker::SubEntry;
 use crate::codec::{AckProperties, Packet, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe};
 use crate::message::Delivery;
@@ -49,7 +49,7 @@ impl SessionTask {
                 reasons.push(failure(ReasonCode::NOT_AUTHORIZED));
                 continue;
             }
-            let existing = self.subscriptions.contains_key(&f.filter);
+            let existing = self.subscriptions.contains(&f.filter);
             if !existing && self.subscriptions.len() >= config.limits.max_subscriptions_per_client {
                 self.broker.stats.limit_rejection("max_subscriptions_per_client");
                 reasons.push(failure(ReasonCode::QUOTA_EXCEEDED));
@@ -60,7 +60,7 @@ impl SessionTask {
             let sub_id = s.properties.subscription_identifier;
             let entry = SubEntry { session: self.shared.clone(), options, sub_id };
             self.broker.router.subscribe(inner, group, self.shared.id, entry);
-            self.subscriptions.insert(f.filter.clone(), SubRecord { options, sub_id });
+            self.subscriptions.insert(f.filter.clone());
             reasons.push(granted_code(options.qos));
             let send_retained = match options.retain_handling {
                 0 => true,
@@ -84,7 +84,7 @@ impl SessionTask {
     pub(super) fn on_unsubscribe(&mut self, u: Unsubscribe) {
         let mut reasons = Vec::with_capacity(u.filters.len());
         for f in &u.filters {
-            if self.subscriptions.remove(f).is_some() {
+            if self.subscriptions.remove(f) {
                 let (group, inner) = split(f);
                 self.broker.router.unsubscribe(inner, group, &self.shared.id);
                 reasons.push(ReasonCode::SUCCESS);

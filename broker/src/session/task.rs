@@ -10,10 +10,10 @@
 use super::qos::{Inbound, QosState};
 use super::{AttachRequest, Attached, CloseCause, ConnHandle, Control, FromClient, SessionShared, ToClient};
 use crate::broker::Broker;
-use crate::codec::{self, Disconnect, LastWill, Packet, Protocol, PubResp, Publish, QoS, ReasonCode, SubOptions};
+use crate::codec::{self, Disconnect, LastWill, Packet, Protocol, PubResp, Publish, QoS, ReasonCode};
 use crate::message::Message;
 use crate::metrics::DropReason;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::future::pending;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -24,13 +24,6 @@ use tokio::time::sleep_until;
 
 /// Packets waiting for channel space beyond which the task stops reading from the client.
 const OUT_HIGH_WATER: usize = 256;
-
-/// A subscription as the session remembers it.
-#[derive(Debug, Clone)]
-pub(super) struct SubRecord {
-    pub options: SubOptions,
-    pub sub_id: Option<u32>,
-}
 
 /// The attached connection.
 pub(super) struct Link {
@@ -47,7 +40,9 @@ pub(super) struct SessionTask {
     pub shared: Arc<SessionShared>,
     control: mpsc::UnboundedReceiver<Control>,
     pub qos: QosState,
-    pub subscriptions: HashMap<String, SubRecord>,
+    /// Full filters (with any `$share/group/` prefix) this session subscribed to; the router holds
+    /// their options.
+    pub subscriptions: HashSet<String>,
     expiry_secs: u32,
     pub link: Option<Link>,
     rx: Option<mpsc::Receiver<FromClient>>,
@@ -59,7 +54,7 @@ pub(super) struct SessionTask {
 }
 
 /// Creates a new session for `req`, attaches the connection and starts the session task.
-pub fn spawn_session(
+pub(crate) fn spawn_session(
     broker: Arc<Broker>,
     shared: Arc<SessionShared>,
     control: mpsc::UnboundedReceiver<Control>,
@@ -72,7 +67,7 @@ pub fn spawn_session(
         broker: broker.clone(),
         shared,
         control,
-        subscriptions: HashMap::new(),
+        subscriptions: HashSet::new(),
         expiry_secs: 0,
         link: None,
         rx: None,
@@ -238,7 +233,7 @@ impl SessionTask {
         self.ended = true;
         self.detach(true);
         self.publish_will();
-        for (filter, _) in self.subscriptions.drain() {
+        for filter in self.subscriptions.drain() {
             let (group, inner) = super::subscribe::split(&filter);
             self.broker.router.unsubscribe(inner, group, &self.shared.id);
         }
