@@ -18,6 +18,7 @@ use crate::router::RetainedIndex;
 use crate::router::{Match, SubscriptionTable};
 use crate::session::inbox::InboxLimits;
 use crate::session::{SessionShared, Sessions};
+use crate::store::{record, Batch, Cf, Store};
 use crate::topic::TopicLimits;
 use parking_lot::RwLock;
 use std::sync::Arc;
@@ -44,6 +45,7 @@ pub struct Broker {
     pub inbox_limits: InboxLimits,
     pub topic_limits: TopicLimits,
     pub started: Instant,
+    pub store: Arc<dyn Store>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -55,8 +57,15 @@ struct Target {
 }
 
 impl Broker {
-    /// Builds the broker state; `shutdown` flips to `true` when the node starts shutting down.
-    pub fn new(config: Arc<Config>, acl: Option<Acl>, passwords: Option<PasswordFile>, shutdown: watch::Receiver<bool>) -> Broker {
+    /// Builds the broker state over `store`, rebuilding the retained index from it; `shutdown`
+    /// flips to `true` when the node starts shutting down.
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        acl: Option<Acl>,
+        passwords: Option<PasswordFile>,
+        shutdown: watch::Receiver<bool>,
+    ) -> crate::store::Result<Broker> {
         let limits = &config.limits;
         let inbox_limits = InboxLimits {
             max_messages: limits.max_queued_messages,
@@ -65,19 +74,23 @@ impl Broker {
             queue_qos0_offline: config.mqtt.queue_qos0_offline,
         };
         let topic_limits = TopicLimits { max_length: limits.max_topic_length, max_levels: limits.max_topic_levels };
-        Broker {
+        let retained = load_retained(store.as_ref())?;
+        let stats = Stats::new();
+        stats.retained.set(retained.len() as f64);
+        Ok(Broker {
             router: SubscriptionTable::new(64),
-            retained: RwLock::new(RetainedIndex::new()),
+            retained: RwLock::new(retained),
             sessions: Sessions::default(),
             acl,
             passwords,
-            stats: Stats::new(),
+            stats,
             inbox_limits,
             topic_limits,
             started: Instant::now(),
+            store,
             shutdown,
             config,
-        }
+        })
     }
 
     /// A receiver that turns `true` when the node shuts down.
@@ -100,6 +113,21 @@ impl Broker {
     }
 
     fn retain(&self, msg: &Arc<Message>) {
+        let mut batch = Batch::new();
+        let key = bytes::Bytes::copy_from_slice(msg.topic.as_bytes());
+        if msg.payload.is_empty() {
+            batch.delete(Cf::Retained, key);
+        } else {
+            match record::encode_message(msg, Instant::now()) {
+                Ok(value) => {
+                    batch.put(Cf::Retained, key, value);
+                }
+                Err(e) => tracing::warn!(topic = %msg.topic, error = %e, "retained message not stored"),
+            }
+        }
+        if let Err(e) = self.store.write(batch) {
+            tracing::warn!(topic = %msg.topic, error = %e, "retained message not stored");
+        }
         let mut retained = self.retained.write();
         if msg.payload.is_empty() {
             retained.remove(&msg.topic);
@@ -198,3 +226,28 @@ impl Broker {
         self.acl.as_ref().is_none_or(|acl| acl.check_subscribe(username, client_id, filter))
     }
 }
+
+/// Rebuilds the retained index from the store, skipping expired and unreadable records.
+fn load_retained(store: &dyn Store) -> crate::store::Result<RetainedIndex<Arc<Message>>> {
+    let mut index = RetainedIndex::new();
+    let now = Instant::now();
+    let mut bad = 0usize;
+    store.scan_prefix(Cf::Retained, b"", &mut |_, v| {
+        match record::decode_message(bytes::Bytes::copy_from_slice(v), now) {
+            Ok(m) if !m.is_expired(now) => {
+                let topic = m.topic.clone();
+                index.insert(&topic, Arc::new(m));
+            }
+            Ok(_) => {}
+            Err(_) => bad += 1,
+        }
+        true
+    })?;
+    if bad > 0 {
+        tracing::warn!(records = bad, "skipped unreadable retained records");
+    }
+    Ok(index)
+}
+
+#[cfg(test)]
+mod tests;

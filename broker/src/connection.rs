@@ -89,6 +89,8 @@ pub async fn run_writer<W: AsyncWrite + Unpin>(
 ) {
     let mut buf = BytesMut::with_capacity(WRITE_BATCH_BYTES);
     let mut aliases = OutboundAliases::new(opts);
+    // A dropped close sender or shutdown sender means no further request can come: stop watching.
+    let (mut close_open, mut shutdown_open) = (true, true);
     let final_disconnect: Option<Disconnect> = loop {
         if let Some(d) = close.borrow().clone() {
             break Some(d);
@@ -98,8 +100,8 @@ pub async fn run_writer<W: AsyncWrite + Unpin>(
         }
         tokio::select! {
             biased;
-            _ = close.changed() => continue,
-            _ = shutdown.changed() => continue,
+            r = close.changed(), if close_open => close_open = r.is_ok(),
+            r = shutdown.changed(), if shutdown_open => shutdown_open = r.is_ok(),
             m = rx.recv() => {
                 let Some(ToClient::Packet(p)) = m else { break None };
                 buf.clear();
@@ -120,8 +122,15 @@ pub async fn run_writer<W: AsyncWrite + Unpin>(
                         Ok(()) => broker.stats.bytes_sent(len),
                         Err(_) => break None,
                     },
-                    _ = close.changed() => break None,
-                    _ = shutdown.changed() => break None,
+                    // Abandoning a half-written batch: the stream cannot carry a DISCONNECT any more.
+                    r = close.changed(), if close_open => match r {
+                        Ok(()) => break None,
+                        Err(_) => close_open = false,
+                    },
+                    r = shutdown.changed(), if shutdown_open => match r {
+                        Ok(()) => break None,
+                        Err(_) => shutdown_open = false,
+                    },
                 }
             }
         }

@@ -133,6 +133,7 @@ impl ReadLoop<'_> {
     ) {
         let mut shutdown = self.broker.shutdown_signal();
         let idle = (keepalive > 0).then(|| Duration::from_millis(u64::from(keepalive) * 1500));
+        let (mut close_open, mut shutdown_open) = (true, true);
         let cause = loop {
             if close.borrow().is_some() || *shutdown.borrow() {
                 break CloseCause::Server;
@@ -145,8 +146,14 @@ impl ReadLoop<'_> {
             };
             let result = tokio::select! {
                 r = read => r,
-                _ = close.changed() => continue,
-                _ = shutdown.changed() => continue,
+                r = close.changed(), if close_open => {
+                    close_open = r.is_ok();
+                    continue;
+                }
+                r = shutdown.changed(), if shutdown_open => {
+                    shutdown_open = r.is_ok();
+                    continue;
+                }
             };
             match result {
                 None => {

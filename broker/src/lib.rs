@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod router;
 pub mod server;
 pub mod session;
+pub mod store;
 pub mod sys;
 pub mod tls;
 pub mod topic;

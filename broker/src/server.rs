@@ -8,7 +8,8 @@
 use crate::acl::Acl;
 use crate::auth::PasswordFile;
 use crate::broker::Broker;
-use crate::config::{Config, ListenerKind};
+use crate::config::{Config, ListenerKind, StorageEngine};
+use crate::store::{MemoryStore, Store};
 use crate::listener::{Listener, NodeLimits};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +28,8 @@ pub enum Error {
     Acl(crate::acl::Error),
     #[error("{0}")]
     Metrics(String),
+    #[error("storage: {0}")]
+    Store(crate::store::Error),
 }
 
 /// Result alias of this module.
@@ -68,7 +71,10 @@ impl Server {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let limits = NodeLimits::new(config.limits.max_connections, config.limits.connect_rate);
         let sys_interval = config.sys.interval_ms;
-        let broker = Arc::new(Broker::new(Arc::new(config), acl, passwords, shutdown_rx));
+        let store: Arc<dyn Store> = match config.storage.engine {
+            StorageEngine::Memory => Arc::new(MemoryStore::new()),
+        };
+        let broker = Arc::new(Broker::new(Arc::new(config), store, acl, passwords, shutdown_rx).map_err(Error::Store)?);
         let tracker = TaskTracker::new();
         let mut listeners = Vec::new();
         for l in bound {

@@ -1,0 +1,122 @@
+//! Byte encodings of stored records.
+//!
+//! A message record is `[version=1][expiry: u64 unix ms, 0 = none][publisher: u16 len + UTF-8]`
+//! followed by the message as an MQTT 5.0 PUBLISH packet, so every property survives and decoding
+//! reuses the validated codec. Expiry is stored as wall-clock time because `Instant`s do not survive a
+//! restart.
+
+use super::{Cf, Error, Result};
+use crate::codec::{self, Packet, Protocol, Publish};
+use crate::ids::ClientId;
+use crate::message::Message;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const VERSION: u8 = 1;
+
+/// Encodes a message for storage.
+pub fn encode_message(m: &Message, now: Instant) -> Result<Bytes> {
+    let expiry_ms = match m.expires_at {
+        None => 0,
+        Some(t) => {
+            let wall = SystemTime::now() + t.saturating_duration_since(now);
+            wall.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0).max(1)
+        }
+    };
+    let publish = Publish {
+        dup: false,
+        qos: m.qos,
+        retain: m.retain,
+        topic: m.topic.to_string(),
+        packet_id: if m.qos == codec::QoS::AtMostOnce { 0 } else { 1 },
+        payload: m.payload.clone(),
+        properties: m.properties.clone(),
+    };
+    let packet = Packet::Publish(publish);
+    let publisher = m.publisher.as_str().as_bytes();
+    let mut buf = BytesMut::with_capacity(11 + publisher.len() + codec::encoded_len(&packet, Protocol::V5));
+    buf.put_u8(VERSION);
+    buf.put_u64(expiry_ms);
+    buf.put_u16(u16::try_from(publisher.len()).map_err(|_| corrupt("publisher id too long"))?);
+    buf.put_slice(publisher);
+    codec::encode(&packet, Protocol::V5, &mut buf).map_err(|e| corrupt(&e.to_string()))?;
+    Ok(buf.freeze())
+}
+
+/// Decodes a stored message; `now` anchors the restored expiry.
+pub fn decode_message(mut b: Bytes, now: Instant) -> Result<Message> {
+    if b.remaining() < 11 || b.get_u8() != VERSION {
+        return Err(corrupt("bad header"));
+    }
+    let expiry_ms = b.get_u64();
+    let len = usize::from(b.get_u16());
+    if b.remaining() < len {
+        return Err(corrupt("truncated publisher"));
+    }
+    let publisher = std::str::from_utf8(&b.split_to(len)).map(ClientId::new).map_err(|_| corrupt("publisher not UTF-8"))?;
+    let mut buf = BytesMut::from(&b[..]);
+    let publish = match codec::decode(&mut buf, Some(Protocol::V5), usize::MAX) {
+        Ok(Some(Packet::Publish(p))) if buf.is_empty() => p,
+        _ => return Err(corrupt("bad PUBLISH")),
+    };
+    let expires_at = (expiry_ms != 0).then(|| {
+        let wall = UNIX_EPOCH + Duration::from_millis(expiry_ms);
+        now + wall.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO)
+    });
+    Ok(Message {
+        topic: Arc::from(publish.topic),
+        payload: publish.payload,
+        qos: publish.qos,
+        retain: publish.retain,
+        properties: publish.properties,
+        publisher,
+        expires_at,
+    })
+}
+
+fn corrupt(reason: &str) -> Error {
+    Error::Corrupt { cf: Cf::Retained, reason: reason.into() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{PublishProperties, QoS};
+
+    #[test]
+    fn message_roundtrip_keeps_properties_and_expiry() {
+        let now = Instant::now();
+        let m = Message {
+            topic: Arc::from("fleet/1/state"),
+            payload: Bytes::from_static(b"on"),
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            properties: PublishProperties {
+                content_type: Some("text/plain".into()),
+                user_properties: vec![("k".into(), "v".into())],
+                message_expiry_interval: Some(60),
+                ..Default::default()
+            },
+            publisher: ClientId::new("dev-1"),
+            expires_at: Some(now + Duration::from_secs(60)),
+        };
+        let back = decode_message(encode_message(&m, now).unwrap(), now).unwrap();
+        assert_eq!(back.topic, m.topic);
+        assert_eq!(back.payload, m.payload);
+        assert_eq!(back.qos, m.qos);
+        assert_eq!(back.properties.content_type, m.properties.content_type);
+        assert_eq!(back.properties.user_properties, m.properties.user_properties);
+        assert_eq!(back.publisher, m.publisher);
+        let left = back.expires_at.unwrap().saturating_duration_since(now);
+        assert!(left > Duration::from_secs(58) && left <= Duration::from_secs(60), "{left:?}");
+    }
+
+    #[test]
+    fn garbage_is_corrupt_not_a_panic() {
+        let now = Instant::now();
+        for bad in [&b""[..], &b"\x01"[..], &b"\x02\0\0\0\0\0\0\0\0\0\0"[..], &b"\x01\0\0\0\0\0\0\0\0\0\x05ab"[..]] {
+            assert!(decode_message(Bytes::copy_from_slice(bad), now).is_err());
+        }
+    }
+}
