@@ -21,6 +21,7 @@ use crate::session::{SessionShared, Sessions};
 use crate::store::{record, Batch, Cf, Store};
 use crate::topic::TopicLimits;
 use parking_lot::RwLock;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::watch;
@@ -48,6 +49,9 @@ pub struct Broker {
     pub store: Arc<dyn Store>,
     shutdown: watch::Receiver<bool>,
 }
+
+/// Above this many targets, routing dedupes overlapping subscriptions through a hash index.
+const INDEX_THRESHOLD: usize = 8;
 
 struct Target {
     session: Arc<SessionShared>,
@@ -140,6 +144,9 @@ impl Broker {
     /// Delivers `msg` to matching subscribers (not touching the retained store).
     pub fn route(&self, msg: &Arc<Message>) -> usize {
         let mut targets: Vec<Target> = Vec::new();
+        // Overlapping subscriptions of one session merge into one delivery. Small fan-outs search
+        // the vector; large ones switch to an index so a 1 → N publish stays O(N).
+        let mut index: HashMap<SessionId, usize> = HashMap::new();
         let mut shared: Vec<Target> = Vec::new();
         self.router.for_each_match(&msg.topic, |m| match m {
             Match::Direct { value, .. } => {
@@ -148,13 +155,28 @@ impl Broker {
                 }
                 let qos = msg.qos.min(value.options.qos);
                 let retain = msg.retain && value.options.retain_as_published;
-                match targets.iter_mut().find(|t| t.session.id == value.session.id) {
-                    Some(t) => {
+                let id = value.session.id;
+                let found = if targets.len() <= INDEX_THRESHOLD {
+                    targets.iter().position(|t| t.session.id == id)
+                } else {
+                    if index.is_empty() {
+                        index.extend(targets.iter().enumerate().map(|(i, t)| (t.session.id, i)));
+                    }
+                    index.get(&id).copied()
+                };
+                match found {
+                    Some(i) => {
+                        let t = &mut targets[i];
                         t.qos = t.qos.max(qos);
                         t.retain |= retain;
                         t.sub_ids.extend(value.sub_id);
                     }
-                    None => targets.push(Target { session: value.session.clone(), qos, retain, sub_ids: value.sub_id.into_iter().collect() }),
+                    None => {
+                        if !index.is_empty() {
+                            index.insert(id, targets.len());
+                        }
+                        targets.push(Target { session: value.session.clone(), qos, retain, sub_ids: value.sub_id.into_iter().collect() });
+                    }
                 }
             }
             Match::Shared { members, .. } => {
