@@ -9,6 +9,10 @@
 mod decode;
 mod encode;
 pub mod packet;
+mod props;
+#[cfg(test)]
+mod tests;
+mod wire;
 
 pub use decode::decode;
 pub use encode::{encode, encoded_len};
@@ -38,7 +42,10 @@ pub enum Error {
     /// A CONNECT whose protocol level was understood failed to decode; the CONNACK can be sent in
     /// that protocol's form.
     #[error("invalid CONNECT ({protocol:?}): {error}")]
-    Connect { protocol: Protocol, error: Box<Error> },
+    Connect {
+        protocol: Protocol,
+        error: Box<Error>,
+    },
     /// A packet cannot be encoded (a string over 65535 bytes, remaining length over 268435455, or a
     /// packet type that does not exist in the target protocol level).
     #[error("cannot encode packet: {0}")]
@@ -50,6 +57,10 @@ impl Error {
     pub fn reason_code(&self) -> ReasonCode {
         match self {
             Error::Malformed(_) => ReasonCode::MALFORMED_PACKET,
+            // 5.0 section 3.3.4: a Topic Alias of 0 is answered with 0x94 (Topic Alias invalid).
+            Error::Protocol(msg) if *msg == props::TOPIC_ALIAS_ZERO => {
+                ReasonCode::TOPIC_ALIAS_INVALID
+            }
             Error::Protocol(_) => ReasonCode::PROTOCOL_ERROR,
             Error::TooLarge { .. } => ReasonCode::PACKET_TOO_LARGE,
             Error::UnsupportedProtocol(_) => ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
