@@ -42,10 +42,7 @@ pub enum Error {
     /// A CONNECT whose protocol level was understood failed to decode; the CONNACK can be sent in
     /// that protocol's form.
     #[error("invalid CONNECT ({protocol:?}): {error}")]
-    Connect {
-        protocol: Protocol,
-        error: Box<Error>,
-    },
+    Connect { protocol: Protocol, error: Box<Error> },
     /// A packet cannot be encoded (a string over 65535 bytes, remaining length over 268435455, or a
     /// packet type that does not exist in the target protocol level).
     #[error("cannot encode packet: {0}")]
@@ -58,9 +55,7 @@ impl Error {
         match self {
             Error::Malformed(_) => ReasonCode::MALFORMED_PACKET,
             // 5.0 section 3.3.4: a Topic Alias of 0 is answered with 0x94 (Topic Alias invalid).
-            Error::Protocol(msg) if *msg == props::TOPIC_ALIAS_ZERO => {
-                ReasonCode::TOPIC_ALIAS_INVALID
-            }
+            Error::Protocol(msg) if *msg == props::TOPIC_ALIAS_ZERO => ReasonCode::TOPIC_ALIAS_INVALID,
             Error::Protocol(_) => ReasonCode::PROTOCOL_ERROR,
             Error::TooLarge { .. } => ReasonCode::PACKET_TOO_LARGE,
             Error::UnsupportedProtocol(_) => ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,

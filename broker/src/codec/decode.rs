@@ -35,26 +35,17 @@ struct Header {
 ///   `Error::Protocol`. With `Some(_)`, a CONNECT is `Error::Protocol` (second CONNECT).
 /// * `max_packet_size` bounds the whole packet (fixed header included); an announced larger packet
 ///   is `Error::TooLarge` as soon as the fixed header is complete.
-pub fn decode(
-    buf: &mut BytesMut,
-    protocol: Option<Protocol>,
-    max_packet_size: usize,
-) -> Result<Option<Packet>> {
+pub fn decode(buf: &mut BytesMut, protocol: Option<Protocol>, max_packet_size: usize) -> Result<Option<Packet>> {
     let Some(header) = fixed_header(buf, protocol)? else {
         return Ok(None);
     };
     if protocol == Some(Protocol::V5) && !header.minimal {
-        return Err(Error::Malformed(
-            "remaining length is not minimally encoded",
-        ));
+        return Err(Error::Malformed("remaining length is not minimally encoded"));
     }
     // Cannot overflow: the remaining length is below 2^28 and the header at most 5 bytes.
     let size = header.len.saturating_add(header.remaining);
     if size > max_packet_size {
-        return Err(Error::TooLarge {
-            size,
-            max: max_packet_size,
-        });
+        return Err(Error::TooLarge { size, max: max_packet_size });
     }
     if buf.len() < size {
         buf.reserve(size - buf.len());
@@ -108,13 +99,7 @@ fn fixed_header(buf: &[u8], protocol: Option<Protocol>) -> Result<Option<Header>
         };
         remaining |= usize::from(b & 0x7F) << (7 * i);
         if b & 0x80 == 0 {
-            return Ok(Some(Header {
-                kind,
-                flags,
-                len: 2 + i,
-                remaining,
-                minimal: i == 0 || b != 0,
-            }));
+            return Ok(Some(Header { kind, flags, len: 2 + i, remaining, minimal: i == 0 || b != 0 }));
         }
     }
     Err(Error::Malformed("remaining length longer than four bytes"))
@@ -170,9 +155,7 @@ fn reason(r: &mut Reader, valid: fn(u8) -> bool) -> Result<ReasonCode> {
     if valid(code) {
         Ok(ReasonCode(code))
     } else {
-        Err(Error::Protocol(
-            "reason code not valid for this packet type",
-        ))
+        Err(Error::Protocol("reason code not valid for this packet type"))
     }
 }
 
@@ -211,10 +194,7 @@ fn valid_connack(c: u8) -> bool {
 
 /// Tables 3-4 and 3-5 (PUBACK, PUBREC).
 fn valid_puback(c: u8) -> bool {
-    matches!(
-        c,
-        0x00 | 0x10 | 0x80 | 0x83 | 0x87 | 0x90 | 0x91 | 0x97 | 0x99
-    )
+    matches!(c, 0x00 | 0x10 | 0x80 | 0x83 | 0x87 | 0x90 | 0x91 | 0x97 | 0x99)
 }
 
 /// Tables 3-6 and 3-7 (PUBREL, PUBCOMP).
@@ -224,10 +204,7 @@ fn valid_pubrel(c: u8) -> bool {
 
 /// Table 3-8 (SUBACK).
 fn valid_suback(c: u8) -> bool {
-    matches!(
-        c,
-        0x00 | 0x01 | 0x02 | 0x80 | 0x83 | 0x87 | 0x8F | 0x91 | 0x97 | 0x9E | 0xA1 | 0xA2
-    )
+    matches!(c, 0x00 | 0x01 | 0x02 | 0x80 | 0x83 | 0x87 | 0x8F | 0x91 | 0x97 | 0x9E | 0xA1 | 0xA2)
 }
 
 /// 3.1.1 SUBACK return codes ([MQTT-3.9.3-2]).

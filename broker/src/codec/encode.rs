@@ -14,8 +14,8 @@
 use super::props::{self, Emit};
 use super::wire::{varint_len, Counter, Sink, VARINT_MAX};
 use super::{
-    Auth, ConnAck, Connect, Disconnect, Error, Packet, Protocol, PubResp, Publish, QoS, ReasonCode,
-    Result, SubAck, SubOptions, Subscribe, UnsubAck, Unsubscribe,
+    Auth, ConnAck, Connect, Disconnect, Error, Packet, Protocol, PubResp, Publish, QoS, ReasonCode, Result, SubAck,
+    SubOptions, Subscribe, UnsubAck, Unsubscribe,
 };
 use bytes::{BufMut, BytesMut};
 
@@ -75,9 +75,7 @@ fn body<S: Sink>(packet: &Packet, protocol: Protocol, s: &mut S) {
         Packet::Connect(c) => connect(c, protocol, s),
         Packet::ConnAck(c) => connack(c, protocol, s),
         Packet::Publish(p) => publish(p, v5, s),
-        Packet::PubAck(r) | Packet::PubRec(r) | Packet::PubRel(r) | Packet::PubComp(r) => {
-            pub_resp(r, v5, s)
-        }
+        Packet::PubAck(r) | Packet::PubRec(r) | Packet::PubRel(r) | Packet::PubComp(r) => pub_resp(r, v5, s),
         Packet::Subscribe(x) => subscribe(x, v5, s),
         Packet::SubAck(x) => suback(x, v5, s),
         Packet::Unsubscribe(x) => unsubscribe(x, v5, s),
@@ -100,17 +98,11 @@ fn body<S: Sink>(packet: &Packet, protocol: Protocol, s: &mut S) {
 
 fn connect<S: Sink>(c: &Connect, protocol: Protocol, s: &mut S) {
     if c.protocol != protocol {
-        s.fail(Error::Encode(
-            "CONNECT protocol differs from the target protocol",
-        ));
+        s.fail(Error::Encode("CONNECT protocol differs from the target protocol"));
         return;
     }
     let v5 = protocol.is_v5();
-    s.string(if protocol == Protocol::V3_1 {
-        "MQIsdp"
-    } else {
-        "MQTT"
-    });
+    s.string(if protocol == Protocol::V3_1 { "MQIsdp" } else { "MQTT" });
     s.byte(protocol.level());
     let mut flags = u8::from(c.clean_start) << 1;
     if let Some(w) = &c.will {
@@ -202,9 +194,7 @@ fn sub_options(o: SubOptions, v5: bool) -> u8 {
     if !v5 {
         return qos;
     }
-    qos | (u8::from(o.no_local) << 2)
-        | (u8::from(o.retain_as_published) << 3)
-        | ((o.retain_handling & 0b11) << 4)
+    qos | (u8::from(o.no_local) << 2) | (u8::from(o.retain_as_published) << 3) | ((o.retain_handling & 0b11) << 4)
 }
 
 fn subscribe<S: Sink>(x: &Subscribe, v5: bool, s: &mut S) {

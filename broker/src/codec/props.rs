@@ -58,8 +58,7 @@ impl IdSet {
     }
 
     fn contains(self, id: u8) -> bool {
-        1u64.checked_shl(u32::from(id))
-            .is_some_and(|bit| self.0 & bit != 0)
+        1u64.checked_shl(u32::from(id)).is_some_and(|bit| self.0 & bit != 0)
     }
 }
 
@@ -168,38 +167,20 @@ pub(crate) const PUBLISH: Allowed = Allowed {
 };
 
 /// PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK and UNSUBACK.
-pub(crate) const ACK: Allowed = Allowed {
-    ids: IdSet::of(&[REASON_STRING, USER_PROPERTY]),
-    repeatable: ONLY_USER,
-};
+pub(crate) const ACK: Allowed = Allowed { ids: IdSet::of(&[REASON_STRING, USER_PROPERTY]), repeatable: ONLY_USER };
 
-pub(crate) const SUBSCRIBE: Allowed = Allowed {
-    ids: IdSet::of(&[SUBSCRIPTION_IDENTIFIER, USER_PROPERTY]),
-    repeatable: ONLY_USER,
-};
+pub(crate) const SUBSCRIBE: Allowed =
+    Allowed { ids: IdSet::of(&[SUBSCRIPTION_IDENTIFIER, USER_PROPERTY]), repeatable: ONLY_USER };
 
-pub(crate) const UNSUBSCRIBE: Allowed = Allowed {
-    ids: ONLY_USER,
-    repeatable: ONLY_USER,
-};
+pub(crate) const UNSUBSCRIBE: Allowed = Allowed { ids: ONLY_USER, repeatable: ONLY_USER };
 
 pub(crate) const DISCONNECT: Allowed = Allowed {
-    ids: IdSet::of(&[
-        SESSION_EXPIRY_INTERVAL,
-        REASON_STRING,
-        USER_PROPERTY,
-        SERVER_REFERENCE,
-    ]),
+    ids: IdSet::of(&[SESSION_EXPIRY_INTERVAL, REASON_STRING, USER_PROPERTY, SERVER_REFERENCE]),
     repeatable: ONLY_USER,
 };
 
 pub(crate) const AUTH: Allowed = Allowed {
-    ids: IdSet::of(&[
-        AUTHENTICATION_METHOD,
-        AUTHENTICATION_DATA,
-        REASON_STRING,
-        USER_PROPERTY,
-    ]),
+    ids: IdSet::of(&[AUTHENTICATION_METHOD, AUTHENTICATION_DATA, REASON_STRING, USER_PROPERTY]),
     repeatable: ONLY_USER,
 };
 

@@ -15,10 +15,7 @@ fn users() -> Vec<UserProperty> {
 }
 
 fn ack_props() -> AckProperties {
-    AckProperties {
-        reason_string: Some("why".into()),
-        user_properties: users(),
-    }
+    AckProperties { reason_string: Some("why".into()), user_properties: users() }
 }
 
 fn connect_v5() -> Connect {
@@ -110,47 +107,26 @@ fn samples_v5() -> Vec<Packet> {
     vec![
         Packet::Connect(Box::new(connect_v5())),
         Packet::ConnAck(connack_v5()),
-        Packet::ConnAck(ConnAck {
-            reason: ReasonCode::NOT_AUTHORIZED,
-            ..Default::default()
-        }),
+        Packet::ConnAck(ConnAck { reason: ReasonCode::NOT_AUTHORIZED, ..Default::default() }),
         Packet::Publish(publish_v5()),
         Packet::Publish(Publish {
             qos: QoS::ExactlyOnce,
             topic: "".into(),
             packet_id: 65_535,
-            properties: PublishProperties {
-                topic_alias: Some(3),
-                ..Default::default()
-            },
+            properties: PublishProperties { topic_alias: Some(3), ..Default::default() },
             ..Default::default()
         }),
-        Packet::Publish(Publish {
-            topic: "a".into(),
-            ..Default::default()
-        }),
-        Packet::PubAck(PubResp {
-            packet_id: 7,
-            reason: ReasonCode::NO_MATCHING_SUBSCRIBERS,
-            properties: ack_props(),
-        }),
+        Packet::Publish(Publish { topic: "a".into(), ..Default::default() }),
+        Packet::PubAck(PubResp { packet_id: 7, reason: ReasonCode::NO_MATCHING_SUBSCRIBERS, properties: ack_props() }),
         Packet::PubAck(PubResp::new(8)),
         Packet::PubAck(PubResp::with_reason(9, ReasonCode::QUOTA_EXCEEDED)),
-        Packet::PubRec(PubResp {
-            packet_id: 10,
-            reason: ReasonCode::PAYLOAD_FORMAT_INVALID,
-            properties: ack_props(),
-        }),
+        Packet::PubRec(PubResp { packet_id: 10, reason: ReasonCode::PAYLOAD_FORMAT_INVALID, properties: ack_props() }),
         Packet::PubRel(PubResp {
             packet_id: 11,
             reason: ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
             properties: ack_props(),
         }),
-        Packet::PubComp(PubResp {
-            packet_id: 12,
-            reason: ReasonCode::SUCCESS,
-            properties: ack_props(),
-        }),
+        Packet::PubComp(PubResp { packet_id: 12, reason: ReasonCode::SUCCESS, properties: ack_props() }),
         Packet::Subscribe(Subscribe {
             packet_id: 13,
             filters: vec![
@@ -165,17 +141,10 @@ fn samples_v5() -> Vec<Packet> {
                 },
                 SubscribeFilter {
                     filter: "$share/g/fleet/#".into(),
-                    options: SubOptions {
-                        qos: QoS::AtLeastOnce,
-                        retain_handling: 1,
-                        ..Default::default()
-                    },
+                    options: SubOptions { qos: QoS::AtLeastOnce, retain_handling: 1, ..Default::default() },
                 },
             ],
-            properties: SubscribeProperties {
-                subscription_identifier: Some(268_435_455),
-                user_properties: users(),
-            },
+            properties: SubscribeProperties { subscription_identifier: Some(268_435_455), user_properties: users() },
         }),
         Packet::SubAck(SubAck {
             packet_id: 13,
@@ -259,10 +228,7 @@ fn at_level(p: Packet, protocol: Protocol) -> Option<Packet> {
         Packet::Subscribe(mut s) => {
             s.properties = Default::default();
             for f in &mut s.filters {
-                f.options = SubOptions {
-                    qos: f.options.qos,
-                    ..Default::default()
-                };
+                f.options = SubOptions { qos: f.options.qos, ..Default::default() };
             }
             Packet::Subscribe(s)
         }
@@ -275,10 +241,7 @@ fn at_level(p: Packet, protocol: Protocol) -> Option<Packet> {
             u.user_properties.clear();
             Packet::Unsubscribe(u)
         }
-        Packet::UnsubAck(u) => Packet::UnsubAck(UnsubAck {
-            packet_id: u.packet_id,
-            ..Default::default()
-        }),
+        Packet::UnsubAck(u) => Packet::UnsubAck(UnsubAck { packet_id: u.packet_id, ..Default::default() }),
         Packet::Disconnect(_) => Packet::Disconnect(Disconnect::default()),
         Packet::Auth(_) => return None,
         other => other,
@@ -287,10 +250,7 @@ fn at_level(p: Packet, protocol: Protocol) -> Option<Packet> {
 
 /// Samples for one level.
 pub(super) fn samples(protocol: Protocol) -> Vec<Packet> {
-    samples_v5()
-        .into_iter()
-        .filter_map(|p| at_level(p, protocol))
-        .collect()
+    samples_v5().into_iter().filter_map(|p| at_level(p, protocol)).collect()
 }
 
 /// The connection state in which `p` is decoded.
@@ -315,12 +275,7 @@ fn roundtrip_every_packet_type_at_every_level() {
         assert_eq!(kinds.len(), if protocol.is_v5() { 15 } else { 14 });
         for p in samples {
             let mut buf = encode_vec(&p, protocol);
-            assert_eq!(
-                buf.len(),
-                encoded_len(&p, protocol),
-                "{} {protocol:?}",
-                p.name()
-            );
+            assert_eq!(buf.len(), encoded_len(&p, protocol), "{} {protocol:?}", p.name());
             let decoded = decode(&mut buf, state_for(&p, protocol), BIG);
             assert_eq!(decoded, Ok(Some(p.clone())), "{protocol:?}");
             assert!(buf.is_empty());
@@ -356,10 +311,7 @@ fn back_to_back_packets_decode_in_order() {
         encode(p, Protocol::V5, &mut buf).expect("encodes");
     }
     for p in samples.iter().skip(1) {
-        assert_eq!(
-            decode(&mut buf, Some(Protocol::V5), BIG),
-            Ok(Some(p.clone()))
-        );
+        assert_eq!(decode(&mut buf, Some(Protocol::V5), BIG), Ok(Some(p.clone())));
     }
     assert_eq!(decode(&mut buf, Some(Protocol::V5), BIG), Ok(None));
 }
@@ -373,10 +325,7 @@ fn publish_payload_shares_the_read_buffer() {
         panic!("PUBLISH expected");
     };
     assert!(range.contains(&(decoded.payload.as_ptr() as usize)));
-    let corr = decoded
-        .properties
-        .correlation_data
-        .expect("correlation data");
+    let corr = decoded.properties.correlation_data.expect("correlation data");
     assert!(range.contains(&(corr.as_ptr() as usize)));
 }
 
@@ -384,15 +333,9 @@ fn publish_payload_shares_the_read_buffer() {
 fn v5_short_forms() {
     let len = |p: &Packet| encoded_len(p, Protocol::V5);
     assert_eq!(len(&Packet::PubAck(PubResp::new(1))), 4);
-    assert_eq!(
-        len(&Packet::PubRel(PubResp::with_reason(1, ReasonCode(0x92)))),
-        5
-    );
+    assert_eq!(len(&Packet::PubRel(PubResp::with_reason(1, ReasonCode(0x92)))), 5);
     assert_eq!(len(&Packet::Disconnect(Disconnect::default())), 2);
-    assert_eq!(
-        len(&Packet::Disconnect(Disconnect::new(ReasonCode(0x8E)))),
-        3
-    );
+    assert_eq!(len(&Packet::Disconnect(Disconnect::new(ReasonCode(0x8E)))), 3);
     assert_eq!(len(&Packet::Auth(Auth::default())), 2);
     let bytes = encode_vec(&Packet::PubComp(PubResp::new(0x0102)), Protocol::V5);
     assert_eq!(&bytes[..], &[0x70, 2, 1, 2]);
@@ -414,10 +357,7 @@ fn v3_connack_return_codes() {
         (0x8C, 5),
     ];
     for (reason, code) in cases {
-        let p = Packet::ConnAck(ConnAck {
-            reason: ReasonCode(reason),
-            ..Default::default()
-        });
+        let p = Packet::ConnAck(ConnAck { reason: ReasonCode(reason), ..Default::default() });
         assert_eq!(&encode_vec(&p, Protocol::V3_1_1)[..], &[0x20, 2, 0, code]);
     }
 }
@@ -429,19 +369,10 @@ fn v3_level_mappings() {
         reasons: vec![ReasonCode(1), ReasonCode(0x87), ReasonCode(0xA2)],
         properties: ack_props(),
     });
-    assert_eq!(
-        &encode_vec(&suback, Protocol::V3_1_1)[..],
-        &[0x90, 5, 0, 1, 1, 0x80, 0x80]
-    );
-    let unsuback = Packet::UnsubAck(UnsubAck {
-        packet_id: 2,
-        reasons: vec![ReasonCode(0x11)],
-        properties: ack_props(),
-    });
-    assert_eq!(
-        &encode_vec(&unsuback, Protocol::V3_1_1)[..],
-        &[0xB0, 2, 0, 2]
-    );
+    assert_eq!(&encode_vec(&suback, Protocol::V3_1_1)[..], &[0x90, 5, 0, 1, 1, 0x80, 0x80]);
+    let unsuback =
+        Packet::UnsubAck(UnsubAck { packet_id: 2, reasons: vec![ReasonCode(0x11)], properties: ack_props() });
+    assert_eq!(&encode_vec(&unsuback, Protocol::V3_1_1)[..], &[0xB0, 2, 0, 2]);
     let disconnect = Packet::Disconnect(Disconnect::new(ReasonCode(0x8B)));
     assert_eq!(&encode_vec(&disconnect, Protocol::V3_1_1)[..], &[0xE0, 0]);
     let puback = Packet::PubAck(PubResp::with_reason(3, ReasonCode(0x80)));
@@ -456,67 +387,39 @@ fn v3_level_mappings() {
 fn encode_rejects_what_cannot_be_represented() {
     let mut buf = BytesMut::from(&b"kept"[..]);
     let auth = Packet::Auth(Auth::default());
-    assert!(matches!(
-        encode(&auth, Protocol::V3_1_1, &mut buf),
-        Err(Error::Encode(_))
-    ));
+    assert!(matches!(encode(&auth, Protocol::V3_1_1, &mut buf), Err(Error::Encode(_))));
     assert_eq!(encoded_len(&auth, Protocol::V3_1_1), 0);
 
-    let long = Packet::Publish(Publish {
-        topic: "t".repeat(65_536),
-        ..Default::default()
-    });
-    assert!(matches!(
-        encode(&long, Protocol::V5, &mut buf),
-        Err(Error::Encode(_))
-    ));
+    let long = Packet::Publish(Publish { topic: "t".repeat(65_536), ..Default::default() });
+    assert!(matches!(encode(&long, Protocol::V5, &mut buf), Err(Error::Encode(_))));
     assert_eq!(encoded_len(&long, Protocol::V5), 0);
-    let max = Packet::Publish(Publish {
-        topic: "t".repeat(65_535),
-        ..Default::default()
-    });
+    let max = Packet::Publish(Publish { topic: "t".repeat(65_535), ..Default::default() });
     assert_eq!(encoded_len(&max, Protocol::V5), 1 + 3 + 2 + 65_535 + 1);
 
     let mut sub_id = publish_v5();
     sub_id.properties.subscription_identifiers = vec![268_435_456];
     let sub_id = Packet::Publish(sub_id);
-    assert!(matches!(
-        encode(&sub_id, Protocol::V5, &mut buf),
-        Err(Error::Encode(_))
-    ));
+    assert!(matches!(encode(&sub_id, Protocol::V5, &mut buf), Err(Error::Encode(_))));
 
     let mismatch = Packet::Connect(Box::new(connect_v5()));
-    assert!(matches!(
-        encode(&mismatch, Protocol::V3_1_1, &mut buf),
-        Err(Error::Encode(_))
-    ));
+    assert!(matches!(encode(&mismatch, Protocol::V3_1_1, &mut buf), Err(Error::Encode(_))));
     assert_eq!(&buf[..], b"kept", "a failed encode appends nothing");
 }
 
 #[test]
 fn remaining_length_boundaries() {
     for len in [0usize, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152] {
-        let p = Packet::Publish(Publish {
-            topic: "t".into(),
-            payload: Bytes::from(vec![b'x'; len]),
-            ..Default::default()
-        });
+        let p =
+            Packet::Publish(Publish { topic: "t".into(), payload: Bytes::from(vec![b'x'; len]), ..Default::default() });
         let mut buf = encode_vec(&p, Protocol::V5);
         assert_eq!(buf.len(), encoded_len(&p, Protocol::V5));
-        assert_eq!(
-            decode(&mut buf, Some(Protocol::V5), usize::MAX),
-            Ok(Some(p))
-        );
+        assert_eq!(decode(&mut buf, Some(Protocol::V5), usize::MAX), Ok(Some(p)));
     }
 }
 
 #[test]
 fn dup_is_not_written_for_qos_0() {
-    let p = Packet::Publish(Publish {
-        dup: true,
-        topic: "t".into(),
-        ..Default::default()
-    });
+    let p = Packet::Publish(Publish { dup: true, topic: "t".into(), ..Default::default() });
     assert_eq!(encode_vec(&p, Protocol::V3_1_1)[0], 0x30);
 }
 
@@ -524,8 +427,5 @@ fn dup_is_not_written_for_qos_0() {
 fn topic_alias_zero_maps_to_0x94() {
     let err = Error::Protocol(props::TOPIC_ALIAS_ZERO);
     assert_eq!(err.reason_code(), ReasonCode::TOPIC_ALIAS_INVALID);
-    assert_eq!(
-        Error::Protocol("x").reason_code(),
-        ReasonCode::PROTOCOL_ERROR
-    );
+    assert_eq!(Error::Protocol("x").reason_code(), ReasonCode::PROTOCOL_ERROR);
 }

@@ -53,10 +53,7 @@ impl Reader {
     /// Advances over `n` bytes and returns their range.
     fn advance(&mut self, n: usize) -> Result<(usize, usize)> {
         let start = self.pos;
-        let end = start
-            .checked_add(n)
-            .filter(|&end| end <= self.data.len())
-            .ok_or(SHORT)?;
+        let end = start.checked_add(n).filter(|&end| end <= self.data.len()).ok_or(SHORT)?;
         self.pos = end;
         Ok((start, end))
     }
@@ -110,16 +107,12 @@ impl Reader {
             value |= u32::from(b & 0x7F) << (7 * i);
             if b & 0x80 == 0 {
                 if i > 0 && b == 0 {
-                    return Err(Error::Malformed(
-                        "variable byte integer is not minimally encoded",
-                    ));
+                    return Err(Error::Malformed("variable byte integer is not minimally encoded"));
                 }
                 return Ok(value);
             }
         }
-        Err(Error::Malformed(
-            "variable byte integer longer than four bytes",
-        ))
+        Err(Error::Malformed("variable byte integer longer than four bytes"))
     }
 
     /// Binary Data: a two-byte length and that many bytes, sharing the packet's allocation.
@@ -136,8 +129,7 @@ impl Reader {
         if raw.contains(&0) {
             return Err(Error::Malformed("string contains U+0000"));
         }
-        let s =
-            std::str::from_utf8(raw).map_err(|_| Error::Malformed("string is not valid UTF-8"))?;
+        let s = std::str::from_utf8(raw).map_err(|_| Error::Malformed("string is not valid UTF-8"))?;
         Ok(s.to_owned())
     }
 }
@@ -219,9 +211,7 @@ impl Sink for Counter {
 
     fn varint(&mut self, v: usize) {
         if v > VARINT_MAX as usize {
-            self.fail(Error::Encode(
-                "value exceeds 268435455 (variable byte integer)",
-            ));
+            self.fail(Error::Encode("value exceeds 268435455 (variable byte integer)"));
         } else {
             self.add(varint_len(v));
         }
@@ -229,9 +219,7 @@ impl Sink for Counter {
 
     fn binary(&mut self, v: &[u8]) {
         if v.len() > FIELD_MAX {
-            self.fail(Error::Encode(
-                "string or binary data longer than 65535 bytes",
-            ));
+            self.fail(Error::Encode("string or binary data longer than 65535 bytes"));
         } else {
             self.add(2 + v.len());
         }

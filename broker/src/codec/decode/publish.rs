@@ -16,16 +16,8 @@ pub(super) fn publish(r: &mut Reader, flags: u8, v5: bool) -> Result<Publish> {
     if topic.contains(['+', '#']) {
         return Err(Error::TopicName("wildcard in topic name"));
     }
-    let packet_id = if qos == QoS::AtMostOnce {
-        0
-    } else {
-        packet_id(r)?
-    };
-    let properties = if v5 {
-        props::publish(r)?
-    } else {
-        Default::default()
-    };
+    let packet_id = if qos == QoS::AtMostOnce { 0 } else { packet_id(r)? };
+    let properties = if v5 { props::publish(r)? } else { Default::default() };
     if topic.is_empty() {
         if !v5 {
             return Err(Error::TopicName("empty topic name"));
@@ -38,15 +30,7 @@ pub(super) fn publish(r: &mut Reader, flags: u8, v5: bool) -> Result<Publish> {
     if properties.payload_format_indicator == Some(1) && std::str::from_utf8(&payload).is_err() {
         return Err(Error::PayloadFormat);
     }
-    Ok(Publish {
-        dup: flags & 0b1000 != 0,
-        qos,
-        retain: flags & 0b0001 != 0,
-        topic,
-        packet_id,
-        payload,
-        properties,
-    })
+    Ok(Publish { dup: flags & 0b1000 != 0, qos, retain: flags & 0b0001 != 0, topic, packet_id, payload, properties })
 }
 
 /// PUBACK, PUBREC, PUBREL and PUBCOMP: `valid` is the packet type's reason code set. In 5.0 a

@@ -10,17 +10,12 @@
 use super::{packet_id, props, valid_suback, valid_suback_v3, valid_unsuback};
 use crate::codec::wire::Reader;
 use crate::codec::{
-    Error, QoS, ReasonCode, Result, SubAck, SubOptions, Subscribe, SubscribeFilter, UnsubAck,
-    Unsubscribe,
+    Error, QoS, ReasonCode, Result, SubAck, SubOptions, Subscribe, SubscribeFilter, UnsubAck, Unsubscribe,
 };
 
 pub(super) fn subscribe(r: &mut Reader, v5: bool) -> Result<Subscribe> {
     let packet_id = packet_id(r)?;
-    let properties = if v5 {
-        props::subscribe(r)?
-    } else {
-        Default::default()
-    };
+    let properties = if v5 { props::subscribe(r)? } else { Default::default() };
     let mut filters = Vec::new();
     while !r.is_empty() {
         let filter = r.string()?;
@@ -30,11 +25,7 @@ pub(super) fn subscribe(r: &mut Reader, v5: bool) -> Result<Subscribe> {
     if filters.is_empty() {
         return Err(Error::Protocol("SUBSCRIBE without topic filters"));
     }
-    Ok(Subscribe {
-        packet_id,
-        filters,
-        properties,
-    })
+    Ok(Subscribe { packet_id, filters, properties })
 }
 
 /// Parses a Subscription Options byte (5.0) or Requested QoS byte (3.x).
@@ -45,10 +36,7 @@ fn options(byte: u8, v5: bool, filter: &str) -> Result<SubOptions> {
             return Err(Error::Malformed("reserved subscription option bits set"));
         }
         let qos = QoS::from_u8(byte).ok_or(Error::Malformed("subscription QoS 3"))?;
-        return Ok(SubOptions {
-            qos,
-            ..Default::default()
-        });
+        return Ok(SubOptions { qos, ..Default::default() });
     }
     if byte & 0xC0 != 0 {
         // [MQTT-3.8.3-5]
@@ -65,37 +53,20 @@ fn options(byte: u8, v5: bool, filter: &str) -> Result<SubOptions> {
     if no_local && filter.starts_with("$share/") {
         return Err(Error::Protocol("no local on a shared subscription"));
     }
-    Ok(SubOptions {
-        qos,
-        no_local,
-        retain_as_published: byte & 0x08 != 0,
-        retain_handling,
-    })
+    Ok(SubOptions { qos, no_local, retain_as_published: byte & 0x08 != 0, retain_handling })
 }
 
 pub(super) fn suback(r: &mut Reader, v5: bool) -> Result<SubAck> {
     let packet_id = packet_id(r)?;
-    let properties = if v5 {
-        props::ack(r)?
-    } else {
-        Default::default()
-    };
+    let properties = if v5 { props::ack(r)? } else { Default::default() };
     let valid = if v5 { valid_suback } else { valid_suback_v3 };
     let reasons = reason_list(r, valid)?;
-    Ok(SubAck {
-        packet_id,
-        reasons,
-        properties,
-    })
+    Ok(SubAck { packet_id, reasons, properties })
 }
 
 pub(super) fn unsubscribe(r: &mut Reader, v5: bool) -> Result<Unsubscribe> {
     let packet_id = packet_id(r)?;
-    let user_properties = if v5 {
-        props::unsubscribe(r)?
-    } else {
-        Vec::new()
-    };
+    let user_properties = if v5 { props::unsubscribe(r)? } else { Vec::new() };
     let mut filters = Vec::new();
     while !r.is_empty() {
         filters.push(r.string()?);
@@ -103,11 +74,7 @@ pub(super) fn unsubscribe(r: &mut Reader, v5: bool) -> Result<Unsubscribe> {
     if filters.is_empty() {
         return Err(Error::Protocol("UNSUBSCRIBE without topic filters"));
     }
-    Ok(Unsubscribe {
-        packet_id,
-        filters,
-        user_properties,
-    })
+    Ok(Unsubscribe { packet_id, filters, user_properties })
 }
 
 /// In 3.x an UNSUBACK is only the packet identifier.
@@ -115,18 +82,11 @@ pub(super) fn unsuback(r: &mut Reader, v5: bool) -> Result<UnsubAck> {
     let packet_id = packet_id(r)?;
     if !v5 {
         r.finish()?;
-        return Ok(UnsubAck {
-            packet_id,
-            ..Default::default()
-        });
+        return Ok(UnsubAck { packet_id, ..Default::default() });
     }
     let properties = props::ack(r)?;
     let reasons = reason_list(r, valid_unsuback)?;
-    Ok(UnsubAck {
-        packet_id,
-        reasons,
-        properties,
-    })
+    Ok(UnsubAck { packet_id, reasons, properties })
 }
 
 /// The rest of the packet as a non-empty list of reason codes from `valid`.
@@ -141,9 +101,7 @@ fn reason_list(r: &mut Reader, valid: fn(u8) -> bool) -> Result<Vec<ReasonCode>>
             if valid(c) {
                 Ok(ReasonCode(c))
             } else {
-                Err(Error::Protocol(
-                    "reason code not valid for this packet type",
-                ))
+                Err(Error::Protocol("reason code not valid for this packet type"))
             }
         })
         .collect()

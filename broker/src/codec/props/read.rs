@@ -9,8 +9,8 @@
 use super::*;
 use crate::codec::wire::check_topic_name;
 use crate::codec::{
-    AckProperties, AuthProperties, ConnAckProperties, ConnectProperties, DisconnectProperties,
-    PublishProperties, QoS, SubscribeProperties, WillProperties,
+    AckProperties, AuthProperties, ConnAckProperties, ConnectProperties, DisconnectProperties, PublishProperties, QoS,
+    SubscribeProperties, WillProperties,
 };
 
 /// The message of the Protocol Error for a Topic Alias of 0, which the 5.0 specification answers
@@ -85,9 +85,7 @@ pub(crate) fn connect(r: &mut Reader) -> Result<ConnectProperties> {
         Ok(())
     })?;
     if p.authentication_data.is_some() && p.authentication_method.is_none() {
-        return Err(Error::Protocol(
-            "authentication data without authentication method",
-        ));
+        return Err(Error::Protocol("authentication data without authentication method"));
     }
     Ok(p)
 }
@@ -199,9 +197,7 @@ pub(crate) fn subscribe(r: &mut Reader) -> Result<SubscribeProperties> {
     let mut p = SubscribeProperties::default();
     read_block(r, SUBSCRIBE, |id, v| {
         match id {
-            SUBSCRIPTION_IDENTIFIER => {
-                p.subscription_identifier = Some(subscription_identifier(v)?)
-            }
+            SUBSCRIPTION_IDENTIFIER => p.subscription_identifier = Some(subscription_identifier(v)?),
             USER_PROPERTY => p.user_properties.push(user(v)?),
             _ => return Err(UNREACHABLE),
         }

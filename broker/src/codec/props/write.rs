@@ -6,29 +6,17 @@
 
 use super::*;
 use crate::codec::{
-    AckProperties, AuthProperties, ConnAckProperties, ConnectProperties, DisconnectProperties,
-    PublishProperties, SubscribeProperties, WillProperties,
+    AckProperties, AuthProperties, ConnAckProperties, ConnectProperties, DisconnectProperties, PublishProperties,
+    SubscribeProperties, WillProperties,
 };
 
 impl Emit for ConnectProperties {
     fn emit<S: Sink>(&self, s: &mut S) {
         put_u32(s, SESSION_EXPIRY_INTERVAL, self.session_expiry_interval);
-        put_str(
-            s,
-            AUTHENTICATION_METHOD,
-            self.authentication_method.as_deref(),
-        );
+        put_str(s, AUTHENTICATION_METHOD, self.authentication_method.as_deref());
         put_bin(s, AUTHENTICATION_DATA, self.authentication_data.as_deref());
-        put_bool(
-            s,
-            REQUEST_PROBLEM_INFORMATION,
-            self.request_problem_information,
-        );
-        put_bool(
-            s,
-            REQUEST_RESPONSE_INFORMATION,
-            self.request_response_information,
-        );
+        put_bool(s, REQUEST_PROBLEM_INFORMATION, self.request_problem_information);
+        put_bool(s, REQUEST_RESPONSE_INFORMATION, self.request_response_information);
         put_u16(s, RECEIVE_MAXIMUM, self.receive_maximum);
         put_u16(s, TOPIC_ALIAS_MAXIMUM, self.topic_alias_maximum);
         put_u32(s, MAXIMUM_PACKET_SIZE, self.maximum_packet_size);
@@ -51,23 +39,11 @@ impl Emit for WillProperties {
 impl Emit for ConnAckProperties {
     fn emit<S: Sink>(&self, s: &mut S) {
         put_u32(s, SESSION_EXPIRY_INTERVAL, self.session_expiry_interval);
-        put_str(
-            s,
-            ASSIGNED_CLIENT_IDENTIFIER,
-            self.assigned_client_identifier.as_deref(),
-        );
+        put_str(s, ASSIGNED_CLIENT_IDENTIFIER, self.assigned_client_identifier.as_deref());
         put_u16(s, SERVER_KEEP_ALIVE, self.server_keep_alive);
-        put_str(
-            s,
-            AUTHENTICATION_METHOD,
-            self.authentication_method.as_deref(),
-        );
+        put_str(s, AUTHENTICATION_METHOD, self.authentication_method.as_deref());
         put_bin(s, AUTHENTICATION_DATA, self.authentication_data.as_deref());
-        put_str(
-            s,
-            RESPONSE_INFORMATION,
-            self.response_information.as_deref(),
-        );
+        put_str(s, RESPONSE_INFORMATION, self.response_information.as_deref());
         put_str(s, SERVER_REFERENCE, self.server_reference.as_deref());
         put_str(s, REASON_STRING, self.reason_string.as_deref());
         put_u16(s, RECEIVE_MAXIMUM, self.receive_maximum);
@@ -75,21 +51,9 @@ impl Emit for ConnAckProperties {
         put_u8(s, MAXIMUM_QOS, self.maximum_qos.map(|q| q as u8));
         put_bool(s, RETAIN_AVAILABLE, self.retain_available);
         put_u32(s, MAXIMUM_PACKET_SIZE, self.maximum_packet_size);
-        put_bool(
-            s,
-            WILDCARD_SUBSCRIPTION_AVAILABLE,
-            self.wildcard_subscription_available,
-        );
-        put_bool(
-            s,
-            SUBSCRIPTION_IDENTIFIER_AVAILABLE,
-            self.subscription_identifiers_available,
-        );
-        put_bool(
-            s,
-            SHARED_SUBSCRIPTION_AVAILABLE,
-            self.shared_subscription_available,
-        );
+        put_bool(s, WILDCARD_SUBSCRIPTION_AVAILABLE, self.wildcard_subscription_available);
+        put_bool(s, SUBSCRIPTION_IDENTIFIER_AVAILABLE, self.subscription_identifiers_available);
+        put_bool(s, SHARED_SUBSCRIPTION_AVAILABLE, self.shared_subscription_available);
         put_users(s, &self.user_properties);
     }
 }
@@ -145,11 +109,7 @@ impl Emit for DisconnectProperties {
 
 impl Emit for AuthProperties {
     fn emit<S: Sink>(&self, s: &mut S) {
-        put_str(
-            s,
-            AUTHENTICATION_METHOD,
-            self.authentication_method.as_deref(),
-        );
+        put_str(s, AUTHENTICATION_METHOD, self.authentication_method.as_deref());
         put_bin(s, AUTHENTICATION_DATA, self.authentication_data.as_deref());
         put_str(s, REASON_STRING, self.reason_string.as_deref());
         put_users(s, &self.user_properties);

@@ -127,10 +127,7 @@ fn wildcards_and_empty_publish_topics() {
         let r = dec(&publish5(topic, &[], b""), V5);
         assert!(matches!(r, Err(Error::TopicName(_))), "{r:?}");
     }
-    assert!(matches!(
-        dec(&raw(0x30, &s(b"")), V3),
-        Err(Error::TopicName(_))
-    ));
+    assert!(matches!(dec(&raw(0x30, &s(b"")), V3), Err(Error::TopicName(_))));
     protocol_error(dec(&publish5(b"", &[], b""), V5));
     assert!(dec(&publish5(b"", &[0x23, 0, 1], b""), V5).is_ok());
 }
@@ -141,10 +138,7 @@ fn invalid_strings() {
     malformed(dec(&raw(0x30, &s(b"a\xffb")), V3));
     // An encoded surrogate (U+D800) is ill-formed UTF-8.
     malformed(dec(&raw(0x30, &s(b"\xed\xa0\x80")), V3));
-    malformed(dec(
-        &publish5(b"t", &[0x26, 0, 1, b'k', 0, 1, 0xC0], b""),
-        V5,
-    ));
+    malformed(dec(&publish5(b"t", &[0x26, 0, 1, b'k', 0, 1, 0xC0], b""), V5));
 }
 
 #[test]
@@ -179,10 +173,7 @@ fn property_values() {
     // Payload Format Indicator 7.
     protocol_error(dec(&publish5(b"t", &[0x01, 7], b""), V5));
     // Payload Format Indicator 1 with a payload that is not UTF-8.
-    assert_eq!(
-        dec(&publish5(b"t", &[0x01, 1], b"\xff"), V5),
-        Err(Error::PayloadFormat)
-    );
+    assert_eq!(dec(&publish5(b"t", &[0x01, 1], b"\xff"), V5), Err(Error::PayloadFormat));
     assert!(dec(&publish5(b"t", &[0x01, 0], b"\xff"), V5).is_ok());
     // Topic Alias 0.
     let r = dec(&publish5(b"t", &[0x23, 0, 0], b""), V5);
@@ -264,21 +255,9 @@ fn truncated_and_trailing_bytes() {
 fn oversize_from_the_fixed_header_alone() {
     let mut buf = BytesMut::from(&[0x30, 0xFF, 0xFF, 0xFF, 0x7F][..]);
     let r = decode(&mut buf, V5, 1024);
-    assert_eq!(
-        r,
-        Err(Error::TooLarge {
-            size: 268_435_460,
-            max: 1024
-        })
-    );
+    assert_eq!(r, Err(Error::TooLarge { size: 268_435_460, max: 1024 }));
     let mut buf = BytesMut::from(&[0x30, 0x7F][..]);
-    assert_eq!(
-        decode(&mut buf, V3, 128),
-        Err(Error::TooLarge {
-            size: 129,
-            max: 128
-        })
-    );
+    assert_eq!(decode(&mut buf, V3, 128), Err(Error::TooLarge { size: 129, max: 128 }));
     let mut buf = BytesMut::from(&[0x30, 0x7E][..]);
     assert_eq!(decode(&mut buf, V3, 128), Ok(None));
 }
@@ -307,9 +286,7 @@ fn protocol_name_and_level() {
     assert_eq!(connect(b"MQIsdp", 4), Err(Error::UnsupportedProtocol(4)));
     assert_eq!(connect(b"MQTX", 4), Err(Error::UnsupportedProtocol(4)));
     assert_eq!(connect(b"\xff\xfe", 4), Err(Error::UnsupportedProtocol(4)));
-    assert!(
-        matches!(connect(b"MQIsdp", 3), Ok(Some(Packet::Connect(c))) if c.protocol == Protocol::V3_1)
-    );
+    assert!(matches!(connect(b"MQIsdp", 3), Ok(Some(Packet::Connect(c))) if c.protocol == Protocol::V3_1));
     malformed(dec(&raw(0x10, &s(b"MQTT")), None));
 }
 

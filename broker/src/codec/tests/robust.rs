@@ -73,12 +73,7 @@ fn mutate(rng: &mut Rng, data: &mut Vec<u8>) {
     }
 }
 
-const STATES: [Option<Protocol>; 4] = [
-    None,
-    Some(Protocol::V3_1),
-    Some(Protocol::V3_1_1),
-    Some(Protocol::V5),
-];
+const STATES: [Option<Protocol>; 4] = [None, Some(Protocol::V3_1), Some(Protocol::V3_1_1), Some(Protocol::V5)];
 
 #[test]
 fn random_mutations_never_panic_and_accepted_packets_reencode() {
@@ -94,16 +89,8 @@ fn random_mutations_never_panic_and_accepted_packets_reencode() {
         let (orig, state) = &corpus[rng.below(corpus.len())];
         let mut data = orig.clone();
         mutate(&mut rng, &mut data);
-        let state = if rng.below(4) == 0 {
-            STATES[rng.below(4)]
-        } else {
-            *state
-        };
-        let max = if rng.below(8) == 0 {
-            rng.below(64)
-        } else {
-            BIG
-        };
+        let state = if rng.below(4) == 0 { STATES[rng.below(4)] } else { *state };
+        let max = if rng.below(8) == 0 { rng.below(64) } else { BIG };
         let mut buf = BytesMut::from(&data[..]);
         let Ok(Some(packet)) = decode(&mut buf, state, max) else {
             continue;
