@@ -9,6 +9,10 @@
 mod decode;
 mod encode;
 pub mod packet;
+mod props;
+#[cfg(test)]
+mod tests;
+mod wire;
 
 pub use decode::decode;
 pub use encode::{encode, encoded_len};
@@ -50,6 +54,8 @@ impl Error {
     pub fn reason_code(&self) -> ReasonCode {
         match self {
             Error::Malformed(_) => ReasonCode::MALFORMED_PACKET,
+            // 5.0 section 3.3.4: a Topic Alias of 0 is answered with 0x94 (Topic Alias invalid).
+            Error::Protocol(msg) if *msg == props::TOPIC_ALIAS_ZERO => ReasonCode::TOPIC_ALIAS_INVALID,
             Error::Protocol(_) => ReasonCode::PROTOCOL_ERROR,
             Error::TooLarge { .. } => ReasonCode::PACKET_TOO_LARGE,
             Error::UnsupportedProtocol(_) => ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
