@@ -33,20 +33,13 @@ use std::path::{Path, PathBuf};
 pub enum Error {
     /// The file could not be read.
     #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     /// A line of ACL text is not a valid rule.
     #[error("line {line}: {reason}")]
     Syntax { line: usize, reason: String },
     /// A line of an ACL file is not a valid rule.
     #[error("{}:{line}: {reason}", path.display())]
-    File {
-        path: PathBuf,
-        line: usize,
-        reason: String,
-    },
+    File { path: PathBuf, line: usize, reason: String },
 }
 
 /// Result alias of this module.
@@ -152,13 +145,7 @@ fn parse_rule(line: &str) -> std::result::Result<Rule, String> {
     if filter.starts_with("$share/") {
         return Err("rules name the inner filter, not a `$share/` subscription".to_owned());
     }
-    Ok(Rule {
-        allow,
-        publish,
-        subscribe,
-        who,
-        filter: filter.to_owned(),
-    })
+    Ok(Rule { allow, publish, subscribe, who, filter: filter.to_owned() })
 }
 
 /// The filter a subscription is checked against: the inner filter of `$share/group/f`.
@@ -175,16 +162,9 @@ fn unshare(filter: &str) -> Option<&str> {
 impl Acl {
     /// Reads and parses the ACL file at `path`; errors name the file and the line.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
         Self::parse(&text).map_err(|e| match e {
-            Error::Syntax { line, reason } => Error::File {
-                path: path.to_path_buf(),
-                line,
-                reason,
-            },
+            Error::Syntax { line, reason } => Error::File { path: path.to_path_buf(), line, reason },
             other => other,
         })
     }
@@ -197,10 +177,7 @@ impl Acl {
             if trimmed.is_empty() || trimmed.starts_with('#') {
                 continue;
             }
-            let rule = parse_rule(trimmed).map_err(|reason| Error::Syntax {
-                line: index + 1,
-                reason,
-            })?;
+            let rule = parse_rule(trimmed).map_err(|reason| Error::Syntax { line: index + 1, reason })?;
             rules.push(rule);
         }
         Ok(Acl { rules })
@@ -231,11 +208,7 @@ impl Acl {
             .filter(|r| r.subscribe && r.who.applies(username, client_id))
             .find_map(|r| {
                 let f = r.expand(username, client_id)?;
-                let applies = if r.allow {
-                    filter::covers(&f, inner)
-                } else {
-                    filter::intersect(&f, inner)
-                };
+                let applies = if r.allow { filter::covers(&f, inner) } else { filter::intersect(&f, inner) };
                 applies.then_some(r.allow)
             })
             .unwrap_or(false)

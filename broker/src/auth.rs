@@ -25,11 +25,7 @@ pub enum Error {
     Io { path: PathBuf, source: io::Error },
     /// A line of the file is not a valid `username:argon2id-hash` entry.
     #[error("{}:{line}: {reason}", path.display())]
-    Malformed {
-        path: PathBuf,
-        line: usize,
-        reason: String,
-    },
+    Malformed { path: PathBuf, line: usize, reason: String },
     /// The username cannot be stored in a password file.
     #[error("invalid username {name:?}: {reason}")]
     InvalidUsername { name: String, reason: &'static str },
@@ -42,10 +38,7 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| Error::Io { path: path.to_path_buf(), source }
 }
 
 /// Refuses usernames that would not read back from the file as the same username.
@@ -64,10 +57,7 @@ fn check_username(name: &str) -> Result<()> {
         None
     };
     match reason {
-        Some(reason) => Err(Error::InvalidUsername {
-            name: name.to_owned(),
-            reason,
-        }),
+        Some(reason) => Err(Error::InvalidUsername { name: name.to_owned(), reason }),
         None => Ok(()),
     }
 }
@@ -130,26 +120,18 @@ fn write_atomically(path: &Path, lines: &[&str]) -> Result<()> {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io_error(path)(io::Error::other("not a file path")))?;
-    let tmp = dir.join(format!(
-        ".{}.{:016x}.tmp",
-        name.to_string_lossy(),
-        rand::rngs::OsRng.next_u64()
-    ));
+    let name = path.file_name().ok_or_else(|| io_error(path)(io::Error::other("not a file path")))?;
+    let tmp = dir.join(format!(".{}.{:016x}.tmp", name.to_string_lossy(), rand::rngs::OsRng.next_u64()));
     let mut body = lines.join("\n");
     body.push('\n');
-    let result = write_new_private(&tmp, body.as_bytes())
-        .map_err(io_error(path))
-        .and_then(|()| {
-            fs::rename(&tmp, path).map_err(io_error(path))?;
-            if let Ok(dir) = fs::File::open(dir) {
-                // Persisting the rename is best effort: some platforms cannot sync directories.
-                let _ = dir.sync_all();
-            }
-            Ok(())
-        });
+    let result = write_new_private(&tmp, body.as_bytes()).map_err(io_error(path)).and_then(|()| {
+        fs::rename(&tmp, path).map_err(io_error(path))?;
+        if let Ok(dir) = fs::File::open(dir) {
+            // Persisting the rename is best effort: some platforms cannot sync directories.
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    });
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
@@ -199,10 +181,7 @@ mod tests {
         assert!(!file.verify("alice", b"three"));
         assert!(file.verify("bob", b"two"));
 
-        let leftovers: Vec<_> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(leftovers, ["passwd"], "no temporary files remain");
     }
 
@@ -211,11 +190,7 @@ mod tests {
         let (_dir, path) = temp();
         let bob = hash_password(b"bob").unwrap();
         let old = hash_password(b"old").unwrap();
-        fs::write(
-            &path,
-            format!("# fleet users\nbob:{bob}\n\n  alice : {old}\n# end\nalice:{old}\n"),
-        )
-        .unwrap();
+        fs::write(&path, format!("# fleet users\nbob:{bob}\n\n  alice : {old}\n# end\nalice:{old}\n")).unwrap();
         set_password(&path, "alice", b"new").unwrap();
         let text = fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
@@ -245,21 +220,14 @@ mod tests {
     #[test]
     fn refuses_usernames_that_do_not_roundtrip() {
         let (_dir, path) = temp();
-        for name in [
-            "", "a:b", "a\nb", "a\rb", "#admin", " alice", "alice ", "a\tb",
-        ] {
+        for name in ["", "a:b", "a\nb", "a\rb", "#admin", " alice", "alice ", "a\tb"] {
             let err = set_password(&path, name, b"pw").unwrap_err();
             assert!(matches!(err, Error::InvalidUsername { .. }), "{name:?}");
-            assert!(matches!(
-                delete_user(&path, name),
-                Err(Error::InvalidUsername { .. })
-            ));
+            assert!(matches!(delete_user(&path, name), Err(Error::InvalidUsername { .. })));
         }
         assert!(!path.exists(), "nothing was written");
         set_password(&path, "dev-7.fleet@example", b"pw").unwrap();
-        assert!(PasswordFile::load(&path)
-            .unwrap()
-            .verify("dev-7.fleet@example", b"pw"));
+        assert!(PasswordFile::load(&path).unwrap().verify("dev-7.fleet@example", b"pw"));
     }
 
     #[test]

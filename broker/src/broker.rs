@@ -175,7 +175,12 @@ impl Broker {
                         if !index.is_empty() {
                             index.insert(id, targets.len());
                         }
-                        targets.push(Target { session: value.session.clone(), qos, retain, sub_ids: value.sub_id.into_iter().collect() });
+                        targets.push(Target {
+                            session: value.session.clone(),
+                            qos,
+                            retain,
+                            sub_ids: value.sub_id.into_iter().collect(),
+                        });
                     }
                 }
             }
@@ -209,7 +214,11 @@ impl Broker {
         let result = session.enqueue(d, &self.inbox_limits);
         self.stats.dropped(DropReason::QueueFull, result.dropped_oldest);
         if !result.accepted {
-            let reason = if qos == QoS::AtMostOnce && !session.is_online() { DropReason::OfflineQos0 } else { DropReason::QueueFull };
+            let reason = if qos == QoS::AtMostOnce && !session.is_online() {
+                DropReason::OfflineQos0
+            } else {
+                DropReason::QueueFull
+            };
             self.stats.dropped(reason, 1);
         }
         result.accepted

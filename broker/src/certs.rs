@@ -12,8 +12,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    Ia5String, IsCa, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Ia5String, IsCa, KeyPair,
+    KeyUsagePurpose, SanType,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -62,13 +62,9 @@ fn san(host: &str) -> Result<SanType> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(SanType::IpAddress(ip));
     }
-    let invalid = || Error::InvalidHost {
-        host: host.to_owned(),
-    };
+    let invalid = || Error::InvalidHost { host: host.to_owned() };
     rustls::pki_types::DnsName::try_from(host).map_err(|_| invalid())?;
-    Ia5String::try_from(host)
-        .map(SanType::DnsName)
-        .map_err(|_| invalid())
+    Ia5String::try_from(host).map(SanType::DnsName).map_err(|_| invalid())
 }
 
 /// Generates `ca.pem`, `ca.key`, `server.pem`, `server.key`, `client.pem` and `client.key` in
@@ -87,11 +83,8 @@ pub fn generate_dev_certs(out: &Path, hosts: &[String], client_cn: &str) -> Resu
     let ca_key = KeyPair::generate()?;
     let mut ca_params = params(CA_COMMON_NAME);
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    ca_params.key_usages =
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     let ca = ca_params.self_signed(&ca_key)?;
 
     let server_key = KeyPair::generate()?;
@@ -107,10 +100,7 @@ pub fn generate_dev_certs(out: &Path, hosts: &[String], client_cn: &str) -> Resu
     client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     let client = client_params.signed_by(&client_key, &ca, &ca_key)?;
 
-    fs::create_dir_all(out).map_err(|source| Error::Io {
-        path: out.to_path_buf(),
-        source,
-    })?;
+    fs::create_dir_all(out).map_err(|source| Error::Io { path: out.to_path_buf(), source })?;
     let files = [
         ("ca.pem", ca.pem(), false),
         ("ca.key", ca_key.serialize_pem(), true),
@@ -122,10 +112,7 @@ pub fn generate_dev_certs(out: &Path, hosts: &[String], client_cn: &str) -> Resu
     let mut written = Vec::with_capacity(files.len());
     for (name, contents, private) in files {
         let path = out.join(name);
-        write_file(&path, contents.as_bytes(), private).map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
+        write_file(&path, contents.as_bytes(), private).map_err(|source| Error::Io { path: path.clone(), source })?;
         written.push(path);
     }
     Ok(written)
@@ -168,18 +155,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("nested").join("certs");
         let files = generate_dev_certs(&out, &hosts(&["localhost", "127.0.0.1"]), "dev-1").unwrap();
-        let names: Vec<_> = files
-            .iter()
-            .map(|p| p.file_name().unwrap().to_str().unwrap())
-            .collect();
-        let expected = [
-            "ca.pem",
-            "ca.key",
-            "server.pem",
-            "server.key",
-            "client.pem",
-            "client.key",
-        ];
+        let names: Vec<_> = files.iter().map(|p| p.file_name().unwrap().to_str().unwrap()).collect();
+        let expected = ["ca.pem", "ca.key", "server.pem", "server.key", "client.pem", "client.key"];
         assert_eq!(names, expected);
         for path in &files {
             assert_eq!(path.parent(), Some(out.as_path()));
@@ -199,11 +176,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("server.key"), "old").unwrap();
-        fs::set_permissions(
-            dir.path().join("server.key"),
-            fs::Permissions::from_mode(0o644),
-        )
-        .unwrap();
+        fs::set_permissions(dir.path().join("server.key"), fs::Permissions::from_mode(0o644)).unwrap();
         for path in generate_dev_certs(dir.path(), &hosts(&["localhost"]), "c").unwrap() {
             let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
             let key = path.extension() == Some("key".as_ref());
@@ -215,12 +188,7 @@ mod tests {
     fn certificates_carry_the_requested_names() {
         use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
         let dir = tempfile::tempdir().unwrap();
-        let files = generate_dev_certs(
-            dir.path(),
-            &hosts(&["broker.local", "10.0.0.7", "::1"]),
-            "sensor-42",
-        )
-        .unwrap();
+        let files = generate_dev_certs(dir.path(), &hosts(&["broker.local", "10.0.0.7", "::1"]), "sensor-42").unwrap();
         let der = |i: usize| {
             let pem = fs::read(&files[i]).unwrap();
             let mut reader = pem.as_slice();
@@ -231,10 +199,7 @@ mod tests {
 
         let (_, ca) = X509Certificate::from_der(&ca).unwrap();
         assert!(ca.is_ca());
-        assert_eq!(
-            crate::tls::peer_common_name(&[der(0)]).unwrap(),
-            CA_COMMON_NAME
-        );
+        assert_eq!(crate::tls::peer_common_name(&[der(0)]).unwrap(), CA_COMMON_NAME);
 
         let (_, server) = X509Certificate::from_der(&server).unwrap();
         assert_eq!(server.issuer(), ca.subject());
@@ -257,28 +222,19 @@ mod tests {
         assert!(!client.is_ca());
         let eku = client.extended_key_usage().unwrap().unwrap();
         assert!(eku.value.client_auth && !eku.value.server_auth);
-        assert_eq!(
-            crate::tls::peer_common_name(&[der(4)]).unwrap(),
-            "sensor-42"
-        );
+        assert_eq!(crate::tls::peer_common_name(&[der(4)]).unwrap(), "sensor-42");
     }
 
     #[test]
     fn rejects_bad_input_before_writing() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
-        assert!(matches!(
-            generate_dev_certs(&out, &[], "c"),
-            Err(Error::NoHosts)
-        ));
+        assert!(matches!(generate_dev_certs(&out, &[], "c"), Err(Error::NoHosts)));
         assert!(matches!(
             generate_dev_certs(&out, &hosts(&["localhost", "bad host"]), "c"),
             Err(Error::InvalidHost { host }) if host == "bad host"
         ));
-        assert!(matches!(
-            generate_dev_certs(&out, &hosts(&["localhost"]), ""),
-            Err(Error::EmptyClientCn)
-        ));
+        assert!(matches!(generate_dev_certs(&out, &hosts(&["localhost"]), ""), Err(Error::EmptyClientCn)));
         assert!(!out.exists());
     }
 
@@ -287,8 +243,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let blocker = dir.path().join("a-file");
         fs::write(&blocker, "").unwrap();
-        let err =
-            generate_dev_certs(&blocker.join("sub"), &hosts(&["localhost"]), "c").unwrap_err();
+        let err = generate_dev_certs(&blocker.join("sub"), &hosts(&["localhost"]), "c").unwrap_err();
         assert!(matches!(err, Error::Io { .. }));
         assert!(err.to_string().contains("a-file"), "{err}");
     }

@@ -46,8 +46,7 @@ impl Config {
     /// Reads, parses and validates a TOML file. Relative paths inside it stay relative to the
     /// process working directory, as operators expect from Mosquitto-style configs.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
         Config::parse(&text).map_err(|e| match e {
             Error::Parse { message, .. } => Error::Parse { path: path.to_path_buf(), message },
             other => other,
@@ -74,7 +73,10 @@ impl Config {
         for (i, l) in self.listeners.iter().enumerate() {
             let key = |k: &str| format!("listener[{i}].{k}");
             if l.bind.parse::<SocketAddr>().is_err() {
-                return Err(Error::Invalid { key: key("bind"), message: format!("`{}` is not an address:port", l.bind) });
+                return Err(Error::Invalid {
+                    key: key("bind"),
+                    message: format!("`{}` is not an address:port", l.bind),
+                });
             }
             match l.kind {
                 ListenerKind::Tls => {
@@ -86,18 +88,29 @@ impl Config {
                     }
                 }
                 ListenerKind::Tcp => {
-                    for (name, set) in [("cert", l.cert.is_some()), ("key", l.key.is_some()), ("client_ca", l.client_ca.is_some())] {
+                    for (name, set) in
+                        [("cert", l.cert.is_some()), ("key", l.key.is_some()), ("client_ca", l.client_ca.is_some())]
+                    {
                         if set {
-                            return Err(Error::Invalid { key: key(name), message: "only valid for a tls listener".into() });
+                            return Err(Error::Invalid {
+                                key: key(name),
+                                message: "only valid for a tls listener".into(),
+                            });
                         }
                     }
                     if l.cn_as_username {
-                        return Err(Error::Invalid { key: key("cn_as_username"), message: "only valid for a tls listener".into() });
+                        return Err(Error::Invalid {
+                            key: key("cn_as_username"),
+                            message: "only valid for a tls listener".into(),
+                        });
                     }
                 }
             }
             if l.cn_as_username && l.client_ca.is_none() {
-                return Err(Error::Invalid { key: key("cn_as_username"), message: "requires client_ca (client certificates)".into() });
+                return Err(Error::Invalid {
+                    key: key("cn_as_username"),
+                    message: "requires client_ca (client certificates)".into(),
+                });
             }
         }
         let m = &self.mqtt;

@@ -6,8 +6,8 @@
 //! queued at once into one buffer and issues one write per batch; a close request or node shutdown
 //! interrupts even a write blocked on a stalled client, so a dead peer can never pin a task.
 
-use crate::codec::{self, Disconnect, Packet, Protocol, ReasonCode};
 use crate::broker::Broker;
+use crate::codec::{self, Disconnect, Packet, Protocol, ReasonCode};
 use crate::session::ToClient;
 use bytes::BytesMut;
 use std::collections::HashMap;

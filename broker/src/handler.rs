@@ -106,7 +106,8 @@ where
         writer_opts,
         broker.clone(),
     ));
-    let mut ctx = ReadLoop { broker: &broker, protocol, to_session, to_client, closer, aliases: HashMap::new(), alias_max };
+    let mut ctx =
+        ReadLoop { broker: &broker, protocol, to_session, to_client, closer, aliases: HashMap::new(), alias_max };
     ctx.run(&mut reader, keepalive, close_rx).await;
     drop(ctx);
     let _ = writer.await;
@@ -211,7 +212,9 @@ impl ReadLoop<'_> {
                 let _ = self.to_client.send(ToClient::Packet(Packet::PingResp)).await;
                 return Flow::Continue;
             }
-            Packet::Auth(_) => return Flow::Violation(ReasonCode::PROTOCOL_ERROR, "AUTH without authentication method"),
+            Packet::Auth(_) => {
+                return Flow::Violation(ReasonCode::PROTOCOL_ERROR, "AUTH without authentication method")
+            }
             p @ (Packet::PubAck(_)
             | Packet::PubRec(_)
             | Packet::PubRel(_)

@@ -94,11 +94,13 @@ impl Listener {
                     key: cfg.key.clone().unwrap_or_default(),
                     client_ca: cfg.client_ca.clone(),
                 };
-                let server = tls::server_config(&opts).map_err(|source| Error::Tls { bind: cfg.bind.clone(), source })?;
+                let server =
+                    tls::server_config(&opts).map_err(|source| Error::Tls { bind: cfg.bind.clone(), source })?;
                 Some(TlsAcceptor::from(server))
             }
         };
-        let tcp = TcpListener::bind(&cfg.bind).await.map_err(|source| Error::Bind { bind: cfg.bind.clone(), source })?;
+        let tcp =
+            TcpListener::bind(&cfg.bind).await.map_err(|source| Error::Bind { bind: cfg.bind.clone(), source })?;
         let own_limit = (cfg.max_connections > 0).then(|| Arc::new(Semaphore::new(cfg.max_connections)));
         Ok(Listener { kind: cfg.kind, tcp, tls, cn_as_username: cfg.cn_as_username, own_limit })
     }

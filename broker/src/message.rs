@@ -33,7 +33,15 @@ impl Message {
         properties.topic_alias = None;
         properties.subscription_identifiers.clear();
         let expires_at = properties.message_expiry_interval.map(|s| now + Duration::from_secs(u64::from(s)));
-        Message { topic: Arc::from(p.topic), payload: p.payload, qos: p.qos, retain: p.retain, properties, publisher, expires_at }
+        Message {
+            topic: Arc::from(p.topic),
+            payload: p.payload,
+            qos: p.qos,
+            retain: p.retain,
+            properties,
+            publisher,
+            expires_at,
+        }
     }
 
     /// Builds the message a will turns into when it is published.

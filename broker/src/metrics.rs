@@ -30,8 +30,13 @@ impl DropReason {
             DropReason::NotAuthorized => "not_authorized",
         }
     }
-    const ALL: [DropReason; 5] =
-        [DropReason::QueueFull, DropReason::Expired, DropReason::TooLarge, DropReason::OfflineQos0, DropReason::NotAuthorized];
+    const ALL: [DropReason; 5] = [
+        DropReason::QueueFull,
+        DropReason::Expired,
+        DropReason::TooLarge,
+        DropReason::OfflineQos0,
+        DropReason::NotAuthorized,
+    ];
 }
 
 /// All counters of one broker.

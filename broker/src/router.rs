@@ -53,9 +53,7 @@ impl<K: Eq + Hash, V> SubscriptionTable<K, V> {
     pub fn new(shards: usize) -> Self {
         let literal = shards.max(1);
         SubscriptionTable {
-            shards: (0..=literal)
-                .map(|_| RwLock::new(SubscriptionTrie::new()))
-                .collect(),
+            shards: (0..=literal).map(|_| RwLock::new(SubscriptionTrie::new())).collect(),
             hasher: RandomState::new(),
             len: AtomicUsize::new(0),
         }

@@ -40,6 +40,8 @@ pub enum CloseCause {
 }
 
 /// What a connection forwards to its session.
+// Packets are the common case; boxing them would cost an allocation per packet.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum FromClient {
     /// A validated packet (topic aliases already resolved).

@@ -65,10 +65,7 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })
 }
 
 /// Every certificate in the PEM file at `path`; at least one.
@@ -76,14 +73,9 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     let pem = read(path)?;
     let certs = rustls_pemfile::certs(&mut pem.as_slice())
         .collect::<io::Result<Vec<_>>>()
-        .map_err(|source| Error::Pem {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        .map_err(|source| Error::Pem { path: path.to_path_buf(), source })?;
     if certs.is_empty() {
-        return Err(Error::NoCertificate {
-            path: path.to_path_buf(),
-        });
+        return Err(Error::NoCertificate { path: path.to_path_buf() });
     }
     Ok(certs)
 }
@@ -92,13 +84,8 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
 fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
     let pem = read(path)?;
     rustls_pemfile::private_key(&mut pem.as_slice())
-        .map_err(|source| Error::Pem {
-            path: path.to_path_buf(),
-            source,
-        })?
-        .ok_or_else(|| Error::NoPrivateKey {
-            path: path.to_path_buf(),
-        })
+        .map_err(|source| Error::Pem { path: path.to_path_buf(), source })?
+        .ok_or_else(|| Error::NoPrivateKey { path: path.to_path_buf() })
 }
 
 /// Builds the rustls server configuration for a TLS listener.
@@ -114,10 +101,7 @@ pub fn server_config(opts: &TlsOptions) -> Result<Arc<ServerConfig>> {
     let builder = match &opts.client_ca {
         None => builder.with_no_client_auth(),
         Some(ca_path) => {
-            let invalid = |reason: String| Error::InvalidCa {
-                path: ca_path.clone(),
-                reason,
-            };
+            let invalid = |reason: String| Error::InvalidCa { path: ca_path.clone(), reason };
             let mut roots = RootCertStore::empty();
             for ca in load_certs(ca_path)? {
                 roots.add(ca).map_err(|e| invalid(e.to_string()))?;
@@ -130,19 +114,12 @@ pub fn server_config(opts: &TlsOptions) -> Result<Arc<ServerConfig>> {
     };
     let mut config = builder.with_single_cert(certs, key).map_err(|e| match e {
         rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
-            Error::KeyMismatch {
-                cert: opts.cert.clone(),
-                key: opts.key.clone(),
-            }
+            Error::KeyMismatch { cert: opts.cert.clone(), key: opts.key.clone() }
         }
-        rustls::Error::InvalidCertificate(reason) => Error::InvalidCertificate {
-            path: opts.cert.clone(),
-            reason: format!("{reason:?}"),
-        },
-        rustls::Error::General(reason) => Error::InvalidKey {
-            path: opts.key.clone(),
-            reason,
-        },
+        rustls::Error::InvalidCertificate(reason) => {
+            Error::InvalidCertificate { path: opts.cert.clone(), reason: format!("{reason:?}") }
+        }
+        rustls::Error::General(reason) => Error::InvalidKey { path: opts.key.clone(), reason },
         other => Error::Rustls(other),
     })?;
     config.alpn_protocols = vec![ALPN_MQTT.to_vec()];

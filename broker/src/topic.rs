@@ -63,10 +63,7 @@ pub struct TopicLimits {
 impl Default for TopicLimits {
     /// The protocol maximum length (a UTF-8 string holds at most 65535 bytes) and 128 levels.
     fn default() -> Self {
-        TopicLimits {
-            max_length: 65_535,
-            max_levels: 128,
-        }
+        TopicLimits { max_length: 65_535, max_levels: 128 }
     }
 }
 
@@ -148,10 +145,7 @@ fn check_common(topic: &str, limits: &TopicLimits) -> Result<()> {
         return Err(Error::Empty);
     }
     if topic.len() > limits.max_length {
-        return Err(Error::TooLong {
-            len: topic.len(),
-            max: limits.max_length,
-        });
+        return Err(Error::TooLong { len: topic.len(), max: limits.max_length });
     }
     if topic.contains('\0') {
         return Err(Error::NullChar);
@@ -162,10 +156,7 @@ fn check_common(topic: &str, limits: &TopicLimits) -> Result<()> {
 fn check_levels(topic: &str, limits: &TopicLimits) -> Result<()> {
     let levels = topic.bytes().filter(|&b| b == b'/').count() + 1;
     if levels > limits.max_levels {
-        return Err(Error::TooManyLevels {
-            levels,
-            max: limits.max_levels,
-        });
+        return Err(Error::TooManyLevels { levels, max: limits.max_levels });
     }
     Ok(())
 }
@@ -176,10 +167,7 @@ fn check_levels(topic: &str, limits: &TopicLimits) -> Result<()> {
 pub fn parse_filter(filter: &str) -> Filter<'_> {
     if let Some((SHARE_PREFIX, rest)) = filter.split_once('/') {
         if let Some((group, inner)) = rest.split_once('/') {
-            return Filter::Shared {
-                group,
-                filter: inner,
-            };
+            return Filter::Shared { group, filter: inner };
         }
     }
     Filter::Normal(filter)
@@ -237,9 +225,7 @@ pub fn filter_covers(outer: &str, inner: &str) -> bool {
 /// Whether at least one topic name is matched by both plain filters, e.g. an ACL denial on one of
 /// them affects a subscription to the other.
 pub fn filters_intersect(a: &str, b: &str) -> bool {
-    if (starts_with_wildcard(a) && only_dollar_topics(b))
-        || (starts_with_wildcard(b) && only_dollar_topics(a))
-    {
+    if (starts_with_wildcard(a) && only_dollar_topics(b)) || (starts_with_wildcard(b) && only_dollar_topics(a)) {
         return false;
     }
     let mut a_levels = a.split('/');

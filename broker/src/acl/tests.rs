@@ -33,10 +33,7 @@ fn parses_the_documented_example() {
 
 #[test]
 fn syntax_errors_name_the_line() {
-    assert_eq!(
-        syntax_line("# c\n\nallow publish all a\npermit publish all a\n"),
-        4
-    );
+    assert_eq!(syntax_line("# c\n\nallow publish all a\npermit publish all a\n"), 4);
     assert_eq!(syntax_line("allow publish all a/#/b"), 1);
     assert_eq!(syntax_line("allow read all a"), 1);
     assert_eq!(syntax_line("allow\n"), 1);
@@ -65,11 +62,7 @@ fn load_errors_name_the_file() {
     std::fs::write(&path, "allow publish all a\n\ndeny sometimes all b\n").unwrap();
     let err = Acl::load(&path).unwrap_err();
     assert!(matches!(err, Error::File { line: 3, .. }), "{err:?}");
-    assert!(
-        err.to_string()
-            .starts_with(&format!("{}:3: ", path.display())),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with(&format!("{}:3: ", path.display())), "{err}");
 
     std::fs::write(&path, EXAMPLE).unwrap();
     assert_eq!(Acl::load(&path).unwrap().len(), 4);
@@ -90,26 +83,16 @@ fn first_matching_rule_wins_and_default_is_deny() {
     .unwrap();
     assert!(!acl.check_publish(Some("mallory"), "m", "public/x"));
     assert!(acl.check_publish(Some("bob"), "b", "public/x"));
-    assert!(
-        acl.check_publish(Some("bob"), "b", "public/secret"),
-        "allow came first"
-    );
-    assert!(
-        !acl.check_publish(Some("bob"), "b", "private/x"),
-        "no rule: deny"
-    );
-    assert!(
-        !acl.check_subscribe(Some("bob"), "b", "public/#"),
-        "publish rules only"
-    );
+    assert!(acl.check_publish(Some("bob"), "b", "public/secret"), "allow came first");
+    assert!(!acl.check_publish(Some("bob"), "b", "private/x"), "no rule: deny");
+    assert!(!acl.check_subscribe(Some("bob"), "b", "public/#"), "publish rules only");
     assert!(Acl::parse("").unwrap().is_empty());
     assert!(!Acl::parse("").unwrap().check_publish(None, "c", "a"));
 }
 
 #[test]
 fn access_kinds_are_separate() {
-    let acl =
-        Acl::parse("allow publish all p\nallow subscribe all s\nallow pubsub all b\n").unwrap();
+    let acl = Acl::parse("allow publish all p\nallow subscribe all s\nallow pubsub all b\n").unwrap();
     assert!(acl.check_publish(None, "c", "p") && !acl.check_subscribe(None, "c", "p"));
     assert!(!acl.check_publish(None, "c", "s") && acl.check_subscribe(None, "c", "s"));
     assert!(acl.check_publish(None, "c", "b") && acl.check_subscribe(None, "c", "b"));
@@ -132,10 +115,7 @@ fn wildcard_values_cannot_escalate() {
     let acl = Acl::parse("allow pubsub all devices/%c/#\nallow pubsub all home/%u\n").unwrap();
     for id in ["#", "+", "a/b", "x/#"] {
         assert!(!acl.check_subscribe(None, id, "devices/#"), "{id}");
-        assert!(
-            !acl.check_subscribe(None, id, &format!("devices/{id}")),
-            "{id}"
-        );
+        assert!(!acl.check_subscribe(None, id, &format!("devices/{id}")), "{id}");
         assert!(!acl.check_publish(None, id, "devices/a/b"), "{id}");
     }
     assert!(!acl.check_subscribe(Some("#"), "c", "home/#"));
@@ -145,8 +125,7 @@ fn wildcard_values_cannot_escalate() {
 
 #[test]
 fn anonymous_means_no_username() {
-    let acl =
-        Acl::parse("allow subscribe anonymous public/#\nallow subscribe user:ann #\n").unwrap();
+    let acl = Acl::parse("allow subscribe anonymous public/#\nallow subscribe user:ann #\n").unwrap();
     assert!(acl.check_subscribe(None, "c", "public/news"));
     assert!(!acl.check_subscribe(Some("bob"), "c", "public/news"));
     assert!(acl.check_subscribe(Some("ann"), "c", "public/news"));
@@ -159,10 +138,7 @@ fn client_rules_match_the_client_id() {
     assert!(!acl.check_publish(Some("ann"), "dev-7", "a"));
     assert!(!acl.check_subscribe(None, "dev-7", "a/+"));
     assert!(acl.check_publish(Some("ann"), "dev-8", "a"));
-    assert!(
-        acl.check_publish(Some("dev-7"), "x", "a"),
-        "a username is not a client id"
-    );
+    assert!(acl.check_publish(Some("dev-7"), "x", "a"), "a username is not a client id");
 }
 
 #[test]
@@ -174,39 +150,24 @@ fn subscribe_allow_needs_cover_and_deny_needs_intersection() {
     .unwrap();
     assert!(acl.check_subscribe(None, "c", "a/+/b"), "a/# covers a/+/b");
     assert!(acl.check_subscribe(None, "c", "a/public/x"));
-    assert!(
-        acl.check_subscribe(None, "c", "a/secret/x"),
-        "deeper than a/secret"
-    );
-    assert!(
-        !acl.check_subscribe(None, "c", "a/+"),
-        "a/+ reaches a/secret"
-    );
+    assert!(acl.check_subscribe(None, "c", "a/secret/x"), "deeper than a/secret");
+    assert!(!acl.check_subscribe(None, "c", "a/+"), "a/+ reaches a/secret");
     assert!(!acl.check_subscribe(None, "c", "a/#"));
     assert!(!acl.check_subscribe(None, "c", "a/secret"));
     assert!(!acl.check_subscribe(None, "c", "#"), "not covered by a/#");
 
     let deep = Acl::parse("deny subscribe all a/secret/#\nallow subscribe all a/#\n").unwrap();
-    assert!(
-        !deep.check_subscribe(None, "c", "a/+/b"),
-        "a/+/b reaches a/secret/b"
-    );
+    assert!(!deep.check_subscribe(None, "c", "a/+/b"), "a/+/b reaches a/secret/b");
     assert!(deep.check_subscribe(None, "c", "a/public/+"));
 
     let partial = Acl::parse("allow subscribe all a/b\nallow subscribe all a/+\n").unwrap();
-    assert!(
-        partial.check_subscribe(None, "c", "a/+"),
-        "later covering rule applies"
-    );
+    assert!(partial.check_subscribe(None, "c", "a/+"), "later covering rule applies");
 }
 
 #[test]
 fn dollar_topics_are_not_reached_through_wildcards() {
     let acl = Acl::parse("deny subscribe all $SYS/#\nallow pubsub all #\n").unwrap();
-    assert!(
-        acl.check_subscribe(None, "c", "#"),
-        "`#` does not include $SYS"
-    );
+    assert!(acl.check_subscribe(None, "c", "#"), "`#` does not include $SYS");
     assert!(!acl.check_subscribe(None, "c", "$SYS/broker"));
     let open = Acl::parse("allow pubsub all #\n").unwrap();
     assert!(!open.check_subscribe(None, "c", "$SYS/broker"));

@@ -71,10 +71,7 @@ pub(super) fn parse_entry(line: &str) -> Option<std::result::Result<(&str, &str)
 fn validate_hash(phc: &str) -> std::result::Result<Params, String> {
     let hash = PasswordHash::new(phc).map_err(|e| format!("invalid PHC string: {e}"))?;
     if hash.algorithm != Algorithm::Argon2id.ident() {
-        return Err(format!(
-            "hash algorithm is {}, not argon2id",
-            hash.algorithm
-        ));
+        return Err(format!("hash algorithm is {}, not argon2id", hash.algorithm));
     }
     if hash.salt.is_none() || hash.hash.is_none() {
         return Err("hash lacks a salt or an output".to_owned());
@@ -95,9 +92,7 @@ pub struct PasswordFile {
 
 impl std::fmt::Debug for PasswordFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PasswordFile")
-            .field("users", &self.users.len())
-            .finish()
+        f.debug_struct("PasswordFile").field("users", &self.users.len()).finish()
     }
 }
 
@@ -107,19 +102,12 @@ impl PasswordFile {
     /// Errors name the file, and for bad entries the line number: malformed lines, duplicate
     /// usernames and hashes that are not valid argon2id PHC strings are all rejected.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
         Self::from_text(path, &text)
     }
 
     fn from_text(path: &Path, text: &str) -> Result<Self> {
-        let bad = |line: usize, reason: String| Error::Malformed {
-            path: PathBuf::from(path),
-            line,
-            reason,
-        };
+        let bad = |line: usize, reason: String| Error::Malformed { path: PathBuf::from(path), line, reason };
         let mut users = HashMap::new();
         let mut dummy_params = None;
         for (index, line) in text.lines().enumerate() {
@@ -206,10 +194,7 @@ mod tests {
         assert_eq!(params.t_cost(), 2);
         assert_eq!(params.p_cost(), 1);
         let phc = hash_password(b"pw").unwrap();
-        assert!(
-            phc.contains("$m=8,t=1,p=1$"),
-            "tests use the cheap cost: {phc}"
-        );
+        assert!(phc.contains("$m=8,t=1,p=1$"), "tests use the cheap cost: {phc}");
     }
 
     #[test]
@@ -248,27 +233,15 @@ mod tests {
             ("a:\n".to_owned(), 1),
             ("a:not-a-phc-string\n".to_owned(), 1),
             ("\n\na:$argon2id$v=19$m=8,t=1,p=1\n".to_owned(), 3),
-            (
-                "a:$argon2id$v=19$m=1,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo\n".to_owned(),
-                1,
-            ),
-            (
-                "a:$argon2i$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo\n".to_owned(),
-                1,
-            ),
-            (
-                "a:$pbkdf2-sha256$i=1000$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo\n".to_owned(),
-                1,
-            ),
+            ("a:$argon2id$v=19$m=1,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo\n".to_owned(), 1),
+            ("a:$argon2i$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo\n".to_owned(), 1),
+            ("a:$pbkdf2-sha256$i=1000$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo\n".to_owned(), 1),
             (format!("a:{good}\nb:{good}\na:{good}\n"), 3),
         ];
         for (text, line) in cases {
             let err = parse(&text).unwrap_err();
             let rendered = err.to_string();
-            assert!(
-                rendered.starts_with(&format!("/etc/fleetmq/passwd:{line}: ")),
-                "{text:?} gave {rendered}"
-            );
+            assert!(rendered.starts_with(&format!("/etc/fleetmq/passwd:{line}: ")), "{text:?} gave {rendered}");
             assert_eq!(malformed_line(err).0, line, "{text:?}");
         }
     }
@@ -285,9 +258,6 @@ mod tests {
         let path = Path::new("/nonexistent/fleetmq/passwd");
         let err = PasswordFile::load(path).unwrap_err();
         assert!(matches!(err, Error::Io { .. }));
-        assert!(
-            err.to_string().contains("/nonexistent/fleetmq/passwd"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("/nonexistent/fleetmq/passwd"), "{err}");
     }
 }

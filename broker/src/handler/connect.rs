@@ -29,7 +29,12 @@ pub(super) async fn write_packet<W: AsyncWrite + Unpin>(wr: &mut W, p: Packet, p
 }
 
 /// Answers an undecodable first packet: a CONNACK where the protocol lets us say why, then close.
-pub(super) async fn refuse_decode_error<W: AsyncWrite + Unpin>(broker: &Broker, wr: &mut W, e: &Error, peer: SocketAddr) {
+pub(super) async fn refuse_decode_error<W: AsyncWrite + Unpin>(
+    broker: &Broker,
+    wr: &mut W,
+    e: &Error,
+    peer: SocketAddr,
+) {
     let Error::Codec(c) = e else { return };
     broker.stats.malformed(reason_label(c.reason_code()));
     tracing::debug!(%peer, error = %c, "refusing CONNECT");
@@ -47,7 +52,11 @@ fn refuse(reason: ReasonCode) -> ConnAck {
 }
 
 /// Runs the server-side CONNECT checks and authentication.
-pub(super) async fn admit(broker: &Arc<Broker>, mut connect: Box<Connect>, accepted: &Accepted) -> Result<Admitted, ConnAck> {
+pub(super) async fn admit(
+    broker: &Arc<Broker>,
+    mut connect: Box<Connect>,
+    accepted: &Accepted,
+) -> Result<Admitted, ConnAck> {
     let config = &broker.config;
     let v5 = connect.protocol.is_v5();
     if let Some(reason) = accepted.refuse {

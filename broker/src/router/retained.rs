@@ -20,10 +20,7 @@ struct Node<V> {
 
 impl<V> Default for Node<V> {
     fn default() -> Self {
-        Node {
-            value: None,
-            children: HashMap::new(),
-        }
+        Node { value: None, children: HashMap::new() }
     }
 }
 
@@ -46,13 +43,7 @@ impl<V> Node<V> {
 
     /// Reports the values below this node (whose topic is `path`, at `depth` levels) matching the
     /// remaining filter levels `rest` (`None` once all are consumed).
-    fn walk(
-        &self,
-        rest: Option<&str>,
-        depth: usize,
-        path: &mut String,
-        f: &mut impl FnMut(&str, &V),
-    ) {
+    fn walk(&self, rest: Option<&str>, depth: usize, path: &mut String, f: &mut impl FnMut(&str, &V)) {
         let Some(rest) = rest else {
             if let Some(value) = &self.value {
                 f(path, value);
@@ -69,13 +60,9 @@ impl<V> Node<V> {
                 if let Some(value) = &self.value {
                     f(path, value);
                 }
-                self.each_child(depth, path, |child, path| {
-                    child.walk_all(depth + 1, path, f)
-                });
+                self.each_child(depth, path, |child, path| child.walk_all(depth + 1, path, f));
             }
-            "+" => self.each_child(depth, path, |child, path| {
-                child.walk(next, depth + 1, path, f)
-            }),
+            "+" => self.each_child(depth, path, |child, path| child.walk(next, depth + 1, path, f)),
             literal => {
                 if let Some(child) = self.children.get(literal) {
                     let len = path.len();
@@ -92,19 +79,12 @@ impl<V> Node<V> {
         if let Some(value) = &self.value {
             f(path, value);
         }
-        self.each_child(depth, path, |child, path| {
-            child.walk_all(depth + 1, path, f)
-        });
+        self.each_child(depth, path, |child, path| child.walk_all(depth + 1, path, f));
     }
 
     /// Calls `visit` on each child a wildcard at this depth may enter, with `path` extended by the
     /// child's level. At the root, `$` levels are skipped: wildcards never match `$` topics there.
-    fn each_child(
-        &self,
-        depth: usize,
-        path: &mut String,
-        mut visit: impl FnMut(&Node<V>, &mut String),
-    ) {
+    fn each_child(&self, depth: usize, path: &mut String, mut visit: impl FnMut(&Node<V>, &mut String)) {
         for (level, child) in &self.children {
             if depth == 0 && level.starts_with('$') {
                 continue;
@@ -138,10 +118,7 @@ pub struct RetainedIndex<V> {
 
 impl<V> Default for RetainedIndex<V> {
     fn default() -> Self {
-        RetainedIndex {
-            root: Node::default(),
-            len: 0,
-        }
+        RetainedIndex { root: Node::default(), len: 0 }
     }
 }
 
@@ -202,14 +179,7 @@ impl<V> RetainedIndex<V> {
 
     /// Every retained (topic, value), in no particular order, for persistence and expiry sweeps.
     pub fn iter(&self) -> Iter<'_, V> {
-        Iter {
-            stack: self
-                .root
-                .children
-                .iter()
-                .map(|(level, child)| (level.clone(), child))
-                .collect(),
-        }
+        Iter { stack: self.root.children.iter().map(|(level, child)| (level.clone(), child)).collect() }
     }
 
     #[cfg(test)]

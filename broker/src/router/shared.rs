@@ -20,10 +20,7 @@ pub struct SharedGroup<K, V> {
 
 impl<K, V> Default for SharedGroup<K, V> {
     fn default() -> Self {
-        SharedGroup {
-            members: Vec::new(),
-            cursor: AtomicUsize::new(0),
-        }
+        SharedGroup { members: Vec::new(), cursor: AtomicUsize::new(0) }
     }
 }
 
@@ -115,9 +112,7 @@ mod tests {
     }
 
     fn picks(g: &SharedGroup<&'static str, u32>, n: usize, down: &[&str]) -> Vec<&'static str> {
-        (0..n)
-            .filter_map(|_| g.pick(|k, _| !down.contains(k)).map(|(k, _)| *k))
-            .collect()
+        (0..n).filter_map(|_| g.pick(|k, _| !down.contains(k)).map(|(k, _)| *k)).collect()
     }
 
     #[test]

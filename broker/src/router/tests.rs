@@ -20,42 +20,18 @@ fn direct_keys(table: &SubscriptionTable<String, u32>, topic: &str) -> Vec<Strin
 #[test]
 fn publishes_find_literal_wildcard_and_shared_subscriptions() {
     let table = SubscriptionTable::new(8);
-    let filters = [
-        "devices/+/state",
-        "devices/#",
-        "devices/d1/state",
-        "#",
-        "+/d1/+",
-        "$SYS/#",
-        "alerts",
-        "/+",
-        "+",
-    ];
+    let filters = ["devices/+/state", "devices/#", "devices/d1/state", "#", "+/d1/+", "$SYS/#", "alerts", "/+", "+"];
     for filter in filters {
         assert_eq!(table.subscribe(filter, None, filter.to_owned(), 0), None);
     }
-    assert_eq!(
-        table.subscribe("devices/+/state", Some("workers"), "w1".to_owned(), 0),
-        None
-    );
+    assert_eq!(table.subscribe("devices/+/state", Some("workers"), "w1".to_owned(), 0), None);
     assert_eq!(table.subscribe("#", Some("all"), "w2".to_owned(), 0), None);
     assert_eq!(table.len(), filters.len() + 2);
 
-    for topic in [
-        "devices/d1/state",
-        "devices/d2/state",
-        "devices",
-        "alerts",
-        "$SYS/load",
-        "/x",
-        "other/d1/y",
-        "$SYS",
-    ] {
-        let mut want: Vec<String> = filters
-            .iter()
-            .filter(|f| topic::matches(f, topic))
-            .map(|f| f.to_string())
-            .collect();
+    for topic in ["devices/d1/state", "devices/d2/state", "devices", "alerts", "$SYS/load", "/x", "other/d1/y", "$SYS"]
+    {
+        let mut want: Vec<String> =
+            filters.iter().filter(|f| topic::matches(f, topic)).map(|f| f.to_string()).collect();
         if topic::matches("devices/+/state", topic) {
             want.push("workers:w1".to_owned());
         }
@@ -91,11 +67,7 @@ fn every_shard_count_routes_like_a_single_trie() {
                 }
             });
             want.sort();
-            assert_eq!(
-                direct_keys(&table, topic),
-                want,
-                "{shards} shards, topic {topic}"
-            );
+            assert_eq!(direct_keys(&table, topic), want, "{shards} shards, topic {topic}");
         }
     }
 }

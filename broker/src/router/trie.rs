@@ -29,10 +29,7 @@ pub enum Match<'a, K, V> {
     /// An ordinary subscription of `key`.
     Direct { key: &'a K, value: &'a V },
     /// A shared subscription: the caller picks one member to deliver to.
-    Shared {
-        group: &'a str,
-        members: &'a SharedGroup<K, V>,
-    },
+    Shared { group: &'a str, members: &'a SharedGroup<K, V> },
 }
 
 impl<K, V> Clone for Match<'_, K, V> {
@@ -52,10 +49,7 @@ struct Subscribers<K, V> {
 
 impl<K, V> Default for Subscribers<K, V> {
     fn default() -> Self {
-        Subscribers {
-            direct: HashMap::new(),
-            shared: HashMap::new(),
-        }
+        Subscribers { direct: HashMap::new(), shared: HashMap::new() }
     }
 }
 
@@ -67,11 +61,7 @@ impl<K: Eq + Hash, V> Subscribers<K, V> {
     fn insert(&mut self, group: Option<&str>, key: K, value: V) -> Option<V> {
         match group {
             None => self.direct.insert(key, value),
-            Some(group) => self
-                .shared
-                .entry(group.to_owned())
-                .or_default()
-                .insert(key, value),
+            Some(group) => self.shared.entry(group.to_owned()).or_default().insert(key, value),
         }
     }
 
@@ -114,21 +104,13 @@ struct Node<K, V> {
 
 impl<K, V> Default for Node<K, V> {
     fn default() -> Self {
-        Node {
-            subscribers: Subscribers::default(),
-            children: HashMap::new(),
-            plus: None,
-            hash: None,
-        }
+        Node { subscribers: Subscribers::default(), children: HashMap::new(), plus: None, hash: None }
     }
 }
 
 impl<K: Eq + Hash, V> Node<K, V> {
     fn is_empty(&self) -> bool {
-        self.subscribers.is_empty()
-            && self.children.is_empty()
-            && self.plus.is_none()
-            && self.hash.is_none()
+        self.subscribers.is_empty() && self.children.is_empty() && self.plus.is_none() && self.hash.is_none()
     }
 
     /// Removes the subscription whose remaining filter levels are `levels`, pruning emptied nodes
@@ -169,12 +151,7 @@ impl<K: Eq + Hash, V> Node<K, V> {
     /// Reports the subscriptions of this subtree matching the topic levels `rest` (`None` once all
     /// levels are consumed). `at_dollar_root` is set only at the root for a `$` topic, where
     /// wildcards must not match.
-    fn walk<'a>(
-        &'a self,
-        rest: Option<&str>,
-        at_dollar_root: bool,
-        f: &mut impl FnMut(Match<'a, K, V>),
-    ) {
+    fn walk<'a>(&'a self, rest: Option<&str>, at_dollar_root: bool, f: &mut impl FnMut(Match<'a, K, V>)) {
         if !at_dollar_root {
             // `#` matches the parent level too, so it applies whether or not levels remain.
             if let Some(hash) = &self.hash {
@@ -211,11 +188,7 @@ impl<K: Eq + Hash, V> Node<K, V> {
         self.subscribers.count()
             + self.hash.as_ref().map_or(0, |h| h.count())
             + self.plus.as_ref().map_or(0, |p| p.subscription_count())
-            + self
-                .children
-                .values()
-                .map(Node::subscription_count)
-                .sum::<usize>()
+            + self.children.values().map(Node::subscription_count).sum::<usize>()
     }
 }
 
@@ -230,10 +203,7 @@ pub struct SubscriptionTrie<K, V> {
 
 impl<K, V> Default for SubscriptionTrie<K, V> {
     fn default() -> Self {
-        SubscriptionTrie {
-            root: Node::default(),
-            len: 0,
-        }
+        SubscriptionTrie { root: Node::default(), len: 0 }
     }
 }
 

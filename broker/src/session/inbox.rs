@@ -42,7 +42,9 @@ impl Inbox {
             return Enqueued { accepted: false, dropped_oldest: 0 };
         }
         let cost = d.msg.cost();
-        let full = |q: &Inbox| q.queue.len() >= limits.max_messages || (!q.queue.is_empty() && q.bytes + cost > limits.max_bytes);
+        let full = |q: &Inbox| {
+            q.queue.len() >= limits.max_messages || (!q.queue.is_empty() && q.bytes + cost > limits.max_bytes)
+        };
         let mut dropped = 0;
         if full(self) {
             match limits.overflow {
@@ -151,7 +153,12 @@ mod tests {
     fn byte_limit_applies() {
         let mut q = Inbox::default();
         let one = d(QoS::AtLeastOnce, 0).msg.cost();
-        let l = InboxLimits { max_messages: 100, max_bytes: one * 2, overflow: QueueOverflow::DropOldest, queue_qos0_offline: false };
+        let l = InboxLimits {
+            max_messages: 100,
+            max_bytes: one * 2,
+            overflow: QueueOverflow::DropOldest,
+            queue_qos0_offline: false,
+        };
         for n in 0..4 {
             q.push(d(QoS::AtLeastOnce, n), true, &l);
         }

@@ -18,8 +18,8 @@ use std::future::pending;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::sleep_until;
 
 /// Packets waiting for channel space beyond which the task stops reading from the client.
@@ -322,11 +322,19 @@ impl SessionTask {
                 self.broker.stats.message_received(qos);
                 let reason = if !allowed {
                     self.broker.stats.dropped(DropReason::NotAuthorized, 1);
-                    if v5 { ReasonCode::NOT_AUTHORIZED } else { ReasonCode::SUCCESS }
+                    if v5 {
+                        ReasonCode::NOT_AUTHORIZED
+                    } else {
+                        ReasonCode::SUCCESS
+                    }
                 } else {
                     let msg = Message::from_publish(p, self.shared.client_id.clone(), Instant::now());
                     let queued = self.broker.publish(Arc::new(msg));
-                    if queued == 0 && v5 { ReasonCode::NO_MATCHING_SUBSCRIBERS } else { ReasonCode::SUCCESS }
+                    if queued == 0 && v5 {
+                        ReasonCode::NO_MATCHING_SUBSCRIBERS
+                    } else {
+                        ReasonCode::SUCCESS
+                    }
                 };
                 if let Some(ack) = self.qos.publish_done(qos, packet_id, reason) {
                     self.emit(ack);

@@ -54,7 +54,8 @@ pub fn decode_message(mut b: Bytes, now: Instant) -> Result<Message> {
     if b.remaining() < len {
         return Err(corrupt("truncated publisher"));
     }
-    let publisher = std::str::from_utf8(&b.split_to(len)).map(ClientId::new).map_err(|_| corrupt("publisher not UTF-8"))?;
+    let publisher =
+        std::str::from_utf8(&b.split_to(len)).map(ClientId::new).map_err(|_| corrupt("publisher not UTF-8"))?;
     let mut buf = BytesMut::from(&b[..]);
     let publish = match codec::decode(&mut buf, Some(Protocol::V5), usize::MAX) {
         Ok(Some(Packet::Publish(p))) if buf.is_empty() => p,

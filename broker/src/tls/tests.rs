@@ -95,10 +95,7 @@ async fn handshake(server: Arc<ServerConfig>, client: ClientConfig) -> Outcome {
         io::Result::Ok(buf == *b"pong")
     };
     let (server, client) = tokio::join!(server_side, client_side);
-    Outcome {
-        server,
-        client_ok: client.unwrap_or(false),
-    }
+    Outcome { server, client_ok: client.unwrap_or(false) }
 }
 
 #[tokio::test]
@@ -135,10 +132,7 @@ async fn client_certificate_from_another_ca_is_rejected() {
     let client = client_config(&trusted, Some(&other), &rustls::version::TLS13);
     let outcome = handshake(config, client).await;
     let err = outcome.server.unwrap_err();
-    assert!(
-        err.to_string().contains("invalid peer certificate"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("invalid peer certificate"), "{err}");
     assert!(!outcome.client_ok);
 }
 
@@ -172,77 +166,41 @@ fn file_errors_name_the_file() {
     };
 
     let missing = pki.path("absent.pem");
-    let opts = TlsOptions {
-        cert: missing.clone(),
-        ..pki.options(false)
-    };
+    let opts = TlsOptions { cert: missing.clone(), ..pki.options(false) };
     assert!(matches!(shown(error_of(&opts), &missing), Error::Io { .. }));
 
-    let opts = TlsOptions {
-        cert: garbage.clone(),
-        ..pki.options(false)
-    };
-    assert!(matches!(
-        shown(error_of(&opts), &garbage),
-        Error::NoCertificate { .. }
-    ));
+    let opts = TlsOptions { cert: garbage.clone(), ..pki.options(false) };
+    assert!(matches!(shown(error_of(&opts), &garbage), Error::NoCertificate { .. }));
 
-    let opts = TlsOptions {
-        key: pki.path("server.pem"),
-        ..pki.options(false)
-    };
+    let opts = TlsOptions { key: pki.path("server.pem"), ..pki.options(false) };
     let e = shown(error_of(&opts), &pki.path("server.pem"));
     assert!(matches!(e, Error::NoPrivateKey { .. }), "{e:?}");
 
-    let opts = TlsOptions {
-        key: pki.path("client.key"),
-        ..pki.options(false)
-    };
+    let opts = TlsOptions { key: pki.path("client.key"), ..pki.options(false) };
     let e = shown(error_of(&opts), &pki.path("client.key"));
     assert!(matches!(e, Error::KeyMismatch { .. }), "{e:?}");
     assert!(e.to_string().contains("server.pem"));
 
     let bad_key = pki.path("bad.key");
-    std::fs::write(
-        &bad_key,
-        "-----BEGIN PRIVATE KEY-----\nAAECAwQF\n-----END PRIVATE KEY-----\n",
-    )
-    .unwrap();
-    let opts = TlsOptions {
-        key: bad_key.clone(),
-        ..pki.options(false)
-    };
+    std::fs::write(&bad_key, "-----BEGIN PRIVATE KEY-----\nAAECAwQF\n-----END PRIVATE KEY-----\n").unwrap();
+    let opts = TlsOptions { key: bad_key.clone(), ..pki.options(false) };
     let e = shown(error_of(&opts), &bad_key);
     assert!(matches!(e, Error::InvalidKey { .. }), "{e:?}");
 
-    let opts = TlsOptions {
-        client_ca: Some(missing.clone()),
-        ..pki.options(false)
-    };
+    let opts = TlsOptions { client_ca: Some(missing.clone()), ..pki.options(false) };
     assert!(matches!(shown(error_of(&opts), &missing), Error::Io { .. }));
 
-    let opts = TlsOptions {
-        client_ca: Some(garbage.clone()),
-        ..pki.options(false)
-    };
-    assert!(matches!(
-        shown(error_of(&opts), &garbage),
-        Error::NoCertificate { .. }
-    ));
+    let opts = TlsOptions { client_ca: Some(garbage.clone()), ..pki.options(false) };
+    assert!(matches!(shown(error_of(&opts), &garbage), Error::NoCertificate { .. }));
 }
 
 #[test]
 fn common_name_edge_cases() {
     assert_eq!(peer_common_name(&[]), None);
-    assert_eq!(
-        peer_common_name(&[CertificateDer::from(vec![0x30, 0x03, 1, 2, 3])]),
-        None
-    );
+    assert_eq!(peer_common_name(&[CertificateDer::from(vec![0x30, 0x03, 1, 2, 3])]), None);
     let mut params = rcgen::CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::OrganizationName, "FleetMQ");
+    params.distinguished_name.push(rcgen::DnType::OrganizationName, "FleetMQ");
     let key = rcgen::KeyPair::generate().unwrap();
     let no_cn = params.self_signed(&key).unwrap();
     assert_eq!(peer_common_name(&[no_cn.der().clone()]), None);

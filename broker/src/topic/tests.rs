@@ -2,24 +2,11 @@
 
 use super::*;
 
-const LIMITS: TopicLimits = TopicLimits {
-    max_length: 64,
-    max_levels: 6,
-};
+const LIMITS: TopicLimits = TopicLimits { max_length: 64, max_levels: 6 };
 
 #[test]
 fn valid_topic_names() {
-    for name in [
-        "a",
-        "sport/tennis/player1",
-        "/",
-        "//",
-        "/finance",
-        "sport/",
-        "$SYS/broker",
-        " ",
-        "a b/ü",
-    ] {
+    for name in ["a", "sport/tennis/player1", "/", "//", "/finance", "sport/", "$SYS/broker", " ", "a b/ü"] {
         assert_eq!(validate_topic_name(name, &LIMITS), Ok(()), "{name}");
     }
 }
@@ -27,34 +14,16 @@ fn valid_topic_names() {
 #[test]
 fn invalid_topic_names() {
     assert_eq!(validate_topic_name("", &LIMITS), Err(Error::Empty));
-    assert_eq!(
-        validate_topic_name("a/+", &LIMITS),
-        Err(Error::WildcardInName)
-    );
-    assert_eq!(
-        validate_topic_name("#", &LIMITS),
-        Err(Error::WildcardInName)
-    );
-    assert_eq!(
-        validate_topic_name("sport+", &LIMITS),
-        Err(Error::WildcardInName)
-    );
+    assert_eq!(validate_topic_name("a/+", &LIMITS), Err(Error::WildcardInName));
+    assert_eq!(validate_topic_name("#", &LIMITS), Err(Error::WildcardInName));
+    assert_eq!(validate_topic_name("sport+", &LIMITS), Err(Error::WildcardInName));
     assert_eq!(validate_topic_name("a\0b", &LIMITS), Err(Error::NullChar));
     let long = "x".repeat(65);
-    assert_eq!(
-        validate_topic_name(&long, &LIMITS),
-        Err(Error::TooLong { len: 65, max: 64 })
-    );
+    assert_eq!(validate_topic_name(&long, &LIMITS), Err(Error::TooLong { len: 65, max: 64 }));
     assert_eq!(validate_topic_name(&"x".repeat(64), &LIMITS), Ok(()));
     assert_eq!(validate_topic_name("a/b/c/d/e/f", &LIMITS), Ok(()));
-    assert_eq!(
-        validate_topic_name("a/b/c/d/e/f/g", &LIMITS),
-        Err(Error::TooManyLevels { levels: 7, max: 6 })
-    );
-    assert_eq!(
-        validate_topic_name("//////", &LIMITS),
-        Err(Error::TooManyLevels { levels: 7, max: 6 })
-    );
+    assert_eq!(validate_topic_name("a/b/c/d/e/f/g", &LIMITS), Err(Error::TooManyLevels { levels: 7, max: 6 }));
+    assert_eq!(validate_topic_name("//////", &LIMITS), Err(Error::TooManyLevels { levels: 7, max: 6 }));
 }
 
 #[test]
@@ -95,54 +64,32 @@ fn invalid_topic_filters() {
         ("sport/+tennis", plus.clone()),
         ("++", plus.clone()),
         ("a\0/#", Err(Error::NullChar)),
-        (
-            "a/b/c/d/e/f/#",
-            Err(Error::TooManyLevels { levels: 7, max: 6 }),
-        ),
+        ("a/b/c/d/e/f/#", Err(Error::TooManyLevels { levels: 7, max: 6 })),
         ("$share", Err(Error::BadShareName("missing"))),
         ("$share/", Err(Error::BadShareName("empty"))),
         ("$share//a", Err(Error::BadShareName("empty"))),
-        (
-            "$share/g+/a",
-            Err(Error::BadShareName("contains a wildcard character")),
-        ),
-        (
-            "$share/#/a",
-            Err(Error::BadShareName("contains a wildcard character")),
-        ),
-        (
-            "$share/+/a",
-            Err(Error::BadShareName("contains a wildcard character")),
-        ),
+        ("$share/g+/a", Err(Error::BadShareName("contains a wildcard character"))),
+        ("$share/#/a", Err(Error::BadShareName("contains a wildcard character"))),
+        ("$share/+/a", Err(Error::BadShareName("contains a wildcard character"))),
         ("$share/g", Err(Error::EmptySharedFilter)),
         ("$share/g/", Err(Error::EmptySharedFilter)),
         ("$share/g/a#", hash.clone()),
         ("$share/g/a+/b", plus.clone()),
     ];
     for (filter, expected) in cases {
-        assert_eq!(
-            &validate_topic_filter(filter, &LIMITS),
-            expected,
-            "{filter}"
-        );
+        assert_eq!(&validate_topic_filter(filter, &LIMITS), expected, "{filter}");
     }
 }
 
 #[test]
 fn shared_filter_levels_are_counted_after_the_share_name() {
-    assert_eq!(
-        validate_topic_filter("$share/g/a/b/c/d/e/f", &LIMITS),
-        Ok(())
-    );
+    assert_eq!(validate_topic_filter("$share/g/a/b/c/d/e/f", &LIMITS), Ok(()));
     assert_eq!(
         validate_topic_filter("$share/g/a/b/c/d/e/f/g", &LIMITS),
         Err(Error::TooManyLevels { levels: 7, max: 6 })
     );
     let long = format!("$share/g/{}", "x".repeat(60));
-    assert_eq!(
-        validate_topic_filter(&long, &LIMITS),
-        Err(Error::TooLong { len: 69, max: 64 })
-    );
+    assert_eq!(validate_topic_filter(&long, &LIMITS), Err(Error::TooLong { len: 69, max: 64 }));
 }
 
 #[test]
@@ -150,22 +97,10 @@ fn parse_filter_splits_shared_subscriptions() {
     assert_eq!(parse_filter("a/b"), Filter::Normal("a/b"));
     assert_eq!(parse_filter("$shared/a"), Filter::Normal("$shared/a"));
     let shared = parse_filter("$share/workers/jobs/+/#");
-    assert_eq!(
-        shared,
-        Filter::Shared {
-            group: "workers",
-            filter: "jobs/+/#"
-        }
-    );
+    assert_eq!(shared, Filter::Shared { group: "workers", filter: "jobs/+/#" });
     assert_eq!(shared.filter(), "jobs/+/#");
     assert_eq!(shared.group(), Some("workers"));
-    assert_eq!(
-        parse_filter("$share/g//"),
-        Filter::Shared {
-            group: "g",
-            filter: "/"
-        }
-    );
+    assert_eq!(parse_filter("$share/g//"), Filter::Shared { group: "g", filter: "/" });
     assert_eq!(Filter::Normal("x").group(), None);
 }
 
@@ -174,10 +109,7 @@ fn spec_matching_examples() {
     let yes = [
         ("sport/tennis/player1/#", "sport/tennis/player1"),
         ("sport/tennis/player1/#", "sport/tennis/player1/ranking"),
-        (
-            "sport/tennis/player1/#",
-            "sport/tennis/player1/score/wimbledon",
-        ),
+        ("sport/tennis/player1/#", "sport/tennis/player1/score/wimbledon"),
         ("sport/#", "sport"),
         ("sport/#", "sport/"),
         ("#", "sport/tennis"),
@@ -253,11 +185,7 @@ fn filter_covers_table() {
         ("a/#", "b/#", false),
     ];
     for (outer, inner, expected) in cases {
-        assert_eq!(
-            filter_covers(outer, inner),
-            expected,
-            "{outer} covers {inner}"
-        );
+        assert_eq!(filter_covers(outer, inner), expected, "{outer} covers {inner}");
     }
 }
 
@@ -292,27 +220,17 @@ fn filters_intersect_table() {
 
 #[test]
 fn relations_agree_with_matches_on_sample_topics() {
-    let filters = [
-        "#", "+", "a/#", "a/+", "+/b", "a/b", "a/+/c", "+/+/+", "$SYS/#", "$SYS/+", "a", "/", "/+",
-    ];
-    let topics = [
-        "a", "b", "a/b", "a/c", "b/b", "a/b/c", "a/x/c", "a/", "/", "/b", "//", "$SYS", "$SYS/x",
-        "$SYS/b",
-    ];
+    let filters = ["#", "+", "a/#", "a/+", "+/b", "a/b", "a/+/c", "+/+/+", "$SYS/#", "$SYS/+", "a", "/", "/+"];
+    let topics = ["a", "b", "a/b", "a/c", "b/b", "a/b/c", "a/x/c", "a/", "/", "/b", "//", "$SYS", "$SYS/x", "$SYS/b"];
     for outer in filters {
         for inner in filters {
-            let any_shared = topics
-                .iter()
-                .any(|t| matches(outer, t) && matches(inner, t));
+            let any_shared = topics.iter().any(|t| matches(outer, t) && matches(inner, t));
             if any_shared {
                 assert!(filters_intersect(outer, inner), "{outer} / {inner}");
             }
             if filter_covers(outer, inner) {
                 for t in topics {
-                    assert!(
-                        !matches(inner, t) || matches(outer, t),
-                        "{outer} covers {inner} but not {t}"
-                    );
+                    assert!(!matches(inner, t) || matches(outer, t), "{outer} covers {inner} but not {t}");
                 }
             }
         }

@@ -31,11 +31,7 @@ fn index() -> RetainedIndex<usize> {
 fn matched(index: &RetainedIndex<usize>, filter: &str) -> Vec<String> {
     let mut out = Vec::new();
     index.for_each_match(filter, |topic, value| {
-        assert_eq!(
-            TOPICS.get(*value),
-            Some(&topic),
-            "reconstructed topic of value {value}"
-        );
+        assert_eq!(TOPICS.get(*value), Some(&topic), "reconstructed topic of value {value}");
         out.push(topic.to_owned());
     });
     out.sort();
@@ -66,12 +62,7 @@ fn multi_level_wildcard_matches_the_parent_level() {
     let index = index();
     assert_eq!(
         matched(&index, "sport/tennis/#"),
-        sorted(&[
-            "sport/tennis",
-            "sport/tennis/player1",
-            "sport/tennis/player1/ranking",
-            "sport/tennis/player2"
-        ])
+        sorted(&["sport/tennis", "sport/tennis/player1", "sport/tennis/player1/ranking", "sport/tennis/player2"])
     );
     assert_eq!(
         matched(&index, "sport/#"),
@@ -90,42 +81,23 @@ fn multi_level_wildcard_matches_the_parent_level() {
 #[test]
 fn single_level_wildcard_matches_empty_levels() {
     let index = index();
-    assert_eq!(
-        matched(&index, "sport/+"),
-        sorted(&["sport/", "sport/tennis"])
-    );
-    assert_eq!(
-        matched(&index, "+/+"),
-        sorted(&["sport/", "sport/tennis", "/", "/finance"])
-    );
+    assert_eq!(matched(&index, "sport/+"), sorted(&["sport/", "sport/tennis"]));
+    assert_eq!(matched(&index, "+/+"), sorted(&["sport/", "sport/tennis", "/", "/finance"]));
     assert_eq!(matched(&index, "/+"), sorted(&["/", "/finance"]));
     assert_eq!(matched(&index, "a/+/b"), sorted(&["a//b"]));
-    assert_eq!(
-        matched(&index, "sport/+/player1"),
-        sorted(&["sport/tennis/player1", "sport/chess/player1"])
-    );
+    assert_eq!(matched(&index, "sport/+/player1"), sorted(&["sport/tennis/player1", "sport/chess/player1"]));
     assert_eq!(matched(&index, "+"), sorted(&["sport", "finance"]));
 }
 
 #[test]
 fn wildcards_at_the_first_level_skip_dollar_topics() {
     let index = index();
-    let all: Vec<&str> = TOPICS
-        .iter()
-        .copied()
-        .filter(|t| !t.starts_with('$'))
-        .collect();
+    let all: Vec<&str> = TOPICS.iter().copied().filter(|t| !t.starts_with('$')).collect();
     assert_eq!(matched(&index, "#"), sorted(&all));
     assert!(matched(&index, "+/monitor/Clients").is_empty());
     assert!(matched(&index, "+/broker/+").is_empty());
-    assert_eq!(
-        matched(&index, "$SYS/#"),
-        sorted(&["$SYS", "$SYS/broker/load", "$SYS/monitor/Clients"])
-    );
-    assert_eq!(
-        matched(&index, "$SYS/+/+"),
-        sorted(&["$SYS/broker/load", "$SYS/monitor/Clients"])
-    );
+    assert_eq!(matched(&index, "$SYS/#"), sorted(&["$SYS", "$SYS/broker/load", "$SYS/monitor/Clients"]));
+    assert_eq!(matched(&index, "$SYS/+/+"), sorted(&["$SYS/broker/load", "$SYS/monitor/Clients"]));
 }
 
 #[test]
@@ -140,24 +112,8 @@ fn exact_filters_and_misses() {
 #[test]
 fn wildcard_walks_agree_with_topic_matches() {
     let index = index();
-    for filter in [
-        "#",
-        "+",
-        "+/+",
-        "+/#",
-        "sport/+/#",
-        "/#",
-        "+/+/+",
-        "$SYS/#",
-        "+/tennis/+",
-        "a/#",
-        "//#",
-    ] {
-        let want: Vec<&str> = TOPICS
-            .iter()
-            .copied()
-            .filter(|t| topic::matches(filter, t))
-            .collect();
+    for filter in ["#", "+", "+/+", "+/#", "sport/+/#", "/#", "+/+/+", "$SYS/#", "+/tennis/+", "a/#", "//#"] {
+        let want: Vec<&str> = TOPICS.iter().copied().filter(|t| topic::matches(filter, t)).collect();
         assert_eq!(matched(&index, filter), sorted(&want), "filter {filter}");
     }
 }
@@ -167,11 +123,7 @@ fn iter_yields_every_topic() {
     let index = index();
     let mut all: Vec<(String, usize)> = index.iter().map(|(t, v)| (t, *v)).collect();
     all.sort_by_key(|(_, v)| *v);
-    let want: Vec<(String, usize)> = TOPICS
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.to_string(), i))
-        .collect();
+    let want: Vec<(String, usize)> = TOPICS.iter().enumerate().map(|(i, t)| (t.to_string(), i)).collect();
     assert_eq!(all, want);
     assert_eq!(RetainedIndex::<u8>::new().iter().count(), 0);
 }
@@ -184,11 +136,7 @@ fn remove_prunes_back_to_the_root() {
     assert_eq!(index.len(), TOPICS.len());
     assert_eq!(index.remove("sport/tennis"), Some(2));
     assert_eq!(index.get("sport/tennis"), None);
-    assert_eq!(
-        index.get("sport/tennis/player1"),
-        Some(&3),
-        "children survive their parent's removal"
-    );
+    assert_eq!(index.get("sport/tennis/player1"), Some(&3), "children survive their parent's removal");
     for (i, topic) in TOPICS.iter().enumerate().rev() {
         if i != 2 {
             assert_eq!(index.remove(topic), Some(i), "{topic}");
@@ -207,10 +155,7 @@ fn churn_does_not_leak_nodes() {
         index.insert(&topic, i);
         if i >= 10 {
             let old = i - 10;
-            assert_eq!(
-                index.remove(&format!("fleet/{}/dev{}/{}", old % 7, old, old % 3)),
-                Some(old)
-            );
+            assert_eq!(index.remove(&format!("fleet/{}/dev{}/{}", old % 7, old, old % 3)), Some(old));
         }
     }
     assert_eq!(index.len(), 10);

@@ -22,10 +22,7 @@ fn matched(trie: &Trie, topic: &str) -> Vec<String> {
 fn trie_of(filters: &[&str]) -> Trie {
     let mut trie = Trie::new();
     for (i, filter) in filters.iter().enumerate() {
-        assert_eq!(
-            trie.insert(filter, None, (*filter).to_owned(), i as u32),
-            None
-        );
+        assert_eq!(trie.insert(filter, None, (*filter).to_owned(), i as u32), None);
     }
     trie
 }
@@ -64,18 +61,9 @@ fn spec_examples() {
         want.sort();
         assert_eq!(filters_matching(&trie, topic), want, "topic {topic}");
     };
-    expect(
-        "sport/tennis/player1",
-        &["sport/tennis/player1/#", "sport/#", "sport/tennis/+", "#"],
-    );
-    expect(
-        "sport/tennis/player1/ranking",
-        &["sport/tennis/player1/#", "sport/#", "#"],
-    );
-    expect(
-        "sport/tennis/player1/score/wimbledon",
-        &["sport/tennis/player1/#", "sport/#", "#"],
-    );
+    expect("sport/tennis/player1", &["sport/tennis/player1/#", "sport/#", "sport/tennis/+", "#"]);
+    expect("sport/tennis/player1/ranking", &["sport/tennis/player1/#", "sport/#", "#"]);
+    expect("sport/tennis/player1/score/wimbledon", &["sport/tennis/player1/#", "sport/#", "#"]);
     expect("sport", &["sport/#", "+", "#"]);
     expect("sport/", &["sport/#", "sport/+", "+/+", "#"]);
     expect("/finance", &["+/+", "/+", "/finance", "#"]);
@@ -109,18 +97,11 @@ fn matches_agree_with_topic_matches_on_random_input() {
     let trie = trie_of(&refs);
     for _ in 0..300 {
         let levels = 1 + rng.below(5);
-        let topic = (0..levels)
-            .map(|_| words[rng.below(4)])
-            .collect::<Vec<_>>()
-            .join("/");
+        let topic = (0..levels).map(|_| words[rng.below(4)]).collect::<Vec<_>>().join("/");
         if topic.is_empty() {
             continue;
         }
-        let mut want: Vec<String> = filters
-            .iter()
-            .filter(|f| topic::matches(f, &topic))
-            .cloned()
-            .collect();
+        let mut want: Vec<String> = filters.iter().filter(|f| topic::matches(f, &topic)).cloned().collect();
         want.sort();
         assert_eq!(filters_matching(&trie, &topic), want, "topic {topic:?}");
     }
@@ -159,26 +140,11 @@ fn shared_groups_are_per_filter_and_name() {
     trie.insert("jobs/#", Some("workers"), "w3".into(), 3);
     trie.insert("jobs/+", Some("audit"), "a1".into(), 4);
     trie.insert("jobs/+", None, "w1".into(), 5);
-    assert_eq!(
-        matched(&trie, "jobs/1"),
-        ["audit:a1", "w1=5", "workers:w1,w2", "workers:w3"]
-    );
-    assert_eq!(
-        trie.remove("jobs/+", Some("workers"), &"w1".to_owned()),
-        Some(1)
-    );
-    assert_eq!(
-        trie.remove("jobs/+", Some("workers"), &"w1".to_owned()),
-        None
-    );
-    assert_eq!(
-        matched(&trie, "jobs/1"),
-        ["audit:a1", "w1=5", "workers:w2", "workers:w3"]
-    );
-    assert_eq!(
-        trie.remove("jobs/+", Some("workers"), &"w2".to_owned()),
-        Some(2)
-    );
+    assert_eq!(matched(&trie, "jobs/1"), ["audit:a1", "w1=5", "workers:w1,w2", "workers:w3"]);
+    assert_eq!(trie.remove("jobs/+", Some("workers"), &"w1".to_owned()), Some(1));
+    assert_eq!(trie.remove("jobs/+", Some("workers"), &"w1".to_owned()), None);
+    assert_eq!(matched(&trie, "jobs/1"), ["audit:a1", "w1=5", "workers:w2", "workers:w3"]);
+    assert_eq!(trie.remove("jobs/+", Some("workers"), &"w2".to_owned()), Some(2));
     assert_eq!(matched(&trie, "jobs/1"), ["audit:a1", "w1=5", "workers:w3"]);
     assert_eq!(trie.len(), 3);
 }
@@ -225,10 +191,7 @@ fn churn_prunes_back_to_the_root() {
     let mut subs = Vec::new();
     for i in 0..10_000u32 {
         let levels = 1 + rng.below(6);
-        let mut filter = (0..levels)
-            .map(|_| words[rng.below(words.len())])
-            .collect::<Vec<_>>()
-            .join("/");
+        let mut filter = (0..levels).map(|_| words[rng.below(words.len())]).collect::<Vec<_>>().join("/");
         if rng.below(4) == 0 {
             filter.push_str("/#");
         }
@@ -246,10 +209,7 @@ fn churn_prunes_back_to_the_root() {
     // Remove in a different order than inserted.
     while !subs.is_empty() {
         let (filter, group, key) = subs.swap_remove(rng.below(subs.len()));
-        assert!(
-            trie.remove(&filter, group, &key).is_some(),
-            "{filter} {group:?} {key}"
-        );
+        assert!(trie.remove(&filter, group, &key).is_some(), "{filter} {group:?} {key}");
     }
     assert!(trie.is_empty());
     assert_eq!(trie.node_count(), 1);
@@ -259,14 +219,7 @@ type Tracked = Vec<(String, Option<&'static str>, String)>;
 
 impl Trie {
     /// Inserts and records the subscription unless it replaced an existing one.
-    fn insert_tracked(
-        &mut self,
-        subs: &mut Tracked,
-        filter: String,
-        group: Option<&'static str>,
-        key: String,
-        v: u32,
-    ) {
+    fn insert_tracked(&mut self, subs: &mut Tracked, filter: String, group: Option<&'static str>, key: String, v: u32) {
         if self.insert(&filter, group, key.clone(), v).is_none() {
             subs.push((filter, group, key));
         }
@@ -278,10 +231,7 @@ struct Lcg(u64);
 
 impl Lcg {
     fn below(&mut self, n: usize) -> usize {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         ((self.0 >> 33) as usize) % n.max(1)
     }
 }

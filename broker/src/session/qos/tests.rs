@@ -51,7 +51,11 @@ fn qos2_outbound_full_handshake() {
     assert!(!s.on_pubcomp(id), "PUBCOMP before PUBREC does not complete");
     assert!(!s.on_puback(id), "PUBACK does not complete a QoS 2 flow");
     assert_eq!(s.on_pubrec(id, ReasonCode::SUCCESS), Some(Packet::PubRel(PubResp::new(id))));
-    assert_eq!(s.on_pubrec(id, ReasonCode::SUCCESS), Some(Packet::PubRel(PubResp::new(id))), "duplicate PUBREC re-sends PUBREL");
+    assert_eq!(
+        s.on_pubrec(id, ReasonCode::SUCCESS),
+        Some(Packet::PubRel(PubResp::new(id))),
+        "duplicate PUBREC re-sends PUBREL"
+    );
     assert_eq!(s.in_flight(), 1);
     assert!(s.on_pubcomp(id));
     assert_eq!(s.in_flight(), 0);
