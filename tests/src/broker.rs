@@ -1,0 +1,300 @@
+//! Runs the real `fleetmq` binary as a child process for one test.
+//!
+//! Invariants: every broker gets its own temp dir (config, data, stderr log), every listener and the
+//! metrics endpoint bind `127.0.0.1:0` so tests never collide on ports, every wait is bounded, and the
+//! child is killed and reaped when the [`Broker`] is dropped. When a test panics while a broker is
+//! alive, the tail of the broker's stderr is printed so the failure can be diagnosed.
+
+use crate::tempdir::TempDir;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long the broker may take to print `fleetmq ready`.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Substituted in config text by the temp dir's path, so configs can name files the test wrote.
+pub const DIR_PLACEHOLDER: &str = "$DIR";
+
+/// Path of the `fleetmq` binary: `FLEETMQ_BIN` if set, else the sibling of the test binary's
+/// `deps/` directory (cargo puts both under `target/<profile>/`).
+pub fn fleetmq_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("FLEETMQ_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe failed: {e}"));
+    let candidate = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join(format!("fleetmq{}", std::env::consts::EXE_SUFFIX)))
+        .unwrap_or_else(|| PathBuf::from("fleetmq"));
+    if !candidate.is_file() {
+        panic!(
+            "the fleetmq binary was not found at {}; build it first with `cargo build -p fleetmq` \
+             (same profile and CARGO_TARGET_DIR as the tests), run `cargo test --workspace`, or \
+             point FLEETMQ_BIN at it",
+            candidate.display()
+        );
+    }
+    candidate
+}
+
+/// One running broker process.
+pub struct Broker {
+    child: Child,
+    dir: TempDir,
+    stderr_path: PathBuf,
+    listeners: Vec<(String, SocketAddr)>,
+    metrics_url: Option<String>,
+    exited: Option<ExitStatus>,
+}
+
+impl Broker {
+    /// Starts a broker in a fresh temp dir; `config_toml_extra` is merged over the base config
+    /// (tables merge key by key, `[[listener]]` entries are added to the base TCP listener).
+    pub fn start(config_toml_extra: &str) -> Broker {
+        Broker::start_in(TempDir::new("fleetmq-e2e"), config_toml_extra)
+    }
+
+    /// Like [`Broker::start`] but in a directory the test already filled (certificates, ACL,
+    /// password file); `$DIR` in the config text stands for that directory.
+    pub fn start_in(dir: TempDir, config_toml_extra: &str) -> Broker {
+        let config = build_config(&dir, config_toml_extra);
+        let config_path = dir.write("fleetmq.toml", &config);
+        let stderr_path = dir.join("stderr.log");
+        let stderr = std::fs::File::create(&stderr_path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", stderr_path.display()));
+        let bin = fleetmq_bin();
+        let mut child = Command::new(&bin)
+            .arg("--config")
+            .arg(&config_path)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", bin.display()));
+        let lines = spawn_line_reader(child.stdout.take());
+        let mut broker = Broker {
+            child,
+            dir,
+            stderr_path,
+            listeners: Vec::new(),
+            metrics_url: None,
+            exited: None,
+        };
+        broker.await_ready(&lines, &config);
+        broker
+    }
+
+    fn await_ready(&mut self, lines: &mpsc::Receiver<String>, config: &str) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match lines.recv_timeout(left) {
+                Ok(l) => l,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.fail_start("did not print `fleetmq ready` in time", &seen, config)
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let _ = self.wait_exit(Duration::from_secs(2));
+                    self.fail_start("closed stdout before `fleetmq ready`", &seen, config)
+                }
+            };
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                ["fleetmq", "ready"] => break,
+                ["fleetmq", "listening", kind, addr] => match addr.parse() {
+                    Ok(a) => self.listeners.push((kind.to_string(), a)),
+                    Err(_) => self.fail_start(&format!("bad listen line {line:?}"), &seen, config),
+                },
+                ["fleetmq", "metrics", url] => self.metrics_url = Some(url.to_string()),
+                _ => {}
+            }
+            seen.push(line);
+        }
+    }
+
+    fn fail_start(&mut self, why: &str, stdout: &[String], config: &str) -> ! {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        panic!(
+            "fleetmq {why}\n--- config ---\n{config}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            stdout.join("\n"),
+            self.stderr()
+        );
+    }
+
+    /// Address of the first plain TCP listener.
+    pub fn tcp_addr(&self) -> SocketAddr {
+        self.listener("tcp")
+    }
+
+    /// Address of the first TLS listener (the config must declare one).
+    pub fn tls_addr(&self) -> SocketAddr {
+        self.listener("tls")
+    }
+
+    fn listener(&self, kind: &str) -> SocketAddr {
+        self.listeners
+            .iter()
+            .find(|(k, _)| k == kind)
+            .map(|(_, a)| *a)
+            .unwrap_or_else(|| panic!("broker printed no `{kind}` listener: {:?}", self.listeners))
+    }
+
+    /// Every listener line the broker printed, in order, as (kind, address).
+    pub fn listeners(&self) -> &[(String, SocketAddr)] {
+        &self.listeners
+    }
+
+    /// URL of the Prometheus endpoint (`http://127.0.0.1:PORT/metrics`).
+    pub fn metrics_url(&self) -> String {
+        self.metrics_url
+            .clone()
+            .unwrap_or_else(|| panic!("broker printed no `fleetmq metrics` line"))
+    }
+
+    /// Process id of the broker.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The broker's working directory (holds the config, data dir and stderr log).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Kills the broker with SIGKILL and reaps it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        if let Ok(st) = self.child.wait() {
+            self.exited = Some(st);
+        }
+    }
+
+    /// Sends SIGTERM (graceful shutdown) without waiting.
+    pub fn sigterm(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run kill: {e}"));
+        assert!(
+            status.success(),
+            "kill -TERM {} failed: {status}",
+            self.pid()
+        );
+    }
+
+    /// Waits up to `timeout` for the process to exit; `None` if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.exited {
+                return Some(st);
+            }
+            match self.child.try_wait() {
+                Ok(Some(st)) => {
+                    self.exited = Some(st);
+                    return Some(st);
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Everything the broker wrote to stderr so far (its logs), at most the last 64 KiB.
+    pub fn stderr(&self) -> String {
+        tail(&self.stderr_path, 64 * 1024)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- fleetmq (pid {}) stderr tail ---\n{}\n--- end of fleetmq stderr ---",
+                self.child.id(),
+                tail(&self.stderr_path, 16 * 1024)
+            );
+        }
+        if self.exited.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn tail(path: &Path, max: u64) -> String {
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(max)));
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Forwards stdout lines to a channel; keeps draining after the receiver is gone so the broker
+/// never blocks on a full pipe.
+fn spawn_line_reader(stdout: Option<std::process::ChildStdout>) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    if let Some(out) = stdout {
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+    }
+    rx
+}
+
+/// The config file text: a base (one TCP listener, metrics endpoint, data dir in the temp dir)
+/// with `extra` merged over it. Every listener's bind address is forced to `127.0.0.1:0`.
+pub fn build_config(dir: &TempDir, extra: &str) -> String {
+    let base = format!(
+        "[node]\nid = \"e2e\"\ndata_dir = {data:?}\n\
+         [log]\nlevel = \"info\"\n\
+         [[listener]]\nkind = \"tcp\"\nbind = \"127.0.0.1:0\"\n\
+         [metrics]\nbind = \"127.0.0.1:0\"\n",
+        data = dir.join("data").display().to_string()
+    );
+    let mut table: toml::Table = base
+        .parse()
+        .unwrap_or_else(|e| panic!("base config does not parse: {e}"));
+    let extra = extra.replace(DIR_PLACEHOLDER, &dir.display());
+    let extra: toml::Table = extra
+        .parse()
+        .unwrap_or_else(|e| panic!("test config does not parse: {e}\n{extra}"));
+    merge(&mut table, extra);
+    if let Some(toml::Value::Array(listeners)) = table.get_mut("listener") {
+        for l in listeners.iter_mut() {
+            if let toml::Value::Table(t) = l {
+                t.insert("bind".into(), toml::Value::String("127.0.0.1:0".into()));
+            }
+        }
+    }
+    table.to_string()
+}
+
+fn merge(into: &mut toml::Table, from: toml::Table) {
+    for (k, v) in from {
+        match (into.get_mut(&k), v) {
+            (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge(a, b),
+            (Some(toml::Value::Array(a)), toml::Value::Array(b)) if k == "listener" => a.extend(b),
+            (_, v) => {
+                into.insert(k, v);
+            }
+        }
+    }
+}
