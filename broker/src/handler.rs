@@ -199,6 +199,9 @@ impl ReadLoop<'_> {
     async fn forward(&mut self, p: Packet) -> Flow {
         let p = match p {
             Packet::Publish(mut publish) => {
+                if !publish.properties.subscription_identifiers.is_empty() {
+                    return Flow::Violation(ReasonCode::PROTOCOL_ERROR, "subscription identifier from client");
+                }
                 if let Err(flow) = self.resolve_alias(&mut publish) {
                     return flow;
                 }
