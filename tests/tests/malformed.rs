@@ -128,7 +128,7 @@ v5_cases! {
     ) => PROTOCOL;
     v5_reserved_subscription_option_bits: subscribe5(0xC1) => MALFORMED;
     // MQTT 5.0 §3.8.3.1: "It is a Protocol Error if the Maximum QoS field has the value 3."
-    v5_subscription_qos_3: subscribe5(0x03) => PROTOCOL_ERROR;
+    v5_subscription_qos_3: subscribe5(0x03) => PROTOCOL;
     v5_retain_handling_3: subscribe5(0x31) => PROTOCOL;
     v5_no_local_on_shared_subscription: wire::subscribe(
         true,
