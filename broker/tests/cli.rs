@@ -56,11 +56,7 @@ fn fleetmq(args: &[&str], stdin: Option<&str>) -> Output {
 }
 
 fn all_output(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 fn valid_config(dir: &Tmp, extra: &str) -> String {
@@ -85,53 +81,32 @@ fn check_config_accepts_a_valid_file() {
         ),
     );
     let out = fleetmq(&["check-config", &arg(&file)], None);
-    assert!(
-        out.status.success(),
-        "valid config rejected: {}",
-        all_output(&out)
-    );
+    assert!(out.status.success(), "valid config rejected: {}", all_output(&out));
 }
 
 #[test]
 fn check_config_names_an_unknown_key() {
     let dir = Tmp::new();
-    let file = dir.write(
-        "unknown.toml",
-        &valid_config(&dir, "[mqtt]\nmax_keepalive = 60\nfrobnicate_level = 3\n"),
-    );
+    let file = dir.write("unknown.toml", &valid_config(&dir, "[mqtt]\nmax_keepalive = 60\nfrobnicate_level = 3\n"));
     let out = fleetmq(&["check-config", &arg(&file)], None);
     assert_eq!(out.status.code(), Some(1), "{}", all_output(&out));
-    assert!(
-        all_output(&out).contains("frobnicate_level"),
-        "error does not name the key: {}",
-        all_output(&out)
-    );
+    assert!(all_output(&out).contains("frobnicate_level"), "error does not name the key: {}", all_output(&out));
 }
 
 #[test]
 fn check_config_names_a_key_with_a_bad_value() {
     let cases = [
-        (
-            "queue_overflow",
-            "[limits]\nqueue_overflow = \"sometimes\"\n",
-        ),
+        ("queue_overflow", "[limits]\nqueue_overflow = \"sometimes\"\n"),
         ("max_keepalive", "[mqtt]\nmax_keepalive = \"soon\"\n"),
         ("max_qos", "[mqtt]\nmax_qos = 3\n"),
-        (
-            "kind",
-            "[[listener]]\nkind = \"carrier-pigeon\"\nbind = \"127.0.0.1:0\"\n",
-        ),
+        ("kind", "[[listener]]\nkind = \"carrier-pigeon\"\nbind = \"127.0.0.1:0\"\n"),
     ];
     for (key, extra) in cases {
         let dir = Tmp::new();
         let file = dir.write("bad.toml", &valid_config(&dir, extra));
         let out = fleetmq(&["check-config", &arg(&file)], None);
         assert_eq!(out.status.code(), Some(1), "{key}: {}", all_output(&out));
-        assert!(
-            all_output(&out).contains(key),
-            "error for a bad {key} does not name it: {}",
-            all_output(&out)
-        );
+        assert!(all_output(&out).contains(key), "error for a bad {key} does not name it: {}", all_output(&out));
     }
 }
 
@@ -146,16 +121,7 @@ fn check_config_fails_on_a_missing_file() {
 fn certs_writes_the_six_pem_files() {
     let dir = Tmp::new();
     let out_dir = dir.path("certs");
-    let out = fleetmq(
-        &[
-            "certs",
-            "--out",
-            &arg(&out_dir),
-            "--hosts",
-            "localhost,127.0.0.1",
-        ],
-        None,
-    );
+    let out = fleetmq(&["certs", "--out", &arg(&out_dir), "--hosts", "localhost,127.0.0.1"], None);
     assert!(out.status.success(), "certs failed: {}", all_output(&out));
     for (name, label) in [
         ("ca.pem", "CERTIFICATE"),
@@ -165,12 +131,8 @@ fn certs_writes_the_six_pem_files() {
         ("server.key", "PRIVATE KEY"),
         ("client.key", "PRIVATE KEY"),
     ] {
-        let text = std::fs::read_to_string(out_dir.join(name))
-            .unwrap_or_else(|e| panic!("{name} not written: {e}"));
-        assert!(
-            text.starts_with("-----BEGIN ") && text.contains(label),
-            "{name} is not a PEM {label}: {text:?}"
-        );
+        let text = std::fs::read_to_string(out_dir.join(name)).unwrap_or_else(|e| panic!("{name} not written: {e}"));
+        assert!(text.starts_with("-----BEGIN ") && text.contains(label), "{name} is not a PEM {label}: {text:?}");
     }
     let ca = std::fs::read_to_string(out_dir.join("ca.pem")).unwrap_or_default();
     let server = std::fs::read_to_string(out_dir.join("server.pem")).unwrap_or_default();
@@ -198,54 +160,26 @@ fn passwd_sets_replaces_and_deletes_users() {
     let out = fleetmq(&["passwd", &f, "alice", "--password", "first-secret"], None);
     assert!(out.status.success(), "passwd failed: {}", all_output(&out));
     let out = fleetmq(&["passwd", &f, "bob"], Some("bob-secret\n"));
-    assert!(
-        out.status.success(),
-        "passwd from stdin failed: {}",
-        all_output(&out)
-    );
+    assert!(out.status.success(), "passwd from stdin failed: {}", all_output(&out));
 
     let lines = user_lines(&file);
     let users: Vec<&str> = lines.iter().map(|(u, _)| u.as_str()).collect();
     assert_eq!(users, ["alice", "bob"]);
     for (user, hash) in &lines {
-        assert!(
-            hash.starts_with("$argon2id$"),
-            "{user}: not an argon2id hash: {hash}"
-        );
-        assert!(
-            !hash.contains("secret"),
-            "{user}: plaintext leaked into the file"
-        );
+        assert!(hash.starts_with("$argon2id$"), "{user}: not an argon2id hash: {hash}");
+        assert!(!hash.contains("secret"), "{user}: plaintext leaked into the file");
     }
     let alice_before = lines[0].1.clone();
 
-    let out = fleetmq(
-        &["passwd", &f, "alice", "--password", "second-secret"],
-        None,
-    );
-    assert!(
-        out.status.success(),
-        "passwd replace failed: {}",
-        all_output(&out)
-    );
+    let out = fleetmq(&["passwd", &f, "alice", "--password", "second-secret"], None);
+    assert!(out.status.success(), "passwd replace failed: {}", all_output(&out));
     let lines = user_lines(&file);
-    assert_eq!(
-        lines.len(),
-        2,
-        "replacing a password must not add a line: {lines:?}"
-    );
-    let alice_after = lines
-        .iter()
-        .find(|(u, _)| u == "alice")
-        .expect("alice kept");
+    assert_eq!(lines.len(), 2, "replacing a password must not add a line: {lines:?}");
+    let alice_after = lines.iter().find(|(u, _)| u == "alice").expect("alice kept");
     assert_ne!(alice_after.1, alice_before, "alice's hash did not change");
 
     let out = fleetmq(&["passwd", "--delete", &f, "alice"], None);
-    assert!(
-        out.status.success(),
-        "passwd --delete failed: {}",
-        all_output(&out)
-    );
+    assert!(out.status.success(), "passwd --delete failed: {}", all_output(&out));
     let users: Vec<String> = user_lines(&file).into_iter().map(|(u, _)| u).collect();
     assert_eq!(users, ["bob"]);
 }

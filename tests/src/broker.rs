@@ -78,14 +78,7 @@ impl Broker {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", bin.display()));
         let lines = spawn_line_reader(child.stdout.take());
-        let mut broker = Broker {
-            child,
-            dir,
-            stderr_path,
-            listeners: Vec::new(),
-            metrics_url: None,
-            exited: None,
-        };
+        let mut broker = Broker { child, dir, stderr_path, listeners: Vec::new(), metrics_url: None, exited: None };
         broker.await_ready(&lines, &config);
         broker
     }
@@ -154,9 +147,7 @@ impl Broker {
 
     /// URL of the Prometheus endpoint (`http://127.0.0.1:PORT/metrics`).
     pub fn metrics_url(&self) -> String {
-        self.metrics_url
-            .clone()
-            .unwrap_or_else(|| panic!("broker printed no `fleetmq metrics` line"))
+        self.metrics_url.clone().unwrap_or_else(|| panic!("broker printed no `fleetmq metrics` line"))
     }
 
     /// Process id of the broker.
@@ -184,11 +175,7 @@ impl Broker {
             .arg(self.pid().to_string())
             .status()
             .unwrap_or_else(|e| panic!("cannot run kill: {e}"));
-        assert!(
-            status.success(),
-            "kill -TERM {} failed: {status}",
-            self.pid()
-        );
+        assert!(status.success(), "kill -TERM {} failed: {status}", self.pid());
     }
 
     /// Waits up to `timeout` for the process to exit; `None` if it is still running.
@@ -203,9 +190,7 @@ impl Broker {
                     self.exited = Some(st);
                     return Some(st);
                 }
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
                 _ => return None,
             }
         }
@@ -269,13 +254,9 @@ pub fn build_config(dir: &TempDir, extra: &str) -> String {
          [metrics]\nbind = \"127.0.0.1:0\"\n",
         data = dir.join("data").display().to_string()
     );
-    let mut table: toml::Table = base
-        .parse()
-        .unwrap_or_else(|e| panic!("base config does not parse: {e}"));
+    let mut table: toml::Table = base.parse().unwrap_or_else(|e| panic!("base config does not parse: {e}"));
     let extra = extra.replace(DIR_PLACEHOLDER, &dir.display());
-    let extra: toml::Table = extra
-        .parse()
-        .unwrap_or_else(|e| panic!("test config does not parse: {e}\n{extra}"));
+    let extra: toml::Table = extra.parse().unwrap_or_else(|e| panic!("test config does not parse: {e}\n{extra}"));
     merge(&mut table, extra);
     if let Some(toml::Value::Array(listeners)) = table.get_mut("listener") {
         for l in listeners.iter_mut() {

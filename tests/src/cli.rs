@@ -7,10 +7,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn run(args: &[&str]) -> Output {
-    let out = Command::new(fleetmq_bin())
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run fleetmq {args:?}: {e}"));
+    let out =
+        Command::new(fleetmq_bin()).args(args).output().unwrap_or_else(|e| panic!("cannot run fleetmq {args:?}: {e}"));
     assert!(
         out.status.success(),
         "fleetmq {args:?} failed with {}\nstdout: {}\nstderr: {}",

@@ -154,9 +154,7 @@ impl<'a> Cur<'a> {
     }
     fn props(&mut self) -> Result<Props> {
         let len = self.varint("property length")? as usize;
-        let mut c = Cur {
-            b: self.take(len, "properties")?,
-        };
+        let mut c = Cur { b: self.take(len, "properties")? };
         let mut out = Vec::new();
         while !c.b.is_empty() {
             let id = c.varint("property id")? as u8;
@@ -169,14 +167,12 @@ impl<'a> Cur<'a> {
                 | prop::WILDCARD_SUB_AVAILABLE
                 | prop::SUB_ID_AVAILABLE
                 | prop::SHARED_SUB_AVAILABLE => Value::Int(c.u8("byte property")?.into()),
-                prop::SERVER_KEEP_ALIVE
-                | prop::RECEIVE_MAXIMUM
-                | prop::TOPIC_ALIAS_MAXIMUM
-                | prop::TOPIC_ALIAS => Value::Int(c.u16("u16 property")?.into()),
-                prop::MESSAGE_EXPIRY
-                | prop::SESSION_EXPIRY
-                | prop::WILL_DELAY
-                | prop::MAXIMUM_PACKET_SIZE => Value::Int(c.u32("u32 property")?),
+                prop::SERVER_KEEP_ALIVE | prop::RECEIVE_MAXIMUM | prop::TOPIC_ALIAS_MAXIMUM | prop::TOPIC_ALIAS => {
+                    Value::Int(c.u16("u16 property")?.into())
+                }
+                prop::MESSAGE_EXPIRY | prop::SESSION_EXPIRY | prop::WILL_DELAY | prop::MAXIMUM_PACKET_SIZE => {
+                    Value::Int(c.u32("u32 property")?)
+                }
                 prop::SUBSCRIPTION_ID => Value::Int(c.varint("subscription id")?),
                 prop::CONTENT_TYPE
                 | prop::RESPONSE_TOPIC
@@ -186,9 +182,7 @@ impl<'a> Cur<'a> {
                 | prop::SERVER_REFERENCE
                 | prop::REASON_STRING => Value::Str(c.string("string property")?),
                 prop::CORRELATION_DATA | prop::AUTH_DATA => Value::Bin(c.bin("binary property")?),
-                prop::USER_PROPERTY => {
-                    Value::Pair(c.string("user property")?, c.string("user property")?)
-                }
+                prop::USER_PROPERTY => Value::Pair(c.string("user property")?, c.string("user property")?),
                 _ => return Err(Error::Invalid("unknown property id")),
             };
             out.push((id, v));
@@ -219,16 +213,8 @@ pub fn connack(p: &Packet) -> Result<Connack> {
     let mut c = Cur { b: &p.body };
     let flags = c.u8("connack flags")?;
     let code = c.u8("connack code")?;
-    let props = if c.b.is_empty() {
-        Props::default()
-    } else {
-        c.props()?
-    };
-    Ok(Connack {
-        session_present: flags & 1 == 1,
-        code,
-        props,
-    })
+    let props = if c.b.is_empty() { Props::default() } else { c.props()? };
+    Ok(Connack { session_present: flags & 1 == 1, code, props })
 }
 
 /// The reason code of a DISCONNECT (0 when the body is empty, as the 5.0 spec allows).
@@ -258,11 +244,7 @@ pub fn publish(p: &Packet, v5: bool) -> Result<Publish> {
     }
     let mut c = Cur { b: &p.body };
     let topic = c.string("topic")?;
-    let pid = if qos > 0 {
-        Some(c.u16("packet id")?)
-    } else {
-        None
-    };
+    let pid = if qos > 0 { Some(c.u16("packet id")?) } else { None };
     let props = if v5 { c.props()? } else { Props::default() };
     Ok(Publish {
         dup: p.first_byte & 0x08 != 0,
@@ -285,10 +267,7 @@ pub struct Ack {
 /// Parses a PUBACK, PUBREC, PUBREL or PUBCOMP (reason 0 when omitted).
 pub fn ack(p: &Packet) -> Result<Ack> {
     if !(kind::PUBACK..=kind::PUBCOMP).contains(&p.kind()) {
-        return Err(Error::Unexpected(
-            p.first_byte,
-            "PUBACK/PUBREC/PUBREL/PUBCOMP",
-        ));
+        return Err(Error::Unexpected(p.first_byte, "PUBACK/PUBREC/PUBREL/PUBCOMP"));
     }
     let mut c = Cur { b: &p.body };
     let pid = c.u16("packet id")?;
@@ -311,8 +290,5 @@ pub fn suback(p: &Packet, v5: bool) -> Result<Suback> {
     if v5 {
         c.props()?;
     }
-    Ok(Suback {
-        pid,
-        codes: c.b.to_vec(),
-    })
+    Ok(Suback { pid, codes: c.b.to_vec() })
 }

@@ -38,11 +38,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// A unique client id or topic segment: `prefix` plus a process-wide counter and the process id.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
 /// One raw TCP connection to the broker.
@@ -61,12 +57,7 @@ impl RawClient {
             .unwrap_or_else(|_| panic!("TCP connect to {addr} timed out"))
             .unwrap_or_else(|e| panic!("TCP connect to {addr} failed: {e}"));
         let _ = stream.set_nodelay(true);
-        RawClient {
-            stream,
-            buf: Vec::new(),
-            pending: VecDeque::new(),
-            v5: false,
-        }
+        RawClient { stream, buf: Vec::new(), pending: VecDeque::new(), v5: false }
     }
 
     /// Connects, sends `connect` and returns the client with the CONNACK it got.
@@ -80,11 +71,7 @@ impl RawClient {
     /// Connects with `connect` and asserts the CONNACK is a success.
     pub async fn connect_ok(addr: SocketAddr, connect: &Connect) -> RawClient {
         let (c, ack) = RawClient::handshake(addr, connect).await;
-        assert_eq!(
-            ack.code, 0,
-            "CONNACK for {:?} was not success: {ack:?}",
-            connect.client_id
-        );
+        assert_eq!(ack.code, 0, "CONNACK for {:?} was not success: {ack:?}", connect.client_id);
         c
     }
 
@@ -152,9 +139,7 @@ impl RawClient {
 
     /// Reads the next packet; panics if none arrives within `timeout`.
     pub async fn read_packet(&mut self, timeout: Duration) -> Packet {
-        self.try_read_packet(timeout)
-            .await
-            .unwrap_or_else(|e| panic!("expected a packet within {timeout:?}: {e}"))
+        self.try_read_packet(timeout).await.unwrap_or_else(|e| panic!("expected a packet within {timeout:?}: {e}"))
     }
 
     /// Reads until a packet of type `k` arrives; packets of other types are kept for later reads.
@@ -166,9 +151,7 @@ impl RawClient {
             match self.try_read_packet(left).await {
                 Ok(p) if p.kind() == k => break p,
                 Ok(p) => skipped.push(p),
-                Err(e) => panic!(
-                    "expected a packet of type {k} within {timeout:?}: {e}; got instead: {skipped:?}"
-                ),
+                Err(e) => panic!("expected a packet of type {k} within {timeout:?}: {e}; got instead: {skipped:?}"),
             }
         };
         for p in skipped.into_iter().rev() {
@@ -230,16 +213,9 @@ impl RawClient {
     pub async fn expect_closed_v4(&mut self, timeout: Duration) {
         let got = self.expect_closed(timeout).await;
         for p in &got {
-            assert_ne!(
-                p.kind(),
-                kind::DISCONNECT,
-                "3.1.1 server sent DISCONNECT: {got:?}"
-            );
+            assert_ne!(p.kind(), kind::DISCONNECT, "3.1.1 server sent DISCONNECT: {got:?}");
             if let Ok(ack) = parse::connack(p) {
-                assert_ne!(
-                    ack.code, 0,
-                    "got a successful CONNACK before the close: {got:?}"
-                );
+                assert_ne!(ack.code, 0, "got a successful CONNACK before the close: {got:?}");
             }
         }
     }
@@ -252,9 +228,7 @@ impl RawClient {
         let reason = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.try_read_packet(left).await {
-                Ok(p) if p.kind() == kind::DISCONNECT => {
-                    break parse::disconnect_reason(&p).unwrap_or(0)
-                }
+                Ok(p) if p.kind() == kind::DISCONNECT => break parse::disconnect_reason(&p).unwrap_or(0),
                 Ok(p) => seen.push(p),
                 Err(e) => panic!("expected DISCONNECT within {timeout:?}: {e}; got {seen:?}"),
             }
@@ -270,12 +244,7 @@ impl RawClient {
     }
 
     /// Subscribes with 5.0 SUBSCRIBE properties and returns the SUBACK codes.
-    pub async fn subscribe_with(
-        &mut self,
-        pid: u16,
-        filters: &[(&str, u8)],
-        props: &wire::Props,
-    ) -> Vec<u8> {
+    pub async fn subscribe_with(&mut self, pid: u16, filters: &[(&str, u8)], props: &wire::Props) -> Vec<u8> {
         let bytes = wire::subscribe(self.v5, pid, filters, props);
         self.send(&bytes).await;
         let p = self.next_of_kind(kind::SUBACK, WAIT).await;
@@ -338,12 +307,7 @@ impl RawClient {
 }
 
 fn is_reset(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-    )
+    matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe)
 }
 
 /// Proves the broker still serves clients: a fresh 3.1.1 subscriber receives a QoS 1 message
@@ -353,11 +317,7 @@ pub async fn assert_roundtrip(addr: SocketAddr) {
     let mut sub = RawClient::v4(addr, &unique("health-sub")).await;
     assert_eq!(sub.subscribe(1, &[(&topic, 1)]).await, vec![1]);
     let mut publ = RawClient::v4(addr, &unique("health-pub")).await;
-    publ.publish(&wire::Publish::new(false, &topic, b"alive").qos(1, 1))
-        .await;
+    publ.publish(&wire::Publish::new(false, &topic, b"alive").qos(1, 1)).await;
     let got = sub.read_publish(WAIT).await;
-    assert_eq!(
-        (got.topic.as_str(), got.payload.as_slice()),
-        (topic.as_str(), &b"alive"[..])
-    );
+    assert_eq!((got.topic.as_str(), got.payload.as_slice()), (topic.as_str(), &b"alive"[..]));
 }

@@ -19,15 +19,10 @@ pub struct TempDir {
 impl TempDir {
     /// Creates a fresh, empty directory under the system temp dir whose name starts with `prefix`.
     pub fn new(prefix: &str) -> TempDir {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("{prefix}-{}-{n}-{nanos:08x}", std::process::id()));
-        std::fs::create_dir_all(&path)
-            .unwrap_or_else(|e| panic!("cannot create temp dir {}: {e}", path.display()));
+        let path = std::env::temp_dir().join(format!("{prefix}-{}-{n}-{nanos:08x}", std::process::id()));
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("cannot create temp dir {}: {e}", path.display()));
         TempDir { path }
     }
 
@@ -45,11 +40,9 @@ impl TempDir {
     pub fn write(&self, name: &str, contents: &str) -> PathBuf {
         let p = self.join(name);
         if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent)
-                .unwrap_or_else(|e| panic!("cannot create {}: {e}", parent.display()));
+            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("cannot create {}: {e}", parent.display()));
         }
-        std::fs::write(&p, contents)
-            .unwrap_or_else(|e| panic!("cannot write {}: {e}", p.display()));
+        std::fs::write(&p, contents).unwrap_or_else(|e| panic!("cannot write {}: {e}", p.display()));
         p
     }
 

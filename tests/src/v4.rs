@@ -6,8 +6,8 @@
 //! DISCONNECT — exactly what "the client vanished" means for will messages.
 
 use rumqttc::{
-    AsyncClient, ConnAck, ConnectReturnCode, ConnectionError, Event, Incoming, MqttOptions,
-    Outgoing, Publish, QoS, SubscribeReasonCode,
+    AsyncClient, ConnAck, ConnectReturnCode, ConnectionError, Event, Incoming, MqttOptions, Outgoing, Publish, QoS,
+    SubscribeReasonCode,
 };
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -59,9 +59,7 @@ pub fn options(addr: SocketAddr, id: &str, clean: bool) -> MqttOptions {
 
 /// Connects with `options` and panics unless the broker accepts.
 pub async fn v4_client(addr: SocketAddr, id: &str, clean: bool) -> V4 {
-    connect(options(addr, id, clean))
-        .await
-        .unwrap_or_else(|e| panic!("3.1.1 client {id} could not connect: {e}"))
+    connect(options(addr, id, clean)).await.unwrap_or_else(|e| panic!("3.1.1 client {id} could not connect: {e}"))
 }
 
 /// Connects with arbitrary options; the CONNACK outcome is returned, not asserted.
@@ -72,11 +70,7 @@ pub async fn connect(opts: MqttOptions) -> Result<V4> {
         Ok(Err(ConnectionError::ConnectionRefused(code))) => return Err(Error::Refused(code)),
         Ok(Err(e)) => return Err(Error::Connection(e.to_string())),
         Ok(Ok(Event::Incoming(Incoming::ConnAck(ack)))) => ack,
-        Ok(Ok(other)) => {
-            return Err(Error::Connection(format!(
-                "expected CONNACK, got {other:?}"
-            )))
-        }
+        Ok(Ok(other)) => return Err(Error::Connection(format!("expected CONNACK, got {other:?}"))),
     };
     let (ptx, publishes) = mpsc::unbounded_channel();
     let (ntx, notes) = mpsc::unbounded_channel();
@@ -101,25 +95,14 @@ pub async fn connect(opts: MqttOptions) -> Result<V4> {
             }
         }
     });
-    Ok(V4 {
-        client,
-        connack,
-        publishes,
-        notes,
-        task,
-    })
+    Ok(V4 { client, connack, publishes, notes, task })
 }
 
 impl V4 {
     /// Subscribes and waits for the SUBACK; returns its codes.
     pub async fn subscribe(&mut self, filter: &str, qos: QoS) -> Vec<SubscribeReasonCode> {
-        self.client
-            .subscribe(filter, qos)
-            .await
-            .unwrap_or_else(|e| panic!("subscribe request failed: {e}"));
-        let ack = self
-            .next_note(WAIT, |n| matches!(n, Note::Packet(Incoming::SubAck(_))))
-            .await;
+        self.client.subscribe(filter, qos).await.unwrap_or_else(|e| panic!("subscribe request failed: {e}"));
+        let ack = self.next_note(WAIT, |n| matches!(n, Note::Packet(Incoming::SubAck(_)))).await;
         match ack {
             Note::Packet(Incoming::SubAck(s)) => s.return_codes,
             other => panic!("expected SUBACK, got {other:?}"),
@@ -129,21 +112,11 @@ impl V4 {
     /// Subscribes and asserts the broker granted exactly `qos`.
     pub async fn subscribe_ok(&mut self, filter: &str, qos: QoS) {
         let codes = self.subscribe(filter, qos).await;
-        assert_eq!(
-            codes,
-            vec![SubscribeReasonCode::Success(qos)],
-            "SUBACK for {filter}"
-        );
+        assert_eq!(codes, vec![SubscribeReasonCode::Success(qos)], "SUBACK for {filter}");
     }
 
     /// Publishes and, for QoS 1/2, waits until the broker acknowledged (PUBACK / PUBCOMP).
-    pub async fn publish(
-        &mut self,
-        topic: &str,
-        qos: QoS,
-        retain: bool,
-        payload: impl Into<Vec<u8>>,
-    ) {
+    pub async fn publish(&mut self, topic: &str, qos: QoS, retain: bool, payload: impl Into<Vec<u8>>) {
         self.client
             .publish(topic, qos, retain, payload)
             .await
@@ -151,12 +124,10 @@ impl V4 {
         match qos {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => {
-                self.next_note(WAIT, |n| matches!(n, Note::Packet(Incoming::PubAck(_))))
-                    .await;
+                self.next_note(WAIT, |n| matches!(n, Note::Packet(Incoming::PubAck(_)))).await;
             }
             QoS::ExactlyOnce => {
-                self.next_note(WAIT, |n| matches!(n, Note::Packet(Incoming::PubComp(_))))
-                    .await;
+                self.next_note(WAIT, |n| matches!(n, Note::Packet(Incoming::PubComp(_)))).await;
             }
         }
     }
@@ -172,9 +143,7 @@ impl V4 {
                 _ => panic!(
                     "expected {n} PUBLISHes within {timeout:?}, got {}: {:?}",
                     got.len(),
-                    got.iter()
-                        .map(|p| (&p.topic, &p.payload))
-                        .collect::<Vec<_>>()
+                    got.iter().map(|p| (&p.topic, &p.payload)).collect::<Vec<_>>()
                 ),
             }
         }
@@ -197,18 +166,13 @@ impl V4 {
         assert!(
             got.is_empty(),
             "expected no PUBLISH, got {:?}",
-            got.iter()
-                .map(|p| (&p.topic, &p.payload))
-                .collect::<Vec<_>>()
+            got.iter().map(|p| (&p.topic, &p.payload)).collect::<Vec<_>>()
         );
     }
 
     /// Waits until the connection ends (broker closed it, or an error); returns the reason text.
     pub async fn wait_closed(&mut self, timeout: Duration) -> String {
-        match self
-            .next_note(timeout, |n| matches!(n, Note::Closed(_)))
-            .await
-        {
+        match self.next_note(timeout, |n| matches!(n, Note::Closed(_))).await {
             Note::Closed(why) => why,
             other => panic!("expected close, got {other:?}"),
         }
@@ -216,10 +180,7 @@ impl V4 {
 
     /// Sends DISCONNECT and waits for the event loop to finish.
     pub async fn disconnect(mut self) {
-        self.client
-            .disconnect()
-            .await
-            .unwrap_or_else(|e| panic!("disconnect request failed: {e}"));
+        self.client.disconnect().await.unwrap_or_else(|e| panic!("disconnect request failed: {e}"));
         self.wait_closed(WAIT).await;
         let _ = tokio::time::timeout(WAIT, &mut self.task).await;
     }

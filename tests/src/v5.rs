@@ -5,8 +5,8 @@
 //! task and is reported as [`Note::Closed`]; dropping a [`V5`] closes the socket without DISCONNECT.
 
 use rumqttc::v5::mqttbytes::v5::{
-    ConnAck, ConnectProperties, ConnectReturnCode, Filter, Publish, PublishProperties,
-    SubscribeProperties, SubscribeReasonCode,
+    ConnAck, ConnectProperties, ConnectReturnCode, Filter, Publish, PublishProperties, SubscribeProperties,
+    SubscribeReasonCode,
 };
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, Incoming, MqttOptions};
@@ -67,9 +67,7 @@ pub fn options(addr: SocketAddr, id: &str, clean: bool) -> MqttOptions {
 
 /// Connects with [`options`] and panics unless the broker accepts.
 pub async fn v5_client(addr: SocketAddr, id: &str, clean: bool) -> V5 {
-    connect(options(addr, id, clean))
-        .await
-        .unwrap_or_else(|e| panic!("5.0 client {id} could not connect: {e}"))
+    connect(options(addr, id, clean)).await.unwrap_or_else(|e| panic!("5.0 client {id} could not connect: {e}"))
 }
 
 /// Connects with arbitrary options; the CONNACK outcome is returned, not asserted.
@@ -80,11 +78,7 @@ pub async fn connect(opts: MqttOptions) -> Result<V5> {
         Ok(Err(ConnectionError::ConnectionRefused(code))) => return Err(Error::Refused(code)),
         Ok(Err(e)) => return Err(Error::Connection(e.to_string())),
         Ok(Ok(Event::Incoming(Incoming::ConnAck(ack)))) => ack,
-        Ok(Ok(other)) => {
-            return Err(Error::Connection(format!(
-                "expected CONNACK, got {other:?}"
-            )))
-        }
+        Ok(Ok(other)) => return Err(Error::Connection(format!("expected CONNACK, got {other:?}"))),
     };
     let (ptx, publishes) = mpsc::unbounded_channel();
     let (ntx, notes) = mpsc::unbounded_channel();
@@ -109,13 +103,7 @@ pub async fn connect(opts: MqttOptions) -> Result<V5> {
             }
         }
     });
-    Ok(V5 {
-        client,
-        connack,
-        publishes,
-        notes,
-        task,
-    })
+    Ok(V5 { client, connack, publishes, notes, task })
 }
 
 /// The topic of a received PUBLISH as text.
@@ -126,26 +114,13 @@ pub fn topic(p: &Publish) -> String {
 impl V5 {
     /// Subscribes with full 5.0 options (and an optional subscription identifier); returns the
     /// SUBACK reason codes.
-    pub async fn subscribe_filter(
-        &mut self,
-        filter: Filter,
-        id: Option<usize>,
-    ) -> Vec<SubscribeReasonCode> {
-        let props = SubscribeProperties {
-            id,
-            user_properties: Vec::new(),
-        };
+    pub async fn subscribe_filter(&mut self, filter: Filter, id: Option<usize>) -> Vec<SubscribeReasonCode> {
+        let props = SubscribeProperties { id, user_properties: Vec::new() };
         self.client
             .subscribe_many_with_properties([filter], props)
             .await
             .unwrap_or_else(|e| panic!("subscribe request failed: {e}"));
-        match self
-            .next_note(
-                WAIT,
-                |n| matches!(n, Note::Packet(p) if matches!(**p, Incoming::SubAck(_))),
-            )
-            .await
-        {
+        match self.next_note(WAIT, |n| matches!(n, Note::Packet(p) if matches!(**p, Incoming::SubAck(_)))).await {
             Note::Packet(p) => match *p {
                 Incoming::SubAck(s) => s.return_codes,
                 other => panic!("expected SUBACK, got {other:?}"),
@@ -157,11 +132,7 @@ impl V5 {
     /// Subscribes with default options and asserts the broker granted exactly `qos`.
     pub async fn subscribe_ok(&mut self, filter: &str, qos: QoS) {
         let codes = self.subscribe_filter(Filter::new(filter, qos), None).await;
-        assert_eq!(
-            codes,
-            vec![SubscribeReasonCode::Success(qos)],
-            "SUBACK for {filter}"
-        );
+        assert_eq!(codes, vec![SubscribeReasonCode::Success(qos)], "SUBACK for {filter}");
     }
 
     /// Publishes with properties and, for QoS 1/2, waits for the PUBACK / PUBCOMP.
@@ -181,32 +152,17 @@ impl V5 {
         match qos {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => {
-                self.next_note(
-                    WAIT,
-                    |n| matches!(n, Note::Packet(p) if matches!(**p, Incoming::PubAck(_))),
-                )
-                .await;
+                self.next_note(WAIT, |n| matches!(n, Note::Packet(p) if matches!(**p, Incoming::PubAck(_)))).await;
             }
             QoS::ExactlyOnce => {
-                self.next_note(
-                    WAIT,
-                    |n| matches!(n, Note::Packet(p) if matches!(**p, Incoming::PubComp(_))),
-                )
-                .await;
+                self.next_note(WAIT, |n| matches!(n, Note::Packet(p) if matches!(**p, Incoming::PubComp(_)))).await;
             }
         }
     }
 
     /// Publishes without properties and waits for the acknowledgement flow to finish.
-    pub async fn publish(
-        &mut self,
-        topic: &str,
-        qos: QoS,
-        retain: bool,
-        payload: impl Into<Vec<u8>>,
-    ) {
-        self.publish_with(topic, qos, retain, payload, PublishProperties::default())
-            .await
+    pub async fn publish(&mut self, topic: &str, qos: QoS, retain: bool, payload: impl Into<Vec<u8>>) {
+        self.publish_with(topic, qos, retain, payload, PublishProperties::default()).await
     }
 
     /// Waits until `n` PUBLISHes arrived and returns them in arrival order; panics with what did
@@ -220,9 +176,7 @@ impl V5 {
                 _ => panic!(
                     "expected {n} PUBLISHes within {timeout:?}, got {}: {:?}",
                     got.len(),
-                    got.iter()
-                        .map(|p| (topic(p), &p.payload))
-                        .collect::<Vec<_>>()
+                    got.iter().map(|p| (topic(p), &p.payload)).collect::<Vec<_>>()
                 ),
             }
         }
@@ -245,18 +199,13 @@ impl V5 {
         assert!(
             got.is_empty(),
             "expected no PUBLISH, got {:?}",
-            got.iter()
-                .map(|p| (topic(p), &p.payload))
-                .collect::<Vec<_>>()
+            got.iter().map(|p| (topic(p), &p.payload)).collect::<Vec<_>>()
         );
     }
 
     /// Waits until the connection ends; returns the reason text.
     pub async fn wait_closed(&mut self, timeout: Duration) -> String {
-        match self
-            .next_note(timeout, |n| matches!(n, Note::Closed(_)))
-            .await
-        {
+        match self.next_note(timeout, |n| matches!(n, Note::Closed(_))).await {
             Note::Closed(why) => why,
             other => panic!("expected close, got {other:?}"),
         }
@@ -264,10 +213,7 @@ impl V5 {
 
     /// Sends DISCONNECT (normal disconnection) and waits for the event loop to finish.
     pub async fn disconnect(mut self) {
-        self.client
-            .disconnect()
-            .await
-            .unwrap_or_else(|e| panic!("disconnect request failed: {e}"));
+        self.client.disconnect().await.unwrap_or_else(|e| panic!("disconnect request failed: {e}"));
         self.wait_closed(WAIT).await;
         let _ = tokio::time::timeout(WAIT, &mut self.task).await;
     }

@@ -14,11 +14,7 @@ async fn mqtt_3_1_connect_is_accepted() {
     let mut c = RawClient::connect(b.tcp_addr()).await;
     c.send_connect(&Connect::v31("legacy-31")).await;
     let p = c.read_packet(WAIT).await;
-    assert_eq!(
-        (p.first_byte, p.body.as_slice()),
-        (0x20, &[0u8, 0][..]),
-        "3.1 CONNACK"
-    );
+    assert_eq!((p.first_byte, p.body.as_slice()), (0x20, &[0u8, 0][..]), "3.1 CONNACK");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,11 +23,7 @@ async fn mqtt_3_1_1_connect_is_accepted() {
     let mut c = RawClient::connect(b.tcp_addr()).await;
     c.send_connect(&Connect::v4("plain-311")).await;
     let p = c.read_packet(WAIT).await;
-    assert_eq!(
-        (p.first_byte, p.body.as_slice()),
-        (0x20, &[0u8, 0][..]),
-        "3.1.1 CONNACK"
-    );
+    assert_eq!((p.first_byte, p.body.as_slice()), (0x20, &[0u8, 0][..]), "3.1.1 CONNACK");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,14 +31,8 @@ async fn mqtt_5_connect_is_accepted() {
     let b = Broker::start("");
     let (_c, ack) = RawClient::handshake(b.tcp_addr(), &Connect::v5("plain-5")).await;
     assert_eq!(ack.code, 0);
-    assert!(
-        !ack.session_present,
-        "a clean start never has a session present"
-    );
-    assert!(
-        !ack.props.has(prop::ASSIGNED_CLIENT_ID),
-        "id was not empty: {ack:?}"
-    );
+    assert!(!ack.session_present, "a clean start never has a session present");
+    assert!(!ack.props.has(prop::ASSIGNED_CLIENT_ID), "id was not empty: {ack:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,14 +41,8 @@ async fn v5_empty_client_id_is_assigned_a_unique_one() {
     let (_c1, a1) = RawClient::handshake(b.tcp_addr(), &Connect::v5("")).await;
     let (_c2, a2) = RawClient::handshake(b.tcp_addr(), &Connect::v5("")).await;
     assert_eq!((a1.code, a2.code), (0, 0));
-    let id1 = a1
-        .props
-        .str(prop::ASSIGNED_CLIENT_ID)
-        .expect("no Assigned Client Identifier");
-    let id2 = a2
-        .props
-        .str(prop::ASSIGNED_CLIENT_ID)
-        .expect("no Assigned Client Identifier");
+    let id1 = a1.props.str(prop::ASSIGNED_CLIENT_ID).expect("no Assigned Client Identifier");
+    let id2 = a2.props.str(prop::ASSIGNED_CLIENT_ID).expect("no Assigned Client Identifier");
     assert!(!id1.is_empty() && !id2.is_empty());
     assert_ne!(id1, id2, "two clients got the same assigned id");
 }
@@ -127,10 +107,7 @@ async fn unknown_protocol_name_is_closed() {
         c.send(&connect.encode()).await;
         for p in c.expect_closed(WAIT).await {
             let ack = parse::connack(&p).expect("only a CONNACK may precede the close");
-            assert_ne!(
-                ack.code, 0,
-                "level {level}: a bad protocol name was accepted"
-            );
+            assert_ne!(ack.code, 0, "level {level}: a bad protocol name was accepted");
         }
     }
 }
@@ -162,22 +139,13 @@ async fn packet_before_connect_closes() {
     let b = Broker::start("");
     for (name, bytes) in [
         ("PINGREQ", wire::pingreq()),
-        (
-            "PUBLISH",
-            wire::Publish::new(false, "early/t", b"x").encode(),
-        ),
-        (
-            "SUBSCRIBE",
-            wire::subscribe(false, 1, &[("early/#", 0)], &Props::new()),
-        ),
+        ("PUBLISH", wire::Publish::new(false, "early/t", b"x").encode()),
+        ("SUBSCRIBE", wire::subscribe(false, 1, &[("early/#", 0)], &Props::new())),
     ] {
         let mut c = RawClient::connect(b.tcp_addr()).await;
         c.send(&bytes).await;
         let got = c.expect_closed(WAIT).await;
-        assert!(
-            got.is_empty(),
-            "{name} before CONNECT was answered: {got:?}"
-        );
+        assert!(got.is_empty(), "{name} before CONNECT was answered: {got:?}");
     }
     fleetmq_tests::assert_roundtrip(b.tcp_addr()).await;
 }
@@ -207,14 +175,8 @@ async fn connection_without_connect_times_out() {
     let connect = Connect::v4("slow").encode();
     partial.send(&connect[..connect.len() / 2]).await;
     assert!(idle.expect_closed(Duration::from_secs(3)).await.is_empty());
-    assert!(partial
-        .expect_closed(Duration::from_secs(3))
-        .await
-        .is_empty());
-    assert!(
-        start.elapsed() >= Duration::from_millis(250),
-        "closed before the timeout"
-    );
+    assert!(partial.expect_closed(Duration::from_secs(3)).await.is_empty());
+    assert!(start.elapsed() >= Duration::from_millis(250), "closed before the timeout");
 }
 
 /// Connects with a 1 s keepalive; returns the client and the moment its CONNACK arrived.
@@ -284,31 +246,18 @@ async fn capped_keepalive_is_enforced_with_the_server_value() {
 
 fn assert_flag_available(ack: &parse::Connack, id: u8, what: &str) {
     let v = ack.props.int(id);
-    assert!(
-        v.is_none() || v == Some(1),
-        "{what} must be available: {ack:?}"
-    );
+    assert!(v.is_none() || v == Some(1), "{what} must be available: {ack:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v5_connack_announces_the_configured_limits() {
-    let b = Broker::start(
-        "[mqtt]\nreceive_maximum = 20\nmax_packet_size = 4096\ntopic_alias_maximum = 7\n",
-    );
+    let b = Broker::start("[mqtt]\nreceive_maximum = 20\nmax_packet_size = 4096\ntopic_alias_maximum = 7\n");
     let (_c, ack) = RawClient::handshake(b.tcp_addr(), &Connect::v5("limits")).await;
     assert_eq!(ack.code, 0);
     assert_eq!(ack.props.int(prop::RECEIVE_MAXIMUM), Some(20), "{ack:?}");
-    assert_eq!(
-        ack.props.int(prop::MAXIMUM_PACKET_SIZE),
-        Some(4096),
-        "{ack:?}"
-    );
+    assert_eq!(ack.props.int(prop::MAXIMUM_PACKET_SIZE), Some(4096), "{ack:?}");
     assert_eq!(ack.props.int(prop::TOPIC_ALIAS_MAXIMUM), Some(7), "{ack:?}");
-    assert_eq!(
-        ack.props.int(prop::MAXIMUM_QOS),
-        None,
-        "Maximum QoS is only sent when < 2"
-    );
+    assert_eq!(ack.props.int(prop::MAXIMUM_QOS), None, "Maximum QoS is only sent when < 2");
     assert_flag_available(&ack, prop::RETAIN_AVAILABLE, "retain");
     assert_flag_available(&ack, prop::WILDCARD_SUB_AVAILABLE, "wildcard subscriptions");
     assert_flag_available(&ack, prop::SUB_ID_AVAILABLE, "subscription identifiers");

@@ -25,10 +25,7 @@ async fn v5_case(name: &str, bytes: Vec<u8>, allowed: &[u8]) {
     let mut c = RawClient::v5(b.tcp_addr(), &unique("bad5")).await;
     c.send(&bytes).await;
     let reason = c.expect_disconnect(WAIT).await;
-    assert!(
-        allowed.contains(&reason),
-        "case {name}: DISCONNECT reason {reason:#04x}, expected one of {allowed:02x?}"
-    );
+    assert!(allowed.contains(&reason), "case {name}: DISCONNECT reason {reason:#04x}, expected one of {allowed:02x?}");
     assert_roundtrip(b.tcp_addr()).await;
 }
 
@@ -166,10 +163,7 @@ v4_cases! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_packet_then_client_close_leaves_the_broker_healthy() {
     let b = Broker::start(CONFIG);
-    for connect in [
-        Connect::v4(&unique("trunc4")),
-        Connect::v5(&unique("trunc5")),
-    ] {
+    for connect in [Connect::v4(&unique("trunc4")), Connect::v5(&unique("trunc5"))] {
         let mut c = RawClient::connect_ok(b.tcp_addr(), &connect).await;
         c.send(&truncated()).await;
         c.shutdown_write().await;
@@ -184,10 +178,7 @@ async fn receive_maximum_0_in_connect_is_refused() {
     let mut connect = Connect::v5(&unique("rm0"));
     connect.props = Props::new().u16(prop::RECEIVE_MAXIMUM, 0);
     let (mut c, ack) = RawClient::handshake(b.tcp_addr(), &connect).await;
-    assert_eq!(
-        ack.code, 0x82,
-        "receive maximum 0 is a protocol error: {ack:?}"
-    );
+    assert_eq!(ack.code, 0x82, "receive maximum 0 is a protocol error: {ack:?}");
     c.expect_closed(WAIT).await;
     assert_roundtrip(b.tcp_addr()).await;
 }
@@ -196,14 +187,9 @@ async fn receive_maximum_0_in_connect_is_refused() {
 async fn duplicate_property_in_connect_is_refused() {
     let b = Broker::start(CONFIG);
     let mut connect = Connect::v5(&unique("dupconn"));
-    connect.props = Props::new()
-        .u32(prop::SESSION_EXPIRY, 1)
-        .u32(prop::SESSION_EXPIRY, 2);
+    connect.props = Props::new().u32(prop::SESSION_EXPIRY, 1).u32(prop::SESSION_EXPIRY, 2);
     let (mut c, ack) = RawClient::handshake(b.tcp_addr(), &connect).await;
-    assert_eq!(
-        ack.code, 0x82,
-        "duplicate property is a protocol error: {ack:?}"
-    );
+    assert_eq!(ack.code, 0x82, "duplicate property is a protocol error: {ack:?}");
     c.expect_closed(WAIT).await;
     assert_roundtrip(b.tcp_addr()).await;
 }
@@ -212,13 +198,8 @@ async fn duplicate_property_in_connect_is_refused() {
 async fn will_qos_3_in_connect_is_refused() {
     let b = Broker::start(CONFIG);
     let mut connect = Connect::v4(&unique("willq3"));
-    connect.will = Some(wire::Will {
-        topic: "w".into(),
-        payload: b"x".to_vec(),
-        qos: 3,
-        retain: false,
-        props: Props::new(),
-    });
+    connect.will =
+        Some(wire::Will { topic: "w".into(), payload: b"x".to_vec(), qos: 3, retain: false, props: Props::new() });
     let mut c = RawClient::connect(b.tcp_addr()).await;
     c.send(&connect.encode()).await;
     c.expect_closed_v4(WAIT).await;

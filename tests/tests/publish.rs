@@ -41,8 +41,7 @@ async fn v311_every_qos_pair_delivers_at_the_lower_qos() {
     for s in 0..=2u8 {
         for p in 0..=2u8 {
             let topic = format!("{base}/{s}/{p}");
-            publ.publish(&topic, q4(p), false, format!("s{s}p{p}"))
-                .await;
+            publ.publish(&topic, q4(p), false, format!("s{s}p{p}")).await;
             let got = sub.wait_for_publishes(1, WAIT).await.remove(0);
             assert_eq!(got.topic, topic);
             assert_eq!(got.payload, format!("s{s}p{p}"));
@@ -64,8 +63,7 @@ async fn v5_every_qos_pair_delivers_at_the_lower_qos() {
     for s in 0..=2u8 {
         for p in 0..=2u8 {
             let topic = format!("{base}/{s}/{p}");
-            publ.publish(&topic, q5(p), false, format!("s{s}p{p}"))
-                .await;
+            publ.publish(&topic, q5(p), false, format!("s{s}p{p}")).await;
             let got = sub.wait_for_publishes(1, WAIT).await.remove(0);
             assert_eq!(got.topic, topic.as_bytes());
             assert_eq!(got.payload, format!("s{s}p{p}").as_bytes());
@@ -85,19 +83,12 @@ async fn messages_cross_between_protocol_levels() {
     s5.subscribe_ok(&topic, QoS5::ExactlyOnce).await;
     let mut p4 = v4_client(b.tcp_addr(), &unique("p4"), true).await;
     let mut p5 = v5_client(b.tcp_addr(), &unique("p5"), true).await;
-    p4.publish(&topic, QoS::ExactlyOnce, false, "from-311")
-        .await;
+    p4.publish(&topic, QoS::ExactlyOnce, false, "from-311").await;
     p5.publish(&topic, QoS5::ExactlyOnce, false, "from-5").await;
     let got4: Vec<_> = s4.wait_for_publishes(2, WAIT).await;
     let got5: Vec<_> = s5.wait_for_publishes(2, WAIT).await;
-    assert_eq!(
-        got4.iter().map(|p| &p.payload[..]).collect::<Vec<_>>(),
-        [&b"from-311"[..], b"from-5"]
-    );
-    assert_eq!(
-        got5.iter().map(|p| &p.payload[..]).collect::<Vec<_>>(),
-        [&b"from-311"[..], b"from-5"]
-    );
+    assert_eq!(got4.iter().map(|p| &p.payload[..]).collect::<Vec<_>>(), [&b"from-311"[..], b"from-5"]);
+    assert_eq!(got5.iter().map(|p| &p.payload[..]).collect::<Vec<_>>(), [&b"from-311"[..], b"from-5"]);
     assert!(got4.iter().all(|p| p.qos == QoS::ExactlyOnce));
     assert!(got5.iter().all(|p| p.qos == QoS5::ExactlyOnce));
 }
@@ -123,8 +114,7 @@ async fn qos2_retransmission_before_pubrel_is_delivered_once() {
     sub.expect_no_publish(QUIET).await;
 
     // The packet id is free again: the same id now carries a new message.
-    publ.publish(&wire::Publish::new(false, &topic, b"next").qos(2, 7))
-        .await;
+    publ.publish(&wire::Publish::new(false, &topic, b"next").qos(2, 7)).await;
     assert_eq!(sub.wait_for_publishes(1, WAIT).await[0].payload, "next");
 }
 
@@ -148,10 +138,7 @@ async fn thousand_qos1_messages_arrive_in_order() {
     sub.subscribe_ok(&topic, QoS::AtLeastOnce).await;
     let publ = v4_client(b.tcp_addr(), &unique("pub"), true).await;
     for i in 0..1000u32 {
-        publ.client
-            .publish(&topic, QoS::AtLeastOnce, false, i.to_string())
-            .await
-            .expect("publish request");
+        publ.client.publish(&topic, QoS::AtLeastOnce, false, i.to_string()).await.expect("publish request");
     }
     let got = sub.wait_for_publishes(1000, Duration::from_secs(30)).await;
     for (i, p) in got.iter().enumerate() {
@@ -171,7 +158,6 @@ async fn unsubscribe_stops_delivery() {
     let ack = sub.next_of_kind(kind::UNSUBACK, WAIT).await;
     assert_eq!(ack.body, 2u16.to_be_bytes(), "UNSUBACK packet id");
     let mut publ = RawClient::v4(b.tcp_addr(), &unique("pub")).await;
-    publ.publish(&wire::Publish::new(false, &topic, b"gone").qos(1, 1))
-        .await;
+    publ.publish(&wire::Publish::new(false, &topic, b"gone").qos(1, 1)).await;
     sub.expect_no_publish(QUIET).await;
 }

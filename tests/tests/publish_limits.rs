@@ -22,17 +22,8 @@ async fn invalid_utf8_with_payload_format_1_disconnects_0x99() {
     let mut w = watcher(&b, &topic).await;
     let mut c = RawClient::v5(b.tcp_addr(), &unique("liar")).await;
     let props = Props::new().byte(prop::PAYLOAD_FORMAT, 1);
-    c.send(
-        &Publish::new(true, &topic, [0xC3, 0x28, 0xFF])
-            .props(props)
-            .encode(),
-    )
-    .await;
-    assert_eq!(
-        c.expect_disconnect(WAIT).await,
-        0x99,
-        "payload format invalid"
-    );
+    c.send(&Publish::new(true, &topic, [0xC3, 0x28, 0xFF]).props(props).encode()).await;
+    assert_eq!(c.expect_disconnect(WAIT).await, 0x99, "payload format invalid");
     w.expect_no_publish(QUIET).await;
     assert_roundtrip(b.tcp_addr()).await;
 }
@@ -44,9 +35,7 @@ async fn valid_utf8_with_payload_format_1_is_delivered() {
     let mut w = watcher(&b, &topic).await;
     let mut c = RawClient::v5(b.tcp_addr(), &unique("honest")).await;
     let props = Props::new().byte(prop::PAYLOAD_FORMAT, 1);
-    let reason = c
-        .publish(&Publish::new(true, &topic, "grüße").qos(1, 1).props(props))
-        .await;
+    let reason = c.publish(&Publish::new(true, &topic, "grüße").qos(1, 1).props(props)).await;
     assert!(reason < 0x80, "PUBACK reason {reason:#x}");
     assert_eq!(w.read_publish(WAIT).await.payload, "grüße".as_bytes());
 }
@@ -60,21 +49,11 @@ async fn exceeding_receive_maximum_disconnects_0x93() {
     assert_eq!(ack.props.int(prop::RECEIVE_MAXIMUM), Some(5), "{ack:?}");
     let topic = unique("inflight");
     for pid in 1..=5u16 {
-        c.send(&Publish::new(true, &topic, b"held").qos(2, pid).encode())
-            .await;
+        c.send(&Publish::new(true, &topic, b"held").qos(2, pid).encode()).await;
         assert!(c.expect_ack(kind::PUBREC, pid).await < 0x80);
     }
-    c.send(
-        &Publish::new(true, &topic, b"one too many")
-            .qos(2, 6)
-            .encode(),
-    )
-    .await;
-    assert_eq!(
-        c.expect_disconnect(WAIT).await,
-        0x93,
-        "receive maximum exceeded"
-    );
+    c.send(&Publish::new(true, &topic, b"one too many").qos(2, 6).encode()).await;
+    assert_eq!(c.expect_disconnect(WAIT).await, 0x93, "receive maximum exceeded");
     assert_roundtrip(b.tcp_addr()).await;
 }
 
@@ -87,14 +66,10 @@ async fn inbound_topic_alias_is_resolved_and_can_be_remapped() {
     let alias = |n| Props::new().u16(prop::TOPIC_ALIAS, n);
     let one = format!("{base}/one");
     let two = format!("{base}/two");
-    c.publish(&Publish::new(true, &one, b"a").qos(1, 1).props(alias(1)))
-        .await;
-    c.publish(&Publish::new(true, "", b"b").qos(1, 2).props(alias(1)))
-        .await;
-    c.publish(&Publish::new(true, &two, b"c").qos(1, 3).props(alias(1)))
-        .await;
-    c.publish(&Publish::new(true, "", b"d").qos(1, 4).props(alias(1)))
-        .await;
+    c.publish(&Publish::new(true, &one, b"a").qos(1, 1).props(alias(1))).await;
+    c.publish(&Publish::new(true, "", b"b").qos(1, 2).props(alias(1))).await;
+    c.publish(&Publish::new(true, &two, b"c").qos(1, 3).props(alias(1))).await;
+    c.publish(&Publish::new(true, "", b"d").qos(1, 4).props(alias(1))).await;
     let mut got = Vec::new();
     for _ in 0..4 {
         let p = w.read_publish(WAIT).await;
@@ -112,10 +87,7 @@ async fn bad_alias(extra_config: &str, publish: Publish, allowed: &[u8]) {
     let mut c = RawClient::v5(b.tcp_addr(), &unique("bad-alias")).await;
     c.send(&publish.encode()).await;
     let reason = c.expect_disconnect(WAIT).await;
-    assert!(
-        allowed.contains(&reason),
-        "reason {reason:#x}, expected one of {allowed:x?}"
-    );
+    assert!(allowed.contains(&reason), "reason {reason:#x}, expected one of {allowed:x?}");
     assert_roundtrip(b.tcp_addr()).await;
 }
 
@@ -156,19 +128,12 @@ async fn outbound_topic_aliases_are_used_only_when_the_client_allows_them() {
 
     let mut publ = RawClient::v4(b.tcp_addr(), &unique("pub")).await;
     for n in 0..3u16 {
-        publ.publish(&Publish::new(false, &topic, n.to_string()).qos(1, n + 1))
-            .await;
+        publ.publish(&Publish::new(false, &topic, n.to_string()).qos(1, n + 1)).await;
     }
     let first = aliased.read_publish(WAIT).await;
-    assert_eq!(
-        first.topic, topic,
-        "the first message must carry the topic name"
-    );
+    assert_eq!(first.topic, topic, "the first message must carry the topic name");
     let alias = first.props.int(prop::TOPIC_ALIAS);
-    assert!(
-        matches!(alias, Some(1..=10)),
-        "first message sets an alias: {first:?}"
-    );
+    assert!(matches!(alias, Some(1..=10)), "first message sets an alias: {first:?}");
     for n in 1..3 {
         let p = aliased.read_publish(WAIT).await;
         assert_eq!(p.topic, "", "message {n} should use the alias only: {p:?}");
@@ -178,10 +143,7 @@ async fn outbound_topic_aliases_are_used_only_when_the_client_allows_them() {
     for n in 0..3 {
         let p = plain.read_publish(WAIT).await;
         assert_eq!(p.topic, topic);
-        assert!(
-            !p.props.has(prop::TOPIC_ALIAS),
-            "alias sent to a client that allows none"
-        );
+        assert!(!p.props.has(prop::TOPIC_ALIAS), "alias sent to a client that allows none");
         assert_eq!(p.payload, n.to_string().as_bytes());
     }
 }
@@ -195,15 +157,10 @@ async fn messages_over_the_client_maximum_packet_size_are_skipped() {
     let mut tiny = RawClient::connect_ok(b.tcp_addr(), &conn).await;
     tiny.subscribe(1, &[(&topic, 1)]).await;
     let mut publ = RawClient::v4(b.tcp_addr(), &unique("pub")).await;
-    publ.publish(&Publish::new(false, &topic, vec![b'x'; 500]).qos(1, 1))
-        .await;
-    publ.publish(&Publish::new(false, &topic, b"small").qos(1, 2))
-        .await;
+    publ.publish(&Publish::new(false, &topic, vec![b'x'; 500]).qos(1, 1)).await;
+    publ.publish(&Publish::new(false, &topic, b"small").qos(1, 2)).await;
     let p = tiny.read_publish(WAIT).await;
-    assert_eq!(
-        p.payload, b"small",
-        "the oversized message must be skipped, not truncated"
-    );
+    assert_eq!(p.payload, b"small", "the oversized message must be skipped, not truncated");
     tiny.send(&wire::puback(p.pid.unwrap_or(0))).await;
     tiny.expect_no_publish(QUIET).await;
 }

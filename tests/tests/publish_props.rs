@@ -16,35 +16,19 @@ async fn overlapping_subscriptions_deliver_one_copy_with_every_identifier() {
     let b = Broker::start("");
     let base = unique("overlap");
     let mut sub = v5_client(b.tcp_addr(), &unique("sub"), true).await;
-    let codes = sub
-        .subscribe_filter(Filter::new(format!("{base}/+"), QoS::AtMostOnce), Some(1))
-        .await;
+    let codes = sub.subscribe_filter(Filter::new(format!("{base}/+"), QoS::AtMostOnce), Some(1)).await;
     assert_eq!(codes, vec![SubscribeReasonCode::Success(QoS::AtMostOnce)]);
-    let codes = sub
-        .subscribe_filter(Filter::new(format!("{base}/#"), QoS::AtLeastOnce), Some(2))
-        .await;
+    let codes = sub.subscribe_filter(Filter::new(format!("{base}/#"), QoS::AtLeastOnce), Some(2)).await;
     assert_eq!(codes, vec![SubscribeReasonCode::Success(QoS::AtLeastOnce)]);
 
     let mut publ = v5_client(b.tcp_addr(), &unique("pub"), true).await;
-    publ.publish(&format!("{base}/x"), QoS::ExactlyOnce, false, "both")
-        .await;
+    publ.publish(&format!("{base}/x"), QoS::ExactlyOnce, false, "both").await;
     let got = sub.wait_for_publishes(1, WAIT).await.remove(0);
     sub.expect_no_publish(QUIET).await;
-    assert_eq!(
-        got.qos,
-        QoS::AtLeastOnce,
-        "highest QoS of the matching subscriptions"
-    );
-    let mut ids = got
-        .properties
-        .map(|p| p.subscription_identifiers)
-        .unwrap_or_default();
+    assert_eq!(got.qos, QoS::AtLeastOnce, "highest QoS of the matching subscriptions");
+    let mut ids = got.properties.map(|p| p.subscription_identifiers).unwrap_or_default();
     ids.sort_unstable();
-    assert_eq!(
-        ids,
-        vec![1, 2],
-        "subscription identifiers of both subscriptions"
-    );
+    assert_eq!(ids, vec![1, 2], "subscription identifiers of both subscriptions");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,10 +48,7 @@ async fn no_local_suppresses_own_messages_only() {
     assert_eq!(other.wait_for_publishes(1, WAIT).await[0].payload, "mine");
     me.publish(&control, QoS::AtLeastOnce, false, "echo").await;
     let got = me.wait_for_publishes(1, WAIT).await;
-    assert_eq!(
-        got[0].payload, "echo",
-        "without no-local a client gets its own message"
-    );
+    assert_eq!(got[0].payload, "echo", "without no-local a client gets its own message");
     me.expect_no_publish(QUIET).await;
 }
 
@@ -83,22 +64,15 @@ async fn retain_as_published_keeps_the_retain_flag() {
     clear.subscribe_ok(&topic, QoS::AtLeastOnce).await;
 
     let mut publ = v5_client(b.tcp_addr(), &unique("pub"), true).await;
-    publ.publish(&topic, QoS::AtLeastOnce, true, "flagged")
-        .await;
+    publ.publish(&topic, QoS::AtLeastOnce, true, "flagged").await;
     let k = keep.wait_for_publishes(1, WAIT).await.remove(0);
     let c = clear.wait_for_publishes(1, WAIT).await.remove(0);
     assert!(k.retain, "retain-as-published subscription lost the flag");
-    assert!(
-        !c.retain,
-        "a live message must arrive with retain 0 without retain-as-published"
-    );
+    assert!(!c.retain, "a live message must arrive with retain 0 without retain-as-published");
 }
 
 fn expiring(secs: u32) -> PublishProperties {
-    PublishProperties {
-        message_expiry_interval: Some(secs),
-        ..Default::default()
-    }
+    PublishProperties { message_expiry_interval: Some(secs), ..Default::default() }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,10 +84,8 @@ async fn expired_queued_message_is_not_delivered() {
     sub.disconnect().await;
 
     let mut publ = v5_client(b.tcp_addr(), &unique("pub"), true).await;
-    publ.publish_with(&topic, QoS::AtLeastOnce, false, "short", expiring(1))
-        .await;
-    publ.publish(&topic, QoS::AtLeastOnce, false, "forever")
-        .await;
+    publ.publish_with(&topic, QoS::AtLeastOnce, false, "short", expiring(1)).await;
+    publ.publish(&topic, QoS::AtLeastOnce, false, "forever").await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
 
     let mut sub = v5_client(b.tcp_addr(), "late-reader", false).await;
@@ -134,8 +106,7 @@ async fn remaining_expiry_is_forwarded() {
     sub.disconnect().await;
 
     let mut publ = v5_client(b.tcp_addr(), &unique("pub"), true).await;
-    publ.publish_with(&topic, QoS::AtLeastOnce, false, "ticking", expiring(60))
-        .await;
+    publ.publish_with(&topic, QoS::AtLeastOnce, false, "ticking", expiring(60)).await;
     let now = live.wait_for_publishes(1, WAIT).await.remove(0);
     let e = now.properties.and_then(|p| p.message_expiry_interval);
     assert!(matches!(e, Some(59..=60)), "live delivery expiry {e:?}");
@@ -144,10 +115,7 @@ async fn remaining_expiry_is_forwarded() {
     let mut sub = v5_client(b.tcp_addr(), "slow-reader", false).await;
     let later = sub.wait_for_publishes(1, WAIT).await.remove(0);
     let e = later.properties.and_then(|p| p.message_expiry_interval);
-    assert!(
-        matches!(e, Some(50..=58)),
-        "after 2 s queued the remaining expiry must be lower than 60: {e:?}"
-    );
+    assert!(matches!(e, Some(50..=58)), "after 2 s queued the remaining expiry must be lower than 60: {e:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,8 +138,7 @@ async fn publish_properties_are_forwarded_unchanged() {
         ..Default::default()
     };
     let mut publ = v5_client(b.tcp_addr(), &unique("pub"), true).await;
-    publ.publish_with(&topic, QoS::AtLeastOnce, false, "{\"t\":21}", props)
-        .await;
+    publ.publish_with(&topic, QoS::AtLeastOnce, false, "{\"t\":21}", props).await;
     let got = sub.wait_for_publishes(1, WAIT).await.remove(0);
     assert_eq!(v5::topic(&got), topic);
     let p = got.properties.expect("properties were dropped");
@@ -179,8 +146,5 @@ async fn publish_properties_are_forwarded_unchanged() {
     assert_eq!(p.content_type.as_deref(), Some("application/json"));
     assert_eq!(p.response_topic.as_deref(), Some("reply/here"));
     assert_eq!(p.correlation_data.as_deref(), Some(&b"\x00corr\xff"[..]));
-    assert_eq!(
-        p.user_properties, user,
-        "user properties must keep their order"
-    );
+    assert_eq!(p.user_properties, user, "user properties must keep their order");
 }

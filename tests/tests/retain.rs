@@ -23,22 +23,13 @@ async fn retained_message_is_set_replaced_and_deleted() {
     let mut early = v4_client(b.tcp_addr(), &unique("early"), true).await;
     early.subscribe_ok(&topic, QoS::AtLeastOnce).await;
     let got = early.wait_for_publishes(1, WAIT).await.remove(0);
-    assert!(
-        got.retain,
-        "a retained message sent on subscribe has the retain flag"
-    );
-    assert_eq!(
-        got.payload, "second",
-        "the retained message is replaced, not accumulated"
-    );
+    assert!(got.retain, "a retained message sent on subscribe has the retain flag");
+    assert_eq!(got.payload, "second", "the retained message is replaced, not accumulated");
     early.expect_no_publish(QUIET).await;
 
     publ.publish(&topic, QoS::AtLeastOnce, true, "").await;
     let live = early.wait_for_publishes(1, WAIT).await.remove(0);
-    assert!(
-        live.payload.is_empty(),
-        "the delete is forwarded to current subscribers"
-    );
+    assert!(live.payload.is_empty(), "the delete is forwarded to current subscribers");
     assert!(!live.retain, "live 3.1.1 delivery carries retain 0");
 
     let mut late = v4_client(b.tcp_addr(), &unique("late"), true).await;
@@ -51,23 +42,13 @@ async fn wildcard_subscription_gets_every_matching_retained_message() {
     let b = Broker::start("");
     let base = unique("tree");
     let mut publ = v4_client(b.tcp_addr(), &unique("pub"), true).await;
-    publ.publish(&format!("{base}/a"), QoS::AtLeastOnce, true, "a")
-        .await;
-    publ.publish(&format!("{base}/b/c"), QoS::AtLeastOnce, true, "bc")
-        .await;
-    publ.publish(&format!("{base}x/y"), QoS::AtLeastOnce, true, "other")
-        .await;
-    publ.publish(
-        &format!("{base}/nope"),
-        QoS::AtLeastOnce,
-        false,
-        "not retained",
-    )
-    .await;
+    publ.publish(&format!("{base}/a"), QoS::AtLeastOnce, true, "a").await;
+    publ.publish(&format!("{base}/b/c"), QoS::AtLeastOnce, true, "bc").await;
+    publ.publish(&format!("{base}x/y"), QoS::AtLeastOnce, true, "other").await;
+    publ.publish(&format!("{base}/nope"), QoS::AtLeastOnce, false, "not retained").await;
 
     let mut sub = v4_client(b.tcp_addr(), &unique("sub"), true).await;
-    sub.subscribe_ok(&format!("{base}/#"), QoS::AtLeastOnce)
-        .await;
+    sub.subscribe_ok(&format!("{base}/#"), QoS::AtLeastOnce).await;
     let mut got: Vec<(String, Vec<u8>)> = sub
         .wait_for_publishes(2, WAIT)
         .await
@@ -76,13 +57,7 @@ async fn wildcard_subscription_gets_every_matching_retained_message() {
         .map(|p| (p.topic, p.payload.to_vec()))
         .collect();
     got.sort();
-    assert_eq!(
-        got,
-        vec![
-            (format!("{base}/a"), b"a".to_vec()),
-            (format!("{base}/b/c"), b"bc".to_vec())
-        ]
-    );
+    assert_eq!(got, vec![(format!("{base}/a"), b"a".to_vec()), (format!("{base}/b/c"), b"bc".to_vec())]);
     sub.expect_no_publish(QUIET).await;
 }
 
@@ -94,10 +69,7 @@ async fn retained_message_is_delivered_at_the_lower_qos() {
     publ.publish(&topic, QoS::AtLeastOnce, true, "q1").await;
     let mut hi = v4_client(b.tcp_addr(), &unique("hi"), true).await;
     hi.subscribe_ok(&topic, QoS::ExactlyOnce).await;
-    assert_eq!(
-        hi.wait_for_publishes(1, WAIT).await[0].qos,
-        QoS::AtLeastOnce
-    );
+    assert_eq!(hi.wait_for_publishes(1, WAIT).await[0].qos, QoS::AtLeastOnce);
     let mut lo = v4_client(b.tcp_addr(), &unique("lo"), true).await;
     lo.subscribe_ok(&topic, QoS::AtMostOnce).await;
     assert_eq!(lo.wait_for_publishes(1, WAIT).await[0].qos, QoS::AtMostOnce);
@@ -118,30 +90,19 @@ async fn retain_handling_options_are_honoured() {
 
     let mut always = v5_client(b.tcp_addr(), &unique("rh0"), true).await;
     for round in 0..2 {
-        always
-            .subscribe_filter(with_rule(&topic, RetainForwardRule::OnEverySubscribe), None)
-            .await;
+        always.subscribe_filter(with_rule(&topic, RetainForwardRule::OnEverySubscribe), None).await;
         let got = always.wait_for_publishes(1, WAIT).await.remove(0);
-        assert!(
-            got.retain && got.payload == "kept",
-            "retain handling 0, round {round}"
-        );
+        assert!(got.retain && got.payload == "kept", "retain handling 0, round {round}");
     }
 
     let mut new_only = v5_client(b.tcp_addr(), &unique("rh1"), true).await;
-    new_only
-        .subscribe_filter(with_rule(&topic, RetainForwardRule::OnNewSubscribe), None)
-        .await;
+    new_only.subscribe_filter(with_rule(&topic, RetainForwardRule::OnNewSubscribe), None).await;
     assert!(new_only.wait_for_publishes(1, WAIT).await[0].retain);
-    new_only
-        .subscribe_filter(with_rule(&topic, RetainForwardRule::OnNewSubscribe), None)
-        .await;
+    new_only.subscribe_filter(with_rule(&topic, RetainForwardRule::OnNewSubscribe), None).await;
     new_only.expect_no_publish(QUIET).await;
 
     let mut never = v5_client(b.tcp_addr(), &unique("rh2"), true).await;
-    never
-        .subscribe_filter(with_rule(&topic, RetainForwardRule::Never), None)
-        .await;
+    never.subscribe_filter(with_rule(&topic, RetainForwardRule::Never), None).await;
     never.expect_no_publish(QUIET).await;
     publ.publish(&topic, QoS5::AtLeastOnce, false, "live").await;
     assert_eq!(never.wait_for_publishes(1, WAIT).await[0].payload, "live");
@@ -156,22 +117,11 @@ async fn sys_topics_are_not_matched_by_leading_wildcards() {
     all.subscribe_ok("#", QoS::AtMostOnce).await;
     all.subscribe_ok("+/broker/#", QoS::AtMostOnce).await;
     let mut publ = v4_client(b.tcp_addr(), &unique("pub"), true).await;
-    publ.publish("plain/topic", QoS::AtLeastOnce, false, "visible")
-        .await;
+    publ.publish("plain/topic", QoS::AtLeastOnce, false, "visible").await;
     let got = all.collect_for(Duration::from_millis(1200)).await;
-    assert!(
-        got.iter().any(|p| p.topic == "plain/topic"),
-        "the # subscription works for ordinary topics"
-    );
-    let sys: Vec<&String> = got
-        .iter()
-        .map(|p| &p.topic)
-        .filter(|t| t.starts_with('$'))
-        .collect();
-    assert!(
-        sys.is_empty(),
-        "wildcard-first filters matched $ topics: {sys:?}"
-    );
+    assert!(got.iter().any(|p| p.topic == "plain/topic"), "the # subscription works for ordinary topics");
+    let sys: Vec<&String> = got.iter().map(|p| &p.topic).filter(|t| t.starts_with('$')).collect();
+    assert!(sys.is_empty(), "wildcard-first filters matched $ topics: {sys:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,10 +137,8 @@ async fn sys_subscription_reports_connected_clients() {
         for p in sys.collect_for(Duration::from_millis(300)).await {
             if v5::topic(&p) == "$SYS/broker/clients/connected" {
                 let text = String::from_utf8_lossy(&p.payload).into_owned();
-                let n: u64 = text
-                    .trim()
-                    .parse()
-                    .unwrap_or_else(|_| panic!("clients/connected is not a number: {text:?}"));
+                let n: u64 =
+                    text.trim().parse().unwrap_or_else(|_| panic!("clients/connected is not a number: {text:?}"));
                 if n >= 1 {
                     return;
                 }

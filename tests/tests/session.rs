@@ -32,11 +32,7 @@ async fn v5_takeover_disconnects_the_old_connection_with_0x8e() {
     let mut old = RawClient::v5(b.tcp_addr(), "twin-5").await;
     let (_new, ack) = RawClient::handshake(b.tcp_addr(), &Connect::v5("twin-5")).await;
     assert_eq!(ack.code, 0);
-    assert_eq!(
-        old.expect_disconnect(WAIT).await,
-        0x8E,
-        "session taken over"
-    );
+    assert_eq!(old.expect_disconnect(WAIT).await, 0x8E, "session taken over");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,11 +43,7 @@ async fn v311_takeover_closes_the_old_connection() {
     assert_eq!(ack.code, 0);
     old.expect_closed_v4(WAIT).await;
     new.send(&wire::pingreq()).await;
-    assert_eq!(
-        new.read_packet(WAIT).await.first_byte,
-        0xD0,
-        "new connection works"
-    );
+    assert_eq!(new.read_packet(WAIT).await.first_byte, 0xD0, "new connection works");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,29 +51,19 @@ async fn v311_persistent_session_keeps_subscriptions_and_queues_qos1_and_qos2() 
     let b = Broker::start("");
     let topic = unique("persist4");
     let mut sub = v4_client(b.tcp_addr(), "keeper-4", false).await;
-    sub.subscribe_ok(&format!("{topic}/#"), QoS::ExactlyOnce)
-        .await;
+    sub.subscribe_ok(&format!("{topic}/#"), QoS::ExactlyOnce).await;
     sub.disconnect().await;
 
     let mut publ = v4_client(b.tcp_addr(), &unique("pub"), true).await;
-    publ.publish(&format!("{topic}/a"), QoS::AtLeastOnce, false, "one")
-        .await;
-    publ.publish(&format!("{topic}/b"), QoS::ExactlyOnce, false, "two")
-        .await;
+    publ.publish(&format!("{topic}/a"), QoS::AtLeastOnce, false, "one").await;
+    publ.publish(&format!("{topic}/b"), QoS::ExactlyOnce, false, "two").await;
 
     let mut sub = v4_client(b.tcp_addr(), "keeper-4", false).await;
     assert!(sub.connack.session_present, "session was not kept");
     let got = sub.wait_for_publishes(2, WAIT).await;
     let got: Vec<(QoS, &[u8])> = got.iter().map(|p| (p.qos, &p.payload[..])).collect();
-    assert_eq!(
-        got,
-        vec![
-            (QoS::AtLeastOnce, &b"one"[..]),
-            (QoS::ExactlyOnce, &b"two"[..])
-        ]
-    );
-    publ.publish(&format!("{topic}/c"), QoS::AtLeastOnce, false, "live")
-        .await;
+    assert_eq!(got, vec![(QoS::AtLeastOnce, &b"one"[..]), (QoS::ExactlyOnce, &b"two"[..])]);
+    publ.publish(&format!("{topic}/c"), QoS::AtLeastOnce, false, "live").await;
     assert_eq!(sub.wait_for_publishes(1, WAIT).await[0].payload, "live");
 }
 
@@ -90,27 +72,18 @@ async fn v5_persistent_session_keeps_subscriptions_and_queues_qos1_and_qos2() {
     let b = Broker::start("");
     let topic = unique("persist5");
     let mut sub = v5_client(b.tcp_addr(), "keeper-5", false).await;
-    sub.subscribe_ok(&format!("{topic}/#"), QoS5::ExactlyOnce)
-        .await;
+    sub.subscribe_ok(&format!("{topic}/#"), QoS5::ExactlyOnce).await;
     sub.disconnect().await;
 
     let mut publ = v5_client(b.tcp_addr(), &unique("pub"), true).await;
-    publ.publish(&format!("{topic}/a"), QoS5::AtLeastOnce, false, "one")
-        .await;
-    publ.publish(&format!("{topic}/b"), QoS5::ExactlyOnce, false, "two")
-        .await;
+    publ.publish(&format!("{topic}/a"), QoS5::AtLeastOnce, false, "one").await;
+    publ.publish(&format!("{topic}/b"), QoS5::ExactlyOnce, false, "two").await;
 
     let mut sub = v5_client(b.tcp_addr(), "keeper-5", false).await;
     assert!(sub.connack.session_present, "session was not kept");
     let got = sub.wait_for_publishes(2, WAIT).await;
     let got: Vec<(QoS5, &[u8])> = got.iter().map(|p| (p.qos, &p.payload[..])).collect();
-    assert_eq!(
-        got,
-        vec![
-            (QoS5::AtLeastOnce, &b"one"[..]),
-            (QoS5::ExactlyOnce, &b"two"[..])
-        ]
-    );
+    assert_eq!(got, vec![(QoS5::AtLeastOnce, &b"one"[..]), (QoS5::ExactlyOnce, &b"two"[..])]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,8 +95,7 @@ async fn clean_session_discards_the_previous_session() {
     sub.disconnect().await;
 
     let mut publ = v4_client(b.tcp_addr(), &unique("pub"), true).await;
-    publ.publish(&topic, QoS::AtLeastOnce, false, "queued")
-        .await;
+    publ.publish(&topic, QoS::AtLeastOnce, false, "queued").await;
 
     let mut sub = v4_client(b.tcp_addr(), "forgetful", true).await;
     assert!(!sub.connack.session_present);
@@ -142,8 +114,7 @@ async fn v5_clean_start_discards_the_previous_session() {
     let mut sub = v5_client(b.tcp_addr(), "forgetful-5", true).await;
     assert!(!sub.connack.session_present);
     let mut publ = v5_client(b.tcp_addr(), &unique("pub"), true).await;
-    publ.publish(&topic, QoS5::AtLeastOnce, false, "after")
-        .await;
+    publ.publish(&topic, QoS5::AtLeastOnce, false, "after").await;
     sub.expect_no_publish(QUIET).await;
 }
 
@@ -169,8 +140,7 @@ async fn v5_session_expires_after_its_expiry_interval() {
     short_lived_session(&b, "expired", &topic).await;
     tokio::time::sleep(Duration::from_millis(2200)).await;
     let mut publ = RawClient::v5(b.tcp_addr(), &unique("pub")).await;
-    publ.publish(&wire::Publish::new(true, &topic, b"late").qos(1, 1))
-        .await;
+    publ.publish(&wire::Publish::new(true, &topic, b"late").qos(1, 1)).await;
     let (mut c, ack) = RawClient::handshake(b.tcp_addr(), &persistent_v5("expired", 1)).await;
     assert_eq!(ack.code, 0);
     assert!(!ack.session_present, "session outlived its expiry interval");
@@ -194,10 +164,7 @@ async fn v5_session_expiry_set_to_zero_at_disconnect_ends_the_session() {
     let (_k, ack) = RawClient::handshake(b.tcp_addr(), &persistent_v5("kept", 300)).await;
     assert!(ack.session_present, "control session was not kept");
     let (_e, ack) = RawClient::handshake(b.tcp_addr(), &persistent_v5("ended", 300)).await;
-    assert!(
-        !ack.session_present,
-        "session expiry 0 at DISCONNECT did not end the session"
-    );
+    assert!(!ack.session_present, "session expiry 0 at DISCONNECT did not end the session");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,13 +189,9 @@ async fn unacked_qos1_is_redelivered(b: &Broker, connect: Connect) {
     let mut sub = RawClient::connect_ok(b.tcp_addr(), &connect).await;
     sub.subscribe(1, &[(&topic, 1)]).await;
     let mut publ = RawClient::v4(b.tcp_addr(), &unique("pub")).await;
-    publ.publish(&wire::Publish::new(false, &topic, b"again").qos(1, 9))
-        .await;
+    publ.publish(&wire::Publish::new(false, &topic, b"again").qos(1, 9)).await;
     let first = sub.read_publish(WAIT).await;
-    assert_eq!(
-        (first.qos, first.dup, &first.payload[..]),
-        (1, false, &b"again"[..])
-    );
+    assert_eq!((first.qos, first.dup, &first.payload[..]), (1, false, &b"again"[..]));
     drop(sub);
 
     let (mut sub, ack) = RawClient::handshake(b.tcp_addr(), &connect).await;
@@ -261,8 +224,7 @@ async fn uncompleted_qos2_resends_pubrel_after_reconnect() {
     let mut sub = RawClient::connect_ok(b.tcp_addr(), &connect).await;
     sub.subscribe(1, &[(&topic, 2)]).await;
     let mut publ = RawClient::v4(b.tcp_addr(), &unique("pub")).await;
-    publ.publish(&wire::Publish::new(false, &topic, b"once").qos(2, 3))
-        .await;
+    publ.publish(&wire::Publish::new(false, &topic, b"once").qos(2, 3)).await;
     let got = sub.read_publish(WAIT).await;
     let pid = got.pid.expect("QoS 2 has a packet id");
     sub.send(&wire::pubrec(pid)).await;
@@ -274,11 +236,7 @@ async fn uncompleted_qos2_resends_pubrel_after_reconnect() {
     assert!(ack.session_present);
     let p = sub.read_packet(WAIT).await;
     assert_eq!(p.first_byte, 0x62, "expected the PUBREL again, got {p:?}");
-    assert_eq!(
-        p.body[..2],
-        pid.to_be_bytes(),
-        "PUBREL for the wrong packet id"
-    );
+    assert_eq!(p.body[..2], pid.to_be_bytes(), "PUBREL for the wrong packet id");
     sub.send(&wire::pubcomp(pid)).await;
     sub.expect_no_publish(QUIET).await;
 }

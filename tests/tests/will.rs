@@ -14,13 +14,7 @@ const WAIT: Duration = Duration::from_secs(5);
 const QUIET: Duration = Duration::from_millis(1000);
 
 fn will(topic: &str, payload: &str, qos: u8, retain: bool, props: Props) -> Option<Will> {
-    Some(Will {
-        topic: topic.into(),
-        payload: payload.as_bytes().to_vec(),
-        qos,
-        retain,
-        props,
-    })
+    Some(Will { topic: topic.into(), payload: payload.as_bytes().to_vec(), qos, retain, props })
 }
 
 async fn watcher(b: &Broker, topic: &str) -> V4 {
@@ -42,15 +36,8 @@ async fn will_is_published_when_the_connection_drops() {
     let mut w = watcher(&b, &topic).await;
     drop(willing_v4(&b, &topic).await);
     let got = w.wait_for_publishes(1, WAIT).await.remove(0);
-    assert_eq!(
-        (got.topic.as_str(), &got.payload[..]),
-        (topic.as_str(), &b"gone"[..])
-    );
-    assert_eq!(
-        got.qos,
-        QoS::AtLeastOnce,
-        "will QoS 1 under a QoS 2 subscription"
-    );
+    assert_eq!((got.topic.as_str(), &got.payload[..]), (topic.as_str(), &b"gone"[..]));
+    assert_eq!(got.qos, QoS::AtLeastOnce, "will QoS 1 under a QoS 2 subscription");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,13 +97,7 @@ fn delayed(id: &str, topic: &str, delay: u32, session_expiry: u32) -> Connect {
     let mut c = Connect::v5(id);
     c.clean = false;
     c.props = Props::new().u32(prop::SESSION_EXPIRY, session_expiry);
-    c.will = will(
-        topic,
-        "late",
-        1,
-        false,
-        Props::new().u32(prop::WILL_DELAY, delay),
-    );
+    c.will = will(topic, "late", 1, false, Props::new().u32(prop::WILL_DELAY, delay));
     c
 }
 
@@ -130,10 +111,7 @@ async fn delayed_will_is_published_after_the_delay() {
     w.expect_no_publish(Duration::from_millis(600)).await;
     assert_eq!(w.wait_for_publishes(1, WAIT).await[0].payload, "late");
     let took = since.elapsed();
-    assert!(
-        took >= Duration::from_millis(900),
-        "will sent after {took:?}, before its 1 s delay"
-    );
+    assert!(took >= Duration::from_millis(900), "will sent after {took:?}, before its 1 s delay");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,10 +138,7 @@ async fn session_end_publishes_a_will_whose_delay_is_longer() {
     let mut w = watcher(&b, &topic).await;
     drop(RawClient::connect_ok(b.tcp_addr(), &delayed("short-session", &topic, 30, 1)).await);
     let got = w.wait_for_publishes(1, WAIT).await;
-    assert_eq!(
-        got[0].payload, "late",
-        "the will is due when the 1 s session ends"
-    );
+    assert_eq!(got[0].payload, "late", "the will is due when the 1 s session ends");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,18 +165,11 @@ async fn will_properties_are_forwarded() {
     let mut w = v5_client(b.tcp_addr(), &unique("watch5"), true).await;
     w.subscribe_ok(&topic, QoS5::AtLeastOnce).await;
     let mut c = Connect::v5(&unique("annotated"));
-    let props = Props::new().str(prop::CONTENT_TYPE, "text/plain").pair(
-        prop::USER_PROPERTY,
-        "reason",
-        "power-loss",
-    );
+    let props = Props::new().str(prop::CONTENT_TYPE, "text/plain").pair(prop::USER_PROPERTY, "reason", "power-loss");
     c.will = will(&topic, "x", 1, false, props);
     drop(RawClient::connect_ok(b.tcp_addr(), &c).await);
     let got = w.wait_for_publishes(1, WAIT).await.remove(0);
     let p = got.properties.expect("will properties dropped");
     assert_eq!(p.content_type.as_deref(), Some("text/plain"));
-    assert_eq!(
-        p.user_properties,
-        vec![("reason".into(), "power-loss".into())]
-    );
+    assert_eq!(p.user_properties, vec![("reason".into(), "power-loss".into())]);
 }
