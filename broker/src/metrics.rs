@@ -7,8 +7,14 @@
 
 use crate::codec::QoS;
 use metrics::{counter, gauge, Counter, Gauge};
+use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Rejections of one kind are logged at most once per this interval, with the count since.
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Why a message was not delivered to a subscriber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +63,7 @@ pub struct Stats {
     pub sys_bytes_sent: AtomicU64,
     pub sys_connections: AtomicU64,
     pub sys_dropped: AtomicU64,
+    throttle: Mutex<HashMap<&'static str, (Option<Instant>, u64)>>,
 }
 
 impl Default for Stats {
@@ -88,6 +95,7 @@ impl Stats {
             sys_bytes_sent: AtomicU64::new(0),
             sys_connections: AtomicU64::new(0),
             sys_dropped: AtomicU64::new(0),
+            throttle: Mutex::new(HashMap::new()),
         }
     }
 
@@ -122,16 +130,32 @@ impl Stats {
 
     pub fn auth_failure(&self) {
         self.auth_failures.increment(1);
+        self.log_throttled("authentication failed", "auth");
     }
 
     /// A malformed packet or protocol violation, by the reason it was rejected for.
     pub fn malformed(&self, reason: &'static str) {
         counter!("fleetmq_malformed_packets_total", "reason" => reason).increment(1);
+        self.log_throttled("malformed packet or protocol violation", reason);
     }
 
     /// A limit refused something (connection, subscription, topic, ...).
     pub fn limit_rejection(&self, limit: &'static str) {
         counter!("fleetmq_limit_rejections_total", "limit" => limit).increment(1);
+        self.log_throttled("limit reached", limit);
+    }
+
+    /// Logs a warning for `kind` at most once per [`LOG_INTERVAL`], reporting how many occurred, so
+    /// an attack or a misbehaving fleet cannot flood the log.
+    fn log_throttled(&self, what: &'static str, kind: &'static str) {
+        let now = Instant::now();
+        let mut map = self.throttle.lock();
+        let entry = map.entry(kind).or_insert((None, 0));
+        entry.1 += 1;
+        if entry.0.is_none_or(|last| now.duration_since(last) >= LOG_INTERVAL) {
+            tracing::warn!(kind, count = entry.1, "{what} (count since the last report)");
+            *entry = (Some(now), 0);
+        }
     }
 
     pub fn connection_opened(&self) {
