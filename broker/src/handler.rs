@@ -33,6 +33,8 @@ pub struct Accepted {
     pub cert_username: Option<String>,
     /// Set when a limit refuses this connection: its CONNECT is answered with this reason.
     pub refuse: Option<ReasonCode>,
+    /// When the socket was accepted: the TLS handshake and CONNECT share one connect timeout.
+    pub at: tokio::time::Instant,
 }
 
 /// Serves one client stream to the end.
@@ -43,8 +45,8 @@ where
     let (rd, mut wr) = tokio::io::split(stream);
     let max_packet = broker.config.mqtt.max_packet_size as usize;
     let mut reader = FrameReader::new(rd, max_packet, broker.clone());
-    let timeout = Duration::from_millis(broker.config.mqtt.connect_timeout_ms);
-    let connect = match tokio::time::timeout(timeout, reader.read_packet()).await {
+    let deadline = accepted.at + Duration::from_millis(broker.config.mqtt.connect_timeout_ms);
+    let connect = match tokio::time::timeout_at(deadline, reader.read_packet()).await {
         Err(_) => {
             tracing::debug!(peer = %accepted.peer, "no CONNECT within connect_timeout_ms");
             broker.stats.limit_rejection("connect_timeout");

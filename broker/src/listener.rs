@@ -172,8 +172,9 @@ async fn accept_stream(
     cn_as_username: bool,
     refuse: Option<ReasonCode>,
 ) {
+    let at = tokio::time::Instant::now();
     let Some(acceptor) = tls else {
-        serve(broker, stream, Accepted { peer, cert_username: None, refuse }).await;
+        serve(broker, stream, Accepted { peer, cert_username: None, refuse, at }).await;
         return;
     };
     let timeout = Duration::from_millis(broker.config.mqtt.connect_timeout_ms);
@@ -200,5 +201,5 @@ async fn accept_stream(
     } else {
         None
     };
-    serve(broker, tls_stream, Accepted { peer, cert_username, refuse }).await;
+    serve(broker, tls_stream, Accepted { peer, cert_username, refuse, at }).await;
 }
