@@ -179,14 +179,19 @@ impl Broker {
 
     /// Sends SIGTERM (graceful shutdown) without waiting.
     pub fn sigterm(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends the named signal (`"TERM"`, `"INT"`, `"KILL"`, ...) via `kill(1)` without waiting.
+    pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{name}"))
             .arg(self.pid().to_string())
             .status()
             .unwrap_or_else(|e| panic!("cannot run kill: {e}"));
         assert!(
             status.success(),
-            "kill -TERM {} failed: {status}",
+            "kill -{name} {} failed: {status}",
             self.pid()
         );
     }
