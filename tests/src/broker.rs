@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 /// How long the broker may take to print `fleetmq ready`.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Config fragment that enables the Prometheus endpoint on an ephemeral port; tests that read
+/// metrics include it (the endpoint is off unless configured, as in production).
+pub const METRICS: &str = "[metrics]\nbind = \"127.0.0.1:0\"\n";
+
 /// Substituted in config text by the temp dir's path, so configs can name files the test wrote.
 pub const DIR_PLACEHOLDER: &str = "$DIR";
 
@@ -152,11 +156,17 @@ impl Broker {
         &self.listeners
     }
 
-    /// URL of the Prometheus endpoint (`http://127.0.0.1:PORT/metrics`).
+    /// URL of the Prometheus endpoint (`http://127.0.0.1:PORT/metrics`); the config must include
+    /// [`METRICS`].
     pub fn metrics_url(&self) -> String {
-        self.metrics_url
-            .clone()
-            .unwrap_or_else(|| panic!("broker printed no `fleetmq metrics` line"))
+        self.try_metrics_url().unwrap_or_else(|| {
+            panic!("broker printed no `fleetmq metrics` line (does the config include METRICS?)")
+        })
+    }
+
+    /// The metrics URL if the broker announced one.
+    pub fn try_metrics_url(&self) -> Option<String> {
+        self.metrics_url.clone()
     }
 
     /// Process id of the broker.
@@ -264,14 +274,14 @@ fn spawn_line_reader(stdout: Option<std::process::ChildStdout>) -> mpsc::Receive
     rx
 }
 
-/// The config file text: a base (one TCP listener, metrics endpoint, data dir in the temp dir)
-/// with `extra` merged over it. Every listener's bind address is forced to `127.0.0.1:0`.
+/// The config file text: a base (one TCP listener, data dir in the temp dir)
+/// with `extra` merged over it. Every listener's bind address, and the metrics endpoint's when
+/// configured, is forced to `127.0.0.1:0`.
 pub fn build_config(dir: &TempDir, extra: &str) -> String {
     let base = format!(
         "[node]\nid = \"e2e\"\ndata_dir = {data:?}\n\
          [log]\nlevel = \"info\"\n\
-         [[listener]]\nkind = \"tcp\"\nbind = \"127.0.0.1:0\"\n\
-         [metrics]\nbind = \"127.0.0.1:0\"\n",
+         [[listener]]\nkind = \"tcp\"\nbind = \"127.0.0.1:0\"\n",
         data = dir.join("data").display().to_string()
     );
     let mut table: toml::Table = base
@@ -288,6 +298,9 @@ pub fn build_config(dir: &TempDir, extra: &str) -> String {
                 t.insert("bind".into(), toml::Value::String("127.0.0.1:0".into()));
             }
         }
+    }
+    if let Some(toml::Value::Table(m)) = table.get_mut("metrics") {
+        m.insert("bind".into(), toml::Value::String("127.0.0.1:0".into()));
     }
     table.to_string()
 }

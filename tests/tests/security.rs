@@ -5,7 +5,7 @@
 use fleetmq_tests::parse::kind;
 use fleetmq_tests::v4::{self, V4};
 use fleetmq_tests::wire::{Connect, Publish};
-use fleetmq_tests::{cli, metrics, unique, Broker, RawClient, TempDir};
+use fleetmq_tests::{cli, unique, Broker, RawClient, TempDir};
 use rumqttc::{MqttOptions, QoS, SubscribeReasonCode, TlsConfiguration, Transport};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -181,9 +181,6 @@ async fn password_file_authenticates_and_refuses_anonymous_clients() {
         v4::connect(opts).await.is_ok(),
         "a real client with the right password"
     );
-    let text = metrics::fetch_async(&b.metrics_url()).await;
-    let failures = metrics::sum(&text, "fleetmq_auth_failures_total").unwrap_or(0.0);
-    assert!(failures >= 4.0, "auth failures counted: {failures}");
 }
 
 const ACL: &str = "\

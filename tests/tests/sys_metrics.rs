@@ -2,13 +2,14 @@
 //! `$SYS` tree publishes version and a growing uptime.
 
 use fleetmq_tests::v5::{self, v5_client};
-use fleetmq_tests::wire::Publish;
-use fleetmq_tests::{metrics, unique, Broker, RawClient};
+use fleetmq_tests::wire::{Connect, Publish};
+use fleetmq_tests::{cli, metrics, unique, Broker, RawClient, TempDir};
 use rumqttc::v5::mqttbytes::QoS;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(5);
-const NO_SYS: &str = "[sys]\ninterval_ms = 0\n";
+/// Metrics on, `$SYS` off (so retained-message and subscription counts are exactly the test's).
+const NO_SYS: &str = "[sys]\ninterval_ms = 0\n[metrics]\nbind = \"127.0.0.1:0\"\n";
 
 /// Polls the metrics endpoint until `check(sum of name)` holds; panics with the last value.
 async fn eventually(b: &Broker, name: &str, what: &str, check: impl Fn(f64) -> bool) {
@@ -68,6 +69,50 @@ async fn message_counters_and_state_gauges_follow_traffic() {
     eventually(&b, "fleetmq_bytes_sent_total", "positive", |v| v > 0.0).await;
     eventually(&b, "fleetmq_subscriptions", "2", |v| v == 2.0).await;
     eventually(&b, "fleetmq_retained_messages", "1", |v| v == 1.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_endpoint_is_off_unless_configured() {
+    let b = Broker::start("");
+    assert_eq!(
+        b.try_metrics_url(),
+        None,
+        "metrics announced without [metrics] bind"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_failures_are_counted() {
+    let dir = TempDir::new("fleetmq-authm");
+    cli::passwd(&dir.join("passwords"), "alice", "wonderland");
+    let b = Broker::start_in(
+        dir,
+        &format!("[auth]\nallow_anonymous = false\npassword_file = \"$DIR/passwords\"\n{NO_SYS}"),
+    );
+    for password in ["wrong", "worse"] {
+        let mut c = Connect::v5(&unique("intruder"));
+        c.username = Some("alice".into());
+        c.password = Some(password.as_bytes().to_vec());
+        let (_c, ack) = RawClient::handshake(b.tcp_addr(), &c).await;
+        assert_eq!(ack.code, 0x86);
+    }
+    eventually(&b, "fleetmq_auth_failures_total", "at least 2", |v| {
+        v >= 2.0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limit_rejections_are_counted() {
+    let b = Broker::start(&format!(
+        "[limits]\nmax_subscriptions_per_client = 1\n{NO_SYS}"
+    ));
+    let mut c = RawClient::v5(b.tcp_addr(), &unique("greedy")).await;
+    assert_eq!(c.subscribe(1, &[("a", 0), ("b", 0)]).await, vec![0, 0x97]);
+    eventually(&b, "fleetmq_limit_rejections_total", "at least 1", |v| {
+        v >= 1.0
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
