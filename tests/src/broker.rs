@@ -105,8 +105,9 @@ impl Broker {
                     self.fail_start("did not print `fleetmq ready` in time", &seen, config)
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let _ = self.wait_exit(Duration::from_secs(2));
-                    self.fail_start("closed stdout before `fleetmq ready`", &seen, config)
+                    let status = self.wait_exit(Duration::from_secs(2));
+                    let why = format!("closed stdout before `fleetmq ready` (exit: {status:?})");
+                    self.fail_start(&why, &seen, config)
                 }
             };
             let words: Vec<&str> = line.split_whitespace().collect();
