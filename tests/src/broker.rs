@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 /// How long the broker may take to print `fleetmq ready`.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Config fragment that enables the Prometheus endpoint on an ephemeral port; tests that read
+/// metrics include it (the endpoint is off unless configured, as in production).
+pub const METRICS: &str = "[metrics]\nbind = \"127.0.0.1:0\"\n";
+
 /// Substituted in config text by the temp dir's path, so configs can name files the test wrote.
 pub const DIR_PLACEHOLDER: &str = "$DIR";
 
@@ -94,8 +98,9 @@ impl Broker {
                     self.fail_start("did not print `fleetmq ready` in time", &seen, config)
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let _ = self.wait_exit(Duration::from_secs(2));
-                    self.fail_start("closed stdout before `fleetmq ready`", &seen, config)
+                    let status = self.wait_exit(Duration::from_secs(2));
+                    let why = format!("closed stdout before `fleetmq ready` (exit: {status:?})");
+                    self.fail_start(&why, &seen, config)
                 }
             };
             let words: Vec<&str> = line.split_whitespace().collect();
@@ -145,9 +150,21 @@ impl Broker {
         &self.listeners
     }
 
-    /// URL of the Prometheus endpoint (`http://127.0.0.1:PORT/metrics`).
+    /// URL of the Prometheus endpoint (`http://127.0.0.1:PORT/metrics`); the config must include
+    /// [`METRICS`].
     pub fn metrics_url(&self) -> String {
+<<<<<<< HEAD
         self.metrics_url.clone().unwrap_or_else(|| panic!("broker printed no `fleetmq metrics` line"))
+=======
+        self.try_metrics_url().unwrap_or_else(|| {
+            panic!("broker printed no `fleetmq metrics` line (does the config include METRICS?)")
+        })
+    }
+
+    /// The metrics URL if the broker announced one.
+    pub fn try_metrics_url(&self) -> Option<String> {
+        self.metrics_url.clone()
+>>>>>>> e2e
     }
 
     /// Process id of the broker.
@@ -170,12 +187,25 @@ impl Broker {
 
     /// Sends SIGTERM (graceful shutdown) without waiting.
     pub fn sigterm(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends the named signal (`"TERM"`, `"INT"`, `"KILL"`, ...) via `kill(1)` without waiting.
+    pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{name}"))
             .arg(self.pid().to_string())
             .status()
             .unwrap_or_else(|e| panic!("cannot run kill: {e}"));
+<<<<<<< HEAD
         assert!(status.success(), "kill -TERM {} failed: {status}", self.pid());
+=======
+        assert!(
+            status.success(),
+            "kill -{name} {} failed: {status}",
+            self.pid()
+        );
+>>>>>>> e2e
     }
 
     /// Waits up to `timeout` for the process to exit; `None` if it is still running.
@@ -244,14 +274,14 @@ fn spawn_line_reader(stdout: Option<std::process::ChildStdout>) -> mpsc::Receive
     rx
 }
 
-/// The config file text: a base (one TCP listener, metrics endpoint, data dir in the temp dir)
-/// with `extra` merged over it. Every listener's bind address is forced to `127.0.0.1:0`.
+/// The config file text: a base (one TCP listener, data dir in the temp dir)
+/// with `extra` merged over it. Every listener's bind address, and the metrics endpoint's when
+/// configured, is forced to `127.0.0.1:0`.
 pub fn build_config(dir: &TempDir, extra: &str) -> String {
     let base = format!(
         "[node]\nid = \"e2e\"\ndata_dir = {data:?}\n\
          [log]\nlevel = \"info\"\n\
-         [[listener]]\nkind = \"tcp\"\nbind = \"127.0.0.1:0\"\n\
-         [metrics]\nbind = \"127.0.0.1:0\"\n",
+         [[listener]]\nkind = \"tcp\"\nbind = \"127.0.0.1:0\"\n",
         data = dir.join("data").display().to_string()
     );
     let mut table: toml::Table = base.parse().unwrap_or_else(|e| panic!("base config does not parse: {e}"));
@@ -264,6 +294,9 @@ pub fn build_config(dir: &TempDir, extra: &str) -> String {
                 t.insert("bind".into(), toml::Value::String("127.0.0.1:0".into()));
             }
         }
+    }
+    if let Some(toml::Value::Table(m)) = table.get_mut("metrics") {
+        m.insert("bind".into(), toml::Value::String("127.0.0.1:0".into()));
     }
     table.to_string()
 }

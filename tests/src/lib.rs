@@ -7,6 +7,12 @@
 //! bounded, and everything a test starts is stopped when the test ends — so tests run in parallel.
 //! The harness panics with a descriptive message on any unexpected outcome (that is how a test
 //! fails); it never depends on FleetMQ's own codec.
+//!
+//! Running: `cargo test --workspace` builds the `fleetmq` binary first (the broker package's CLI
+//! tests need it) and then runs these suites. `cargo test -p fleetmq-tests` alone expects the
+//! binary already built in the same target dir (`cargo build -p fleetmq`), or `FLEETMQ_BIN` set to
+//! its path. `FLEETMQ_KEEP_TMP=1` keeps each broker's temp dir (config, data, `stderr.log`); the
+//! stderr tail of a broker is printed anyway when its test fails.
 #![forbid(unsafe_code)]
 
 pub mod broker;
