@@ -153,18 +153,13 @@ impl Broker {
     /// URL of the Prometheus endpoint (`http://127.0.0.1:PORT/metrics`); the config must include
     /// [`METRICS`].
     pub fn metrics_url(&self) -> String {
-<<<<<<< HEAD
-        self.metrics_url.clone().unwrap_or_else(|| panic!("broker printed no `fleetmq metrics` line"))
-=======
-        self.try_metrics_url().unwrap_or_else(|| {
-            panic!("broker printed no `fleetmq metrics` line (does the config include METRICS?)")
-        })
+        self.try_metrics_url()
+            .unwrap_or_else(|| panic!("broker printed no `fleetmq metrics` line (does the config include METRICS?)"))
     }
 
     /// The metrics URL if the broker announced one.
     pub fn try_metrics_url(&self) -> Option<String> {
         self.metrics_url.clone()
->>>>>>> e2e
     }
 
     /// Process id of the broker.
@@ -197,15 +192,7 @@ impl Broker {
             .arg(self.pid().to_string())
             .status()
             .unwrap_or_else(|e| panic!("cannot run kill: {e}"));
-<<<<<<< HEAD
-        assert!(status.success(), "kill -TERM {} failed: {status}", self.pid());
-=======
-        assert!(
-            status.success(),
-            "kill -{name} {} failed: {status}",
-            self.pid()
-        );
->>>>>>> e2e
+        assert!(status.success(), "kill -{name} {} failed: {status}", self.pid());
     }
 
     /// Waits up to `timeout` for the process to exit; `None` if it is still running.
