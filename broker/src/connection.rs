@@ -18,6 +18,8 @@ use tokio::sync::{mpsc, watch};
 
 /// Largest batch the writer builds before writing.
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
+/// Outbound topic aliases per connection at most, whatever the client allows (bounds memory).
+const OUTBOUND_ALIAS_CAP: usize = 1024;
 /// How long the writer tries to deliver a final DISCONNECT.
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -104,6 +106,10 @@ pub async fn run_writer<W: AsyncWrite + Unpin>(
             r = shutdown.changed(), if shutdown_open => shutdown_open = r.is_ok(),
             m = rx.recv() => {
                 let Some(ToClient::Packet(p)) = m else { break None };
+                if buf.capacity() > 4 * WRITE_BATCH_BYTES {
+                    // One huge packet grew the buffer; do not keep that memory per idle connection.
+                    buf = BytesMut::with_capacity(WRITE_BATCH_BYTES);
+                }
                 buf.clear();
                 aliases.encode(p, &mut buf);
                 while buf.len() < WRITE_BATCH_BYTES {
@@ -168,7 +174,7 @@ impl OutboundAliases {
                 if let Some(&alias) = self.map.get(&publish.topic) {
                     publish.topic.clear();
                     publish.properties.topic_alias = Some(alias);
-                } else if self.map.len() < usize::from(self.opts.topic_alias_maximum) {
+                } else if self.map.len() < usize::from(self.opts.topic_alias_maximum).min(OUTBOUND_ALIAS_CAP) {
                     let alias = self.map.len() as u16 + 1;
                     publish.properties.topic_alias = Some(alias);
                     let fits = self

@@ -46,7 +46,12 @@ where
     let max_packet = broker.config.mqtt.max_packet_size as usize;
     let mut reader = FrameReader::new(rd, max_packet, broker.clone());
     let deadline = accepted.at + Duration::from_millis(broker.config.mqtt.connect_timeout_ms);
-    let connect = match tokio::time::timeout_at(deadline, reader.read_packet()).await {
+    let mut shutdown = broker.shutdown_signal();
+    let first = tokio::select! {
+        r = tokio::time::timeout_at(deadline, reader.read_packet()) => r,
+        _ = shutdown.wait_for(|s| *s) => return,
+    };
+    let connect = match first {
         Err(_) => {
             tracing::debug!(peer = %accepted.peer, "no CONNECT within connect_timeout_ms");
             broker.stats.limit_rejection("connect_timeout");
@@ -110,7 +115,15 @@ where
     ));
     let mut ctx =
         ReadLoop { broker: &broker, protocol, to_session, to_client, closer, aliases: HashMap::new(), alias_max };
-    ctx.run(&mut reader, keepalive, close_rx).await;
+    let exit = ctx.run(&mut reader, keepalive, close_rx).await;
+    if exit.peer_gone {
+        // Nothing more can reach the client: stop the writer now, even mid-write on a peer that
+        // stopped reading, so the session below can drain and the connection slot is freed.
+        writer.abort();
+    }
+    if let Some(cause) = exit.cause {
+        let _ = ctx.to_session.send(FromClient::Closed(cause)).await;
+    }
     drop(ctx);
     let _ = writer.await;
     broker.stats.connection_closed();
@@ -133,13 +146,13 @@ impl ReadLoop<'_> {
         reader: &mut FrameReader<R>,
         keepalive: u16,
         mut close: tokio::sync::watch::Receiver<Option<codec::Disconnect>>,
-    ) {
+    ) -> Exit {
         let mut shutdown = self.broker.shutdown_signal();
         let idle = (keepalive > 0).then(|| Duration::from_millis(u64::from(keepalive) * 1500));
         let (mut close_open, mut shutdown_open) = (true, true);
-        let cause = loop {
+        loop {
             if close.borrow().is_some() || *shutdown.borrow() {
-                break CloseCause::Server;
+                return Exit::closing(CloseCause::Server);
             }
             let read = async {
                 match idle {
@@ -163,37 +176,38 @@ impl ReadLoop<'_> {
                     tracing::debug!("keepalive timeout");
                     self.broker.stats.limit_rejection("keepalive_timeout");
                     self.closer.close_with(ReasonCode::KEEP_ALIVE_TIMEOUT);
-                    break CloseCause::Abnormal;
+                    return Exit::closing(CloseCause::Abnormal);
                 }
-                Some(Ok(None)) => break CloseCause::Abnormal,
+                Some(Ok(None)) => return Exit { peer_gone: true, cause: Some(CloseCause::Abnormal) },
                 Some(Err(e)) => {
-                    self.on_error(&e);
-                    break CloseCause::Abnormal;
+                    let codec_error = self.on_error(&e);
+                    return Exit { peer_gone: !codec_error, cause: Some(CloseCause::Abnormal) };
                 }
                 Some(Ok(Some(p))) => match self.forward(p).await {
                     Flow::Continue => {}
-                    Flow::Disconnected => return,
+                    Flow::Disconnected => return Exit { peer_gone: true, cause: None },
                     Flow::Violation(reason, what) => {
                         self.broker.stats.malformed(what);
                         tracing::debug!(?reason, what, "closing connection: protocol violation");
                         self.closer.close_with(reason);
-                        break CloseCause::Abnormal;
+                        return Exit::closing(CloseCause::Abnormal);
                     }
                 },
             }
-        };
-        let _ = self.to_session.send(FromClient::Closed(cause)).await;
+        }
     }
 
-    fn on_error(&self, e: &crate::connection::Error) {
+    /// Handles a read error; `true` if it was an invalid packet (the writer then sends DISCONNECT).
+    fn on_error(&self, e: &crate::connection::Error) -> bool {
         use crate::connection::Error;
         match e {
-            Error::Io(_) | Error::Truncated => {}
+            Error::Io(_) | Error::Truncated => false,
             Error::Codec(c) => {
                 let reason = c.reason_code();
                 self.broker.stats.malformed(reason_label(reason));
                 tracing::debug!(error = %c, "closing connection: invalid packet");
                 self.closer.close_with(reason);
+                true
             }
         }
     }
@@ -257,6 +271,21 @@ impl ReadLoop<'_> {
             self.aliases.insert(alias, publish.topic.clone());
         }
         Ok(())
+    }
+}
+
+/// How the read loop ended.
+struct Exit {
+    /// The client closed or broke the stream (or sent DISCONNECT): nothing more can be written.
+    peer_gone: bool,
+    /// What to tell the session (`None`: it already got the client's DISCONNECT).
+    cause: Option<CloseCause>,
+}
+
+impl Exit {
+    /// A server-side close: the writer sends the DISCONNECT (5.0) and ends on its own.
+    fn closing(cause: CloseCause) -> Exit {
+        Exit { peer_gone: false, cause: Some(cause) }
     }
 }
 

@@ -146,6 +146,8 @@ impl Listener {
             } else {
                 None
             };
+            // A refused connection must not occupy a slot of the caps that admitted it.
+            let (node_permit, own_permit) = if refuse.is_some() { (None, None) } else { (node_permit, own_permit) };
             let refusing_permit = match refuse {
                 Some(_) => match limits.refusing.clone().try_acquire_owned() {
                     Ok(p) => Some(p),

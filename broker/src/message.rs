@@ -12,6 +12,9 @@ use bytes::Bytes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Payloads up to this size are copied out of the read buffer instead of sharing it.
+const SMALL_PAYLOAD: usize = 1024;
+
 /// One application message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
@@ -29,19 +32,14 @@ pub struct Message {
 impl Message {
     /// Builds a message from an inbound PUBLISH whose topic alias was already resolved.
     pub fn from_publish(p: Publish, publisher: ClientId, now: Instant) -> Message {
+        // A decoded payload is a slice of its packet's read buffer; a small one is copied out so a
+        // queued message does not pin a buffer sized for much larger packets.
+        let payload = if p.payload.len() <= SMALL_PAYLOAD { Bytes::copy_from_slice(&p.payload) } else { p.payload };
         let mut properties = p.properties;
         properties.topic_alias = None;
         properties.subscription_identifiers.clear();
         let expires_at = properties.message_expiry_interval.map(|s| now + Duration::from_secs(u64::from(s)));
-        Message {
-            topic: Arc::from(p.topic),
-            payload: p.payload,
-            qos: p.qos,
-            retain: p.retain,
-            properties,
-            publisher,
-            expires_at,
-        }
+        Message { topic: Arc::from(p.topic), payload, qos: p.qos, retain: p.retain, properties, publisher, expires_at }
     }
 
     /// Builds the message a will turns into when it is published.
@@ -82,9 +80,15 @@ impl Message {
         })
     }
 
-    /// Approximate memory cost, used for per-session queue byte limits.
+    /// Memory a queued copy keeps alive, used for per-session queue byte limits: payload, topic
+    /// and every variable-size property.
     pub fn cost(&self) -> usize {
-        self.payload.len() + self.topic.len() + 64
+        let p = &self.properties;
+        let props = p.user_properties.iter().map(|(k, v)| k.len() + v.len() + 48).sum::<usize>()
+            + p.correlation_data.as_ref().map_or(0, |d| d.len())
+            + p.response_topic.as_ref().map_or(0, |t| t.len())
+            + p.content_type.as_ref().map_or(0, |t| t.len());
+        self.payload.len() + self.topic.len() + props + 128
     }
 }
 

@@ -170,7 +170,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_connections: 1_000_000,
             connect_rate: 0,
-            max_inflight: 65535,
+            max_inflight: 128,
             max_queued_messages: 10_000,
             max_queued_bytes: 64 * 1024 * 1024,
             queue_overflow: QueueOverflow::DropOldest,

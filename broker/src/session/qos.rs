@@ -13,7 +13,7 @@
 
 use crate::codec::{Packet, PubResp, Publish, QoS, ReasonCode};
 use crate::message::Delivery;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
 /// Where an outbound QoS 1/2 delivery stands.
@@ -53,6 +53,8 @@ pub struct QosState {
     receive_maximum: usize,
     incoming_qos2: HashSet<u16>,
     pending_qos1: HashSet<u16>,
+    /// In-flight packet ids still to retransmit on the current connection, in send order.
+    resend: VecDeque<u16>,
 }
 
 impl QosState {
@@ -66,6 +68,7 @@ impl QosState {
             receive_maximum: usize::from(receive_maximum.max(1)),
             incoming_qos2: HashSet::new(),
             pending_qos1: HashSet::new(),
+            resend: VecDeque::new(),
         }
     }
 
@@ -132,9 +135,9 @@ impl QosState {
         }
     }
 
-    /// Whether another QoS 1/2 delivery may be sent now.
+    /// Whether another new QoS 1/2 delivery may be sent now (retransmissions go first).
     pub fn window_open(&self) -> bool {
-        self.outgoing.len() < self.send_window
+        self.resend.is_empty() && self.outgoing.len() < self.send_window
     }
 
     /// Number of outbound deliveries in flight.
@@ -180,6 +183,7 @@ impl QosState {
     /// says to behave as if its delivery had completed.
     pub fn abandon(&mut self, packet_id: u16) {
         self.outgoing.remove(&packet_id);
+        self.resend.retain(|&id| id != packet_id);
     }
 
     /// PUBACK from the client; `true` if it completed a QoS 1 flow (a window slot freed).
@@ -215,13 +219,27 @@ impl QosState {
         }
     }
 
-    /// Packets to retransmit when a session resumes on a new connection, in original send order.
-    pub fn resume(&self, now: Instant) -> Vec<Packet> {
+    /// Called when a session resumes on a new connection: every in-flight delivery is queued for
+    /// retransmission in original send order, to be released by [`QosState::next_resend`] within
+    /// the new connection's window.
+    pub fn resume(&mut self) {
         let mut flights: Vec<&OutFlight> = self.outgoing.values().collect();
         flights.sort_by_key(|f| f.seq);
-        flights
-            .into_iter()
-            .map(|f| match f.phase {
+        self.resend = flights.into_iter().map(|f| f.packet_id).collect();
+    }
+
+    /// The next retransmission allowed by the send window: PUBLISH with DUP=1 and the same packet
+    /// id, or PUBREL for flows already released. Retransmissions count against the window as they
+    /// are sent, so a client that lowered its Receive Maximum is never flooded.
+    pub fn next_resend(&mut self, now: Instant) -> Option<Packet> {
+        loop {
+            let sent = self.outgoing.len() - self.resend.len();
+            if sent >= self.send_window {
+                return None;
+            }
+            let id = self.resend.pop_front()?;
+            let Some(f) = self.outgoing.get(&id) else { continue };
+            return Some(match f.phase {
                 Phase::Published => {
                     let mut p = f.delivery.to_publish(now);
                     p.packet_id = f.packet_id;
@@ -229,8 +247,8 @@ impl QosState {
                     Packet::Publish(p)
                 }
                 Phase::Released => Packet::PubRel(PubResp::new(f.packet_id)),
-            })
-            .collect()
+            });
+        }
     }
 
     /// The in-flight deliveries in send order (for persistence and inspection).

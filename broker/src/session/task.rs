@@ -46,6 +46,8 @@ pub(super) struct SessionTask {
     expiry_secs: u32,
     pub link: Option<Link>,
     rx: Option<mpsc::Receiver<FromClient>>,
+    /// Username of the connection that owns the session (resuming under another one starts fresh).
+    owner: Option<String>,
     will: Option<(LastWill, Option<String>)>,
     will_at: Option<Instant>,
     expire_at: Option<Instant>,
@@ -71,6 +73,7 @@ pub(crate) fn spawn_session(
         expiry_secs: 0,
         link: None,
         rx: None,
+        owner: None,
         will: None,
         will_at: None,
         expire_at: None,
@@ -110,9 +113,14 @@ impl SessionTask {
                     None => self.detach(true),
                 },
                 permit = reserve(tx), if out_pending => {
-                    if let (Some(permit), Some(p)) = (permit, self.out.pop_front()) {
-                        permit.send(ToClient::Packet(p));
-                        self.flush_out();
+                    match (permit, self.out.pop_front()) {
+                        (Some(permit), Some(p)) => {
+                            permit.send(ToClient::Packet(p));
+                            self.flush_out();
+                        }
+                        // The writer is gone: nothing parked can be delivered on this connection.
+                        (None, _) => self.out.clear(),
+                        (Some(_), None) => {}
                     }
                 },
                 _ = self.shared.notify.notified(), if online && !out_pending => {}
@@ -124,14 +132,17 @@ impl SessionTask {
     }
 
     /// Attaches a connection; `existing` says whether this session already existed.
-    fn attach(&mut self, req: AttachRequest, existing: bool) -> Attached {
-        if self.link.is_some() {
-            self.kick(ReasonCode::SESSION_TAKEN_OVER);
-            self.drop_link();
-            if self.will.as_ref().is_some_and(|(w, _)| w.properties.will_delay_interval.unwrap_or(0) == 0) {
-                self.publish_will();
-            }
+    fn attach(&mut self, req: AttachRequest, mut existing: bool) -> Attached {
+        if self.link.is_some() && !self.take_over() {
+            existing = false;
         }
+        if existing && self.owner != req.username {
+            // A session resumed under another identity would hand its subscriptions (authorized for
+            // the previous user) to the new one: treat it as a clean start instead.
+            self.reset();
+            existing = false;
+        }
+        self.owner = req.username.clone();
         let c = &req.connect;
         let mqtt = &self.broker.config.mqtt;
         let requested = match c.protocol {
@@ -141,7 +152,9 @@ impl SessionTask {
         };
         self.expiry_secs = requested.min(mqtt.max_session_expiry_secs);
         let send_window = c.properties.receive_maximum.unwrap_or(u16::MAX).min(self.broker.config.limits.max_inflight);
-        self.qos.set_limits(mqtt.receive_maximum, send_window);
+        // 3.1.1 clients were never told our Receive Maximum, so it is not enforced on them.
+        let receive_maximum = if c.protocol.is_v5() { mqtt.receive_maximum } else { u16::MAX };
+        self.qos.set_limits(receive_maximum, send_window);
         self.will = c.will.clone().map(|w| (w, req.username.clone()));
         self.will_at = None;
         self.expire_at = None;
@@ -155,10 +168,81 @@ impl SessionTask {
         });
         self.rx = Some(req.from_client);
         self.shared.online.store(true, Ordering::Relaxed);
-        for p in self.qos.resume(Instant::now()) {
-            self.emit(p);
-        }
+        self.qos.resume();
         Attached { session_present: existing, session_expiry: self.expiry_secs }
+    }
+
+    /// Ends the attached connection because a new one takes the session over. Packets the old
+    /// connection already delivered (a DISCONNECT among them) are applied first, so they decide
+    /// its will and expiry. Returns `false` if the session would have ended with the old connection
+    /// (its state is then reset and the new connection starts fresh).
+    fn take_over(&mut self) -> bool {
+        while let Some(rx) = self.rx.as_mut() {
+            match rx.try_recv() {
+                Ok(FromClient::Packet(Packet::Disconnect(d))) => {
+                    self.on_disconnect_keep(d);
+                }
+                // Acknowledgements still settle in-flight messages; anything else the old
+                // connection sent is dropped with it (the client resends per its QoS).
+                Ok(FromClient::Packet(p @ (Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubComp(_)))) => {
+                    self.handle(p)
+                }
+                Ok(FromClient::Packet(_)) => {}
+                Ok(FromClient::Closed(cause)) => {
+                    self.close_link(cause == CloseCause::Abnormal);
+                }
+                Err(_) => break,
+            }
+        }
+        if self.link.is_some() {
+            self.kick(ReasonCode::SESSION_TAKEN_OVER);
+            self.close_link(true);
+        }
+        self.will_at = None;
+        if self.expiry_secs == 0 {
+            self.reset();
+            return false;
+        }
+        true
+    }
+
+    /// A DISCONNECT during takeover: its will and expiry effects apply, but the session stays.
+    fn on_disconnect_keep(&mut self, d: Disconnect) {
+        if let Some(new) = d.properties.session_expiry_interval {
+            if !self.link.as_ref().is_some_and(|l| l.connect_expiry_zero && new != 0) {
+                self.expiry_secs = new.min(self.broker.config.mqtt.max_session_expiry_secs);
+            }
+        }
+        self.close_link(d.reason != ReasonCode::NORMAL_DISCONNECTION);
+    }
+
+    /// Drops the link, publishing the will now if it has no delay (a takeover ends the old
+    /// connection; a delayed will is cancelled by the new connection arriving).
+    fn close_link(&mut self, publish_will: bool) {
+        if !self.drop_link() {
+            return;
+        }
+        if !publish_will {
+            self.will = None;
+        }
+        if self.will.as_ref().is_some_and(|(w, _)| w.properties.will_delay_interval.unwrap_or(0) == 0) {
+            self.publish_will();
+        }
+    }
+
+    /// Forgets all session state (subscriptions, queue, in-flight): the session starts over.
+    fn reset(&mut self) {
+        for filter in self.subscriptions.drain() {
+            let (group, inner) = super::subscribe::split(&filter);
+            self.broker.router.unsubscribe(inner, group, &self.shared.id);
+        }
+        self.broker.stats.subscriptions.set(self.broker.router.len() as f64);
+        self.shared.inbox.lock().clear();
+        let mqtt = &self.broker.config.mqtt;
+        self.qos = QosState::new(mqtt.receive_maximum, self.broker.config.limits.max_inflight);
+        self.will = None;
+        self.will_at = None;
+        self.expire_at = None;
     }
 
     /// Closes the attached connection from the server side.
@@ -287,20 +371,22 @@ impl SessionTask {
     fn on_disconnect(&mut self, d: Disconnect) {
         if let (Some(link), Some(new)) = (&self.link, d.properties.session_expiry_interval) {
             if link.connect_expiry_zero && new != 0 {
-                self.violation(ReasonCode::PROTOCOL_ERROR, "session expiry raised at DISCONNECT");
-                self.detach(true);
-                return;
+                return self.violation(ReasonCode::PROTOCOL_ERROR, "session expiry raised at DISCONNECT");
             }
             self.expiry_secs = new.min(self.broker.config.mqtt.max_session_expiry_secs);
         }
-        self.detach(d.reason == ReasonCode::DISCONNECT_WITH_WILL);
+        // Only reason 0x00 discards the will (MQTT-3.14.4-3); 0x04 and every error reason keep it.
+        self.detach(d.reason != ReasonCode::NORMAL_DISCONNECTION);
     }
 
     /// A protocol violation detected by the session: count it and close the connection.
+    /// Packets the client sent after the violating one are dropped unprocessed, and the close counts
+    /// as abnormal, so the will is published.
     pub(super) fn violation(&mut self, reason: ReasonCode, what: &'static str) {
         tracing::debug!(client_id = %self.shared.client_id, ?reason, what, "closing connection: protocol violation");
         self.broker.stats.malformed(what);
         self.kick(reason);
+        self.detach(true);
     }
 
     fn on_publish(&mut self, p: Publish) {
@@ -380,6 +466,17 @@ impl SessionTask {
         while self.out.is_empty() {
             let Some(link) = &self.link else { return };
             let (protocol, max_packet) = (link.protocol, link.max_packet_size);
+            let too_large = |p: &Packet| max_packet.is_some_and(|max| codec::encoded_len(p, protocol) > max as usize);
+            if let Some(p) = self.qos.next_resend(now) {
+                match &p {
+                    Packet::Publish(publish) if too_large(&p) => {
+                        self.qos.abandon(publish.packet_id);
+                        self.broker.stats.dropped(DropReason::TooLarge, 1);
+                    }
+                    _ => self.emit(p),
+                }
+                continue;
+            }
             let next = {
                 let mut inbox = self.shared.inbox.lock();
                 match inbox.front_qos() {
@@ -394,7 +491,7 @@ impl SessionTask {
                 continue;
             };
             let packet = Packet::Publish(publish);
-            if max_packet.is_some_and(|max| codec::encoded_len(&packet, protocol) > max as usize) {
+            if too_large(&packet) {
                 if let Packet::Publish(p) = &packet {
                     self.qos.abandon(p.packet_id);
                 }

@@ -100,8 +100,11 @@ fn resume_replays_in_order_with_dup_and_pubrel() {
     let c = s.send(delivery(QoS::ExactlyOnce, "c"), now).unwrap().packet_id;
     s.on_pubrec(b, ReasonCode::SUCCESS);
     s.detach();
-    let replay = s.resume(now);
+    s.resume();
+    assert!(!s.window_open(), "new deliveries wait for retransmissions");
+    let replay: Vec<Packet> = std::iter::from_fn(|| s.next_resend(now)).collect();
     assert_eq!(replay.len(), 3);
+    assert!(s.window_open());
     match &replay[0] {
         Packet::Publish(p) => assert!(p.dup && p.packet_id == a && p.payload == "a"),
         other => panic!("{other:?}"),
@@ -178,4 +181,38 @@ fn detach_forgets_unacked_inbound_qos1_but_keeps_qos2() {
     s.detach();
     assert_eq!(s.inbound_in_flight(), 1);
     assert_eq!(s.incoming_qos2().collect::<Vec<_>>(), vec![2]);
+}
+
+#[test]
+fn resume_respects_a_smaller_window_of_the_new_connection() {
+    let mut s = QosState::new(10, 10);
+    let now = Instant::now();
+    let ids: Vec<u16> = (0..5).map(|_| s.send(delivery(QoS::AtLeastOnce, "x"), now).unwrap().packet_id).collect();
+    s.detach();
+    s.set_limits(10, 2);
+    s.resume();
+    let first: Vec<Packet> = std::iter::from_fn(|| s.next_resend(now)).collect();
+    assert_eq!(first.len(), 2, "only the new Receive Maximum may be in flight");
+    assert!(s.on_puback(ids[0]));
+    let next = s.next_resend(now).expect("a slot freed");
+    match next {
+        Packet::Publish(p) => assert_eq!(p.packet_id, ids[2]),
+        other => panic!("{other:?}"),
+    }
+    assert!(s.next_resend(now).is_none());
+}
+
+#[test]
+fn abandoned_flight_is_not_retransmitted() {
+    let mut s = QosState::new(10, 10);
+    let now = Instant::now();
+    let a = s.send(delivery(QoS::AtLeastOnce, "a"), now).unwrap().packet_id;
+    let b = s.send(delivery(QoS::AtLeastOnce, "b"), now).unwrap().packet_id;
+    s.resume();
+    s.abandon(a);
+    match s.next_resend(now) {
+        Some(Packet::Publish(p)) => assert_eq!(p.packet_id, b),
+        other => panic!("{other:?}"),
+    }
+    assert!(s.next_resend(now).is_none());
 }
