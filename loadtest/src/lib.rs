@@ -7,6 +7,9 @@
 //! processes on one host merge exactly.
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod payload;
 pub mod scenario;
+pub mod run;
 pub mod stats;
+pub mod sys;
