@@ -9,7 +9,9 @@
 
 pub mod client;
 pub mod payload;
+pub mod report;
 pub mod scenario;
 pub mod run;
 pub mod stats;
 pub mod sys;
+pub mod worker;

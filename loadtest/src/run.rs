@@ -53,6 +53,9 @@ pub enum Error {
     /// A spawned task died.
     #[error("internal task failed: {0}")]
     Task(String),
+    /// Ctrl-C arrived before the load started.
+    #[error("interrupted during setup")]
+    Interrupted,
 }
 
 /// Result alias of this module.

@@ -5,7 +5,7 @@
 //! before all are connected; the broker's "before" RSS is sampled after the probe and before the
 //! first measured connection.
 
-use super::{prepare, Control, Live, Prepared, RawResult, Result, Slice};
+use super::{prepare, Control, Error, Live, Prepared, RawResult, Result, Slice};
 use crate::payload::now_ns;
 use crate::scenario::{Scenario, Workload};
 use crate::sys;
@@ -20,7 +20,10 @@ pub const DRAIN_POLL: Duration = Duration::from_millis(50);
 
 /// Runs `scn` in this process, updating `live` as it goes.
 pub async fn run_local(scn: &Scenario, control: Control, live: Arc<Live>) -> Result<RawResult> {
-    let prepared = prepare(scn, Slice::WHOLE, live.clone()).await?;
+    let prepared = tokio::select! {
+        p = prepare(scn, Slice::WHOLE, live.clone()) => p?,
+        _ = control.stop.cancelled() => return Err(Error::Interrupted),
+    };
     let rss_before = match &scn.workload {
         Workload::Connect(load) => load.broker_pid.and_then(sys::rss_bytes),
         Workload::PubSub(_) => None,

@@ -261,6 +261,7 @@ struct Pacer {
     qos: u8,
     size: usize,
     rate: f64,
+    /// Fraction of one interval this publisher is offset by (spreads publishers evenly).
     phase: f64,
     t0: Instant,
     end: Instant,
@@ -272,7 +273,7 @@ impl Pacer {
         let mut seq: u32 = 0;
         loop {
             if self.rate > 0.0 {
-                let offset = Duration::try_from_secs_f64(self.phase + f64::from(seq) / self.rate).ok();
+                let offset = Duration::try_from_secs_f64((self.phase + f64::from(seq)) / self.rate).ok();
                 let Some(due) = offset.and_then(|o| self.t0.checked_add(o)) else { break };
                 if due >= self.end {
                     break;
