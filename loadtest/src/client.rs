@@ -56,12 +56,14 @@ pub enum Failure {
 }
 
 impl Failure {
-    /// Classifies a socket error, folding peer closes into [`Failure::Closed`].
+    /// Classifies a socket error, folding peer closes into [`Failure::Closed`] (rustls reports TLS
+    /// alerts and certificate errors as `InvalidData`, the only source of that kind on a socket).
     pub fn from_io(e: &std::io::Error) -> Failure {
         use std::io::ErrorKind::*;
         match e.kind() {
             UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe => Failure::Closed,
             TimedOut => Failure::Timeout,
+            InvalidData => Failure::Tls(e.to_string()),
             _ => Failure::Io(e.to_string()),
         }
     }

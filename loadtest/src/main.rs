@@ -179,7 +179,7 @@ fn worker_main() -> ExitCode {
     let spec = match worker::parse_spec(&line) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e}");
+            worker::emit(&worker::ToParent::Error { message: e.to_string() });
             return ExitCode::from(EXIT_USAGE);
         }
     };

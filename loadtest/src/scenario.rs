@@ -108,6 +108,7 @@ pub struct Connection {
     /// Keep-alive interval in seconds.
     pub keepalive_secs: u16,
     /// Bound on TCP connect + TLS handshake + CONNACK.
+    #[serde(with = "duration::secs_f64")]
     pub connect_timeout: Duration,
     /// Local addresses to bind client sockets to, round-robin (connect scenario only).
     pub source_addrs: Vec<IpAddr>,
@@ -155,10 +156,13 @@ pub struct PubSubLoad {
     /// Messages per second per publisher; 0 = as fast as the client allows.
     pub rate: f64,
     /// Measured publishing time (after warm-up).
+    #[serde(with = "duration::secs_f64")]
     pub duration: Duration,
     /// Publishing time before measurement starts.
+    #[serde(with = "duration::secs_f64")]
     pub warmup: Duration,
     /// Longest wait after the last publish for in-flight deliveries.
+    #[serde(with = "duration::secs_f64")]
     pub drain: Duration,
     /// Clean sessions (false: persistent sessions).
     pub clean: bool,
@@ -219,6 +223,7 @@ pub struct ConnectLoad {
     /// New connections per second over all processes; 0 = as fast as possible.
     pub rate: f64,
     /// How long to hold the connections once all are open.
+    #[serde(with = "duration::secs_f64")]
     pub duration: Duration,
     /// Broker process whose RSS to sample (Linux /proc).
     pub broker_pid: Option<u32>,
@@ -226,7 +231,7 @@ pub struct ConnectLoad {
 
 /// What the run does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
+#[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Workload {
     /// Open, hold and close idle connections.
     Connect(ConnectLoad),

@@ -102,7 +102,8 @@ pub enum ToParent {
     },
 }
 
-fn emit(msg: &ToParent) {
+/// Writes one protocol line to stdout (worker side).
+pub fn emit(msg: &ToParent) {
     if let Ok(line) = serde_json::to_string(msg) {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}");
@@ -299,6 +300,17 @@ pub async fn run_processes(exe: &Path, scn: &Scenario, control: Control, live: A
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn worker_spec_roundtrips_every_workload() {
+        use crate::scenario::spec::{Origin, Spec};
+        for kind in ["connect", "fan-in", "fan-out", "p2p", "shared"] {
+            let scenario = Spec::from_toml("t", &format!("[scenario]\nkind = \"{kind}\"\n")).unwrap().resolve(Origin::File).unwrap();
+            let spec = WorkerSpec { scenario, slice: Slice { index: 1, count: 2 } };
+            let back = parse_spec(&serde_json::to_string(&spec).unwrap()).unwrap();
+            assert_eq!(back.scenario, spec.scenario, "{kind}");
+        }
+    }
 
     #[test]
     fn protocol_lines_roundtrip() {

@@ -60,6 +60,22 @@ impl<'de> Deserialize<'de> for Secs {
     }
 }
 
+/// `#[serde(with = "secs_f64")]`: a `Duration` as fractional seconds in JSON.
+pub mod secs_f64 {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    /// Writes seconds as a float.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    /// Reads seconds from a float, validated like scenario durations.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        super::from_secs(f64::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
