@@ -163,7 +163,7 @@ pub fn build(scn: &Scenario, raw: &RawResult) -> Result<Report> {
                 }
             }
             let ex = exactness(load.topology(), &sent, &raw.streams);
-            let secs = raw.window.map(|w| w.secs()).unwrap_or(0.0);
+            let secs = raw.measured_secs();
             let mut published = Series::default();
             for s in &raw.senders {
                 published.merge(&s.series);

@@ -240,6 +240,17 @@ pub struct RawResult {
     pub processes: Vec<ProcessUsage>,
     /// Stopped by Ctrl-C.
     pub interrupted: bool,
+    /// When an interrupted run stopped publishing (ns since the epoch; latest over processes).
+    pub load_end_ns: Option<u64>,
+}
+
+impl RawResult {
+    /// Seconds of measurement actually covered: the window, cut short by an interrupt.
+    pub fn measured_secs(&self) -> f64 {
+        let Some(w) = self.window else { return 0.0 };
+        let end = self.load_end_ns.map_or(w.end_ns, |e| e.min(w.end_ns));
+        end.saturating_sub(w.start_ns) as f64 / 1e9
+    }
 }
 
 fn add_map(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
@@ -268,6 +279,7 @@ impl RawResult {
         add_map(&mut self.errors, &o.errors);
         self.processes.extend(o.processes);
         self.interrupted |= o.interrupted;
+        self.load_end_ns = self.load_end_ns.max(o.load_end_ns);
         self.connect = match (self.connect.take(), o.connect) {
             (Some(mut a), Some(b)) => {
                 a.attempted += b.attempted;

@@ -17,6 +17,8 @@ struct Input<'a> {
     latency_label: &'static str,
     rates: Vec<(&'static str, Vec<u64>, RGBColor)>,
     rate_label: &'static str,
+    rate_caption: &'static str,
+    /// Start and end of the measurement window, in seconds since t0 (empty when there is none).
     marks: Vec<f64>,
 }
 
@@ -47,7 +49,7 @@ pub fn write(path: &Path, report: &Report, raw: &RawResult) -> Result<()> {
                 marks.push(w.end_ns.saturating_sub(w.t0_ns) as f64 / 1e9);
             }
             Input {
-                title: format!("{} — qos {}", report.scenario.name, p.qos),
+                title: format!("{} ({}) — qos {}", report.scenario.name, report.scenario.workload.kind_name(), p.qos),
                 latency: &raw.latency,
                 latency_label: "end-to-end latency (ms)",
                 rates: vec![
@@ -55,15 +57,17 @@ pub fn write(path: &Path, report: &Report, raw: &RawResult) -> Result<()> {
                     ("delivered/s", p.delivered_per_second.clone(), RED),
                 ],
                 rate_label: "messages per second",
+                rate_caption: "throughput over time",
                 marks,
             }
         }
         (None, Some(c)) => Input {
-            title: format!("{} — connect", report.scenario.name),
+            title: format!("{} (connect)", report.scenario.name),
             latency: raw.connect.as_ref().map(|c| &c.latency).unwrap_or(&raw.latency),
             latency_label: "connect latency (ms)",
             rates: vec![("connected/s", c.connected_per_second.clone(), BLUE)],
             rate_label: "connections per second",
+            rate_caption: "connections over time",
             marks: Vec::new(),
         },
         (None, None) => return Err(err("nothing to plot".into())),
@@ -85,6 +89,7 @@ fn draw(path: &Path, input: &Input<'_>) -> std::result::Result<(), String> {
     let y_max = curve.iter().map(|p| p.1).fold(0.0, f64::max).max(0.001) * 1.05;
     let mut chart = ChartBuilder::on(&top)
         .margin(15)
+        .margin_right(45)
         .caption("latency by percentile", ("sans-serif", 16))
         .x_label_area_size(40)
         .y_label_area_size(60)
@@ -104,14 +109,25 @@ fn draw(path: &Path, input: &Input<'_>) -> std::result::Result<(), String> {
     let r_max = input.rates.iter().flat_map(|r| r.1.iter()).copied().max().unwrap_or(0).max(1) as f64 * 1.1;
     let mut chart = ChartBuilder::on(&bottom)
         .margin(15)
-        .caption("throughput over time", ("sans-serif", 16))
+        .caption(input.rate_caption, ("sans-serif", 16))
         .x_label_area_size(40)
         .y_label_area_size(60)
         .build_cartesian_2d(0f64..secs as f64, 0f64..r_max)
         .map_err(|x| e(&x))?;
-    chart.configure_mesh().x_desc("seconds since start").y_desc(input.rate_label).draw().map_err(|x| e(&x))?;
-    for &m in &input.marks {
-        chart.draw_series(LineSeries::new([(m, 0.0), (m, r_max)], BLACK.mix(0.3))).map_err(|x| e(&x))?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds since start")
+        .y_desc(input.rate_label)
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .draw()
+        .map_err(|x| e(&x))?;
+    if let [start, end] = input.marks[..] {
+        let shade = GREEN.mix(0.12).filled();
+        chart
+            .draw_series([Rectangle::new([(start, 0.0), (end, r_max)], shade)])
+            .map_err(|x| e(&x))?
+            .label("measurement window")
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 20, y + 5)], shade));
     }
     for (label, values, color) in &input.rates {
         let color = *color;

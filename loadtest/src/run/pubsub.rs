@@ -268,7 +268,8 @@ struct Pacer {
 }
 
 impl Pacer {
-    /// Publishes until the window ends (or stop / client death); returns the number sent.
+    /// Publishes until the window ends (or stop / client death); returns the number sent. With a
+    /// rate, exactly the messages due before the end are sent, even when a wake-up runs late.
     async fn publish(self, stop: CancellationToken, dead: CancellationToken, live: Arc<Live>) -> u64 {
         let mut seq: u32 = 0;
         loop {
@@ -284,7 +285,8 @@ impl Pacer {
                     _ = dead.cancelled() => break,
                 }
             }
-            if Instant::now() >= self.end || stop.is_cancelled() || dead.is_cancelled() || seq == u32::MAX {
+            let over = self.rate <= 0.0 && Instant::now() >= self.end;
+            if over || stop.is_cancelled() || dead.is_cancelled() || seq == u32::MAX {
                 break;
             }
             let header = Header { publisher: self.index, seq, sent_ns: payload::now_ns() };
@@ -311,7 +313,8 @@ impl Prepared {
         let load = &self.load;
         let window = Window::new(t0_ns, nanos(load.warmup), nanos(load.duration));
         let _ = self.window.set(window);
-        let (t0, end) = (instant_at(t0_ns), instant_at(window.end_ns));
+        let t0 = instant_at(t0_ns);
+        let end = t0 + Duration::from_nanos(window.end_ns - t0_ns);
         tokio::select! {
             _ = tokio::time::sleep_until(t0) => {}
             _ = control.stop.cancelled() => {}
@@ -339,6 +342,7 @@ impl Prepared {
             sent.insert(i, n);
         }
         let usage = meter.finish();
+        let load_end_ns = payload::now_ns();
         let drain_end = Instant::now().max(end) + load.drain;
         tokio::select! {
             _ = tokio::time::sleep_until(drain_end) => {}
@@ -348,6 +352,7 @@ impl Prepared {
         self.finish.cancel();
         let mut result = RawResult { window: Some(window), processes: vec![usage], ..RawResult::default() };
         result.interrupted = control.stop.is_cancelled();
+        result.load_end_ns = result.interrupted.then_some(load_end_ns);
         for h in self.publishers {
             let (mut stats, errors) = h.events.await.map_err(|e| Error::Task(e.to_string()))?;
             stats.sent = sent.get(&h.index).copied().unwrap_or(0);
