@@ -259,8 +259,12 @@ pub fn workload(cmd: &Command) -> Option<WorkloadSpec> {
             duration: a.duration.map(Secs),
             broker_pid: a.broker_pid,
         }),
-        Command::FanIn(a) => WorkloadSpec::FanIn(PubSubSpec { publishers: a.publishers, subscribers: a.subscribers, ..a.msg.spec() }),
-        Command::FanOut(a) => WorkloadSpec::FanOut(PubSubSpec { publishers: a.publishers, subscribers: a.subscribers, ..a.msg.spec() }),
+        Command::FanIn(a) => {
+            WorkloadSpec::FanIn(PubSubSpec { publishers: a.publishers, subscribers: a.subscribers, ..a.msg.spec() })
+        }
+        Command::FanOut(a) => {
+            WorkloadSpec::FanOut(PubSubSpec { publishers: a.publishers, subscribers: a.subscribers, ..a.msg.spec() })
+        }
         Command::P2p(a) => WorkloadSpec::P2p(PubSubSpec { pairs: a.pairs, ..a.msg.spec() }),
         Command::Shared(a) => WorkloadSpec::Shared(PubSubSpec {
             publishers: a.publishers,

@@ -10,8 +10,8 @@
 pub mod client;
 pub mod payload;
 pub mod report;
-pub mod scenario;
 pub mod run;
+pub mod scenario;
 pub mod stats;
 pub mod sys;
 pub mod worker;

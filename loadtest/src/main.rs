@@ -42,7 +42,10 @@ fn main() -> ExitCode {
     };
     if let Some(p) = &cli.out.plot {
         if p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() != Some("svg") {
-            eprintln!("error: --plot {}: only .svg output is supported (convert it to PNG with e.g. rsvg-convert)", p.display());
+            eprintln!(
+                "error: --plot {}: only .svg output is supported (convert it to PNG with e.g. rsvg-convert)",
+                p.display()
+            );
             return ExitCode::from(EXIT_USAGE);
         }
     }
@@ -133,7 +136,10 @@ async fn drive(cli: &Cli, scn: &Scenario) -> anyhow::Result<ExitCode> {
 
 fn spawn_progress(scn: Scenario, live: Arc<Live>) -> (ProgressBar, tokio::task::JoinHandle<()>) {
     let bar = ProgressBar::new_spinner();
-    bar.set_style(ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
     let b = bar.clone();
     let task = tokio::spawn(async move {
         let mut last = (std::time::Instant::now(), 0u64);
@@ -147,7 +153,13 @@ fn spawn_progress(scn: Scenario, live: Arc<Live>) -> (ProgressBar, tokio::task::
                 (_, None) => "connecting clients…".to_string(),
                 (Workload::PubSub(l), Some(t)) => {
                     let (w, d) = (l.warmup.as_secs_f64(), l.duration.as_secs_f64());
-                    let phase = if t < w { "warm-up" } else if t < w + d { "measuring" } else { "draining" };
+                    let phase = if t < w {
+                        "warm-up"
+                    } else if t < w + d {
+                        "measuring"
+                    } else {
+                        "draining"
+                    };
                     let elapsed = last.0.elapsed().as_secs_f64().max(1e-3);
                     let rate = (s.delivered.saturating_sub(last.1)) as f64 / elapsed;
                     last = (std::time::Instant::now(), s.delivered);
@@ -161,7 +173,10 @@ fn spawn_progress(scn: Scenario, live: Arc<Live>) -> (ProgressBar, tokio::task::
                     )
                 }
                 (Workload::Connect(l), Some(t)) => {
-                    format!("{t:.1}s  connected {}/{}  failed {}  errors {}", s.connected, l.connections, s.failed, s.errors)
+                    format!(
+                        "{t:.1}s  connected {}/{}  failed {}  errors {}",
+                        s.connected, l.connections, s.failed, s.errors
+                    )
                 }
             };
             b.set_message(msg);
@@ -183,13 +198,14 @@ fn worker_main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(spec.scenario.threads).enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(EXIT_ERROR);
-        }
-    };
+    let runtime =
+        match tokio::runtime::Builder::new_multi_thread().worker_threads(spec.scenario.threads).enable_all().build() {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: cannot start the runtime: {e}");
+                return ExitCode::from(EXIT_ERROR);
+            }
+        };
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     std::thread::spawn(move || {
         let mut buf = String::new();

@@ -227,7 +227,11 @@ pub fn build(scn: &Scenario, raw: &RawResult) -> Result<Report> {
             let v = if raw.interrupted {
                 Verdict::Incomplete(format!("interrupted after {} of {} connections", c.connected, load.connections))
             } else if c.connected < u64::from(load.connections) {
-                Verdict::Fail(format!("{} of {} connections failed", u64::from(load.connections) - c.connected, load.connections))
+                Verdict::Fail(format!(
+                    "{} of {} connections failed",
+                    u64::from(load.connections) - c.connected,
+                    load.connections
+                ))
             } else if dropped > 0 {
                 Verdict::Fail(format!("{dropped} connections dropped while held"))
             } else {

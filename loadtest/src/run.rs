@@ -303,17 +303,17 @@ impl RawResult {
 /// Connected clients waiting for the common start.
 pub enum Prepared {
     /// Connect scenario (nothing is connected in advance).
-    Connect(connect::Prepared),
+    Connect(Box<connect::Prepared>),
     /// Pub/sub scenario.
-    PubSub(pubsub::Prepared),
+    PubSub(Box<pubsub::Prepared>),
 }
 
 /// Connects and subscribes this process's share of clients.
 pub async fn prepare(scn: &Scenario, slice: Slice, live: std::sync::Arc<Live>) -> Result<Prepared> {
     let ep = Endpoint::new(&scn.connection)?;
     match &scn.workload {
-        Workload::Connect(load) => Ok(Prepared::Connect(connect::prepare(scn, load, ep, slice, live).await?)),
-        Workload::PubSub(load) => Ok(Prepared::PubSub(pubsub::prepare(scn, load, ep, slice, live).await?)),
+        Workload::Connect(load) => Ok(Prepared::Connect(Box::new(connect::prepare(scn, load, ep, slice, live).await?))),
+        Workload::PubSub(load) => Ok(Prepared::PubSub(Box::new(pubsub::prepare(scn, load, ep, slice, live).await?))),
     }
 }
 

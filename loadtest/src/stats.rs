@@ -150,7 +150,14 @@ mod tests {
 
     fn stream(subscriber: u32, publisher: u32, ranges: &[(u64, u64)], dups: u64, ooo: u64) -> StreamRecord {
         let received = RangeSet::from_ranges(ranges.iter().copied());
-        StreamRecord { subscriber, publisher, deliveries: received.len() + dups, received, duplicates: dups, out_of_order: ooo }
+        StreamRecord {
+            subscriber,
+            publisher,
+            deliveries: received.len() + dups,
+            received,
+            duplicates: dups,
+            out_of_order: ooo,
+        }
     }
 
     #[test]
@@ -194,7 +201,8 @@ mod tests {
 
     #[test]
     fn shared_group_counts_across_members() {
-        let streams = vec![stream(0, 0, &[(0, 6)], 0, 0), stream(1, 0, &[(4, 10)], 0, 0), stream(2, 1, &[(0, 3)], 0, 0)];
+        let streams =
+            vec![stream(0, 0, &[(0, 6)], 0, 0), stream(1, 0, &[(4, 10)], 0, 0), stream(2, 1, &[(0, 3)], 0, 0)];
         let ex = exactness(Topology::Group, &[10, 5], &streams);
         assert_eq!(ex.expected, 15);
         assert_eq!(ex.duplicates, 2, "seqs 4 and 5 went to two members");

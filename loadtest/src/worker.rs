@@ -305,7 +305,10 @@ mod tests {
     fn worker_spec_roundtrips_every_workload() {
         use crate::scenario::spec::{Origin, Spec};
         for kind in ["connect", "fan-in", "fan-out", "p2p", "shared"] {
-            let scenario = Spec::from_toml("t", &format!("[scenario]\nkind = \"{kind}\"\n")).unwrap().resolve(Origin::File).unwrap();
+            let scenario = Spec::from_toml("t", &format!("[scenario]\nkind = \"{kind}\"\n"))
+                .unwrap()
+                .resolve(Origin::File)
+                .unwrap();
             let spec = WorkerSpec { scenario, slice: Slice { index: 1, count: 2 } };
             let back = parse_spec(&serde_json::to_string(&spec).unwrap()).unwrap();
             assert_eq!(back.scenario, spec.scenario, "{kind}");
@@ -317,8 +320,11 @@ mod tests {
         let go = serde_json::to_string(&ToWorker::Go { t0_ns: 42 }).unwrap();
         assert_eq!(go, r#"{"type":"go","t0_ns":42}"#);
         assert_eq!(serde_json::from_str::<ToWorker>(r#"{"type":"drained"}"#).unwrap(), ToWorker::Drained);
-        let p = serde_json::to_string(&ToParent::Progress { snapshot: Snapshot { sent: 3, ..Snapshot::default() } }).unwrap();
-        assert!(matches!(serde_json::from_str::<ToParent>(&p).unwrap(), ToParent::Progress { snapshot } if snapshot.sent == 3));
+        let p = serde_json::to_string(&ToParent::Progress { snapshot: Snapshot { sent: 3, ..Snapshot::default() } })
+            .unwrap();
+        assert!(
+            matches!(serde_json::from_str::<ToParent>(&p).unwrap(), ToParent::Progress { snapshot } if snapshot.sent == 3)
+        );
         assert!(parse_spec("{}").is_err());
     }
 }

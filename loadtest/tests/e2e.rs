@@ -20,8 +20,13 @@ const FLOW: &str = "rate = 100\nduration = \"500ms\"\nwarmup = 0\ndrain = \"5s\"
 async fn run(broker: &Broker, connection: &str, scenario: &str) -> Report {
     let port = broker.tcp_addr().port();
     let text = format!("run_id = \"e2e{port}\"\n[connection]\nport = {port}\n{connection}\n[scenario]\n{scenario}\n");
-    let scn = Spec::from_toml("e2e.toml", &text).and_then(|s| s.resolve(Origin::File)).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let bounded = tokio::time::timeout(Duration::from_secs(30), local::run_local(&scn, Control::default(), Arc::new(Live::default())));
+    let scn = Spec::from_toml("e2e.toml", &text)
+        .and_then(|s| s.resolve(Origin::File))
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let bounded = tokio::time::timeout(
+        Duration::from_secs(30),
+        local::run_local(&scn, Control::default(), Arc::new(Live::default())),
+    );
     let raw = bounded.await.expect("scenario did not finish within 30 s").unwrap_or_else(|e| panic!("run failed: {e}"));
     report::build(&scn, &raw).unwrap()
 }
@@ -53,7 +58,8 @@ async fn fan_in_qos1_v311_delivers_everything_to_every_subscriber() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fan_out_qos0_v5_reaches_all_subscribers() {
     let b = Broker::start("");
-    let r = run(&b, "mqtt = \"5\"", &format!("kind = \"fan-out\"\npublishers = 2\nsubscribers = 3\nqos = 0\n{FLOW}")).await;
+    let r =
+        run(&b, "mqtt = \"5\"", &format!("kind = \"fan-out\"\npublishers = 2\nsubscribers = 3\nqos = 0\n{FLOW}")).await;
     assert_exact(&r, 100, 3);
 }
 
@@ -74,10 +80,8 @@ async fn shared_group_qos2_delivers_each_message_to_one_member() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_opens_holds_and_measures_broker_memory() {
     let b = Broker::start("");
-    let scenario = format!(
-        "kind = \"connect\"\nconnections = 60\nrate = 0\nduration = \"300ms\"\nbroker_pid = {}",
-        b.pid()
-    );
+    let scenario =
+        format!("kind = \"connect\"\nconnections = 60\nrate = 0\nduration = \"300ms\"\nbroker_pid = {}", b.pid());
     let r = run(&b, "source_addrs = [\"127.0.0.1\", \"127.0.0.2\"]", &scenario).await;
     let c = r.connect.as_ref().expect("connect report");
     assert_eq!((c.attempted, c.connected, c.failed, c.held), (60, 60, 0, 60), "{c:#?}");
@@ -104,8 +108,26 @@ fn binary_json_with_worker_processes_merges_results() {
     let b = Broker::start("");
     let port = b.tcp_addr().port().to_string();
     let out = tool(&[
-        "--port", &port, "--processes", "2", "--json", "fan-in", "-P", "4", "-S", "2", "--qos", "1", "--rate", "100",
-        "--duration", "500ms", "--warmup", "0", "--drain", "5s",
+        "--port",
+        &port,
+        "--processes",
+        "2",
+        "--json",
+        "fan-in",
+        "-P",
+        "4",
+        "-S",
+        "2",
+        "--qos",
+        "1",
+        "--rate",
+        "100",
+        "--duration",
+        "500ms",
+        "--warmup",
+        "0",
+        "--drain",
+        "5s",
     ]);
     let v = json(&out);
     assert!(out.status.success(), "{v}");
@@ -123,8 +145,22 @@ fn binary_connect_scenario_over_processes() {
     let port = b.tcp_addr().port().to_string();
     let pid = b.pid().to_string();
     let out = tool(&[
-        "--port", &port, "--processes", "2", "--json", "--source-addrs", "127.0.0.1,127.0.0.3", "connect", "-n", "40",
-        "--rate", "400", "--duration", "200ms", "--broker-pid", &pid,
+        "--port",
+        &port,
+        "--processes",
+        "2",
+        "--json",
+        "--source-addrs",
+        "127.0.0.1,127.0.0.3",
+        "connect",
+        "-n",
+        "40",
+        "--rate",
+        "400",
+        "--duration",
+        "200ms",
+        "--broker-pid",
+        &pid,
     ]);
     let v = json(&out);
     assert!(out.status.success(), "{v}");
@@ -163,7 +199,20 @@ fn tls_failure_is_a_one_line_error_and_ca_makes_it_work() {
     one_line_error(&tool(&["--port", &port, "--tls", "--json", "connect", "-n", "2"]), 1, "tls:");
     let out = tool(&["--port", &port, "--tls", "--ca", &ca, "--json", "connect", "-n", "3", "--duration", "100ms"]);
     assert_eq!(json(&out)["connect"]["connected"], 3);
-    let out = tool(&["--port", &port, "--tls", "--insecure", "--json", "p2p", "-n", "2", "--duration", "200ms", "--warmup", "0"]);
+    let out = tool(&[
+        "--port",
+        &port,
+        "--tls",
+        "--insecure",
+        "--json",
+        "p2p",
+        "-n",
+        "2",
+        "--duration",
+        "200ms",
+        "--warmup",
+        "0",
+    ]);
     assert_eq!(json(&out)["verdict"], "PASS");
 }
 

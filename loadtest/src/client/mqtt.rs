@@ -61,9 +61,9 @@ pub enum MqttClient {
 /// Event source.
 pub enum MqttEvents {
     /// 3.1.1.
-    V4(rumqttc::EventLoop),
+    V4(Box<rumqttc::EventLoop>),
     /// 5.0.
-    V5(rumqttc::v5::EventLoop),
+    V5(Box<rumqttc::v5::EventLoop>),
 }
 
 fn qos4(q: u8) -> rumqttc::QoS {
@@ -106,7 +106,7 @@ pub async fn connect(ep: &Endpoint, s: &Session) -> Result<(MqttClient, MqttEven
             }
             let (c, mut el) = rumqttc::AsyncClient::new(o, s.capacity.max(1));
             el.network_options.set_connection_timeout(timeout_secs);
-            (MqttClient::V4(c), MqttEvents::V4(el))
+            (MqttClient::V4(c), MqttEvents::V4(Box::new(el)))
         }
         MqttVersion::V5 => {
             let mut o = rumqttc::v5::MqttOptions::new(&s.client_id, &ep.host, ep.port);
@@ -125,7 +125,7 @@ pub async fn connect(ep: &Endpoint, s: &Session) -> Result<(MqttClient, MqttEven
                 o.set_credentials(u, p);
             }
             let (c, el) = rumqttc::v5::AsyncClient::new(o, s.capacity.max(1));
-            (MqttClient::V5(c), MqttEvents::V5(el))
+            (MqttClient::V5(c), MqttEvents::V5(Box::new(el)))
         }
     };
     let first = tokio::time::timeout(ep.connect_timeout, events.poll_raw()).await.map_err(|_| Failure::Timeout)?;

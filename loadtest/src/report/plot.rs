@@ -85,7 +85,8 @@ fn draw(path: &Path, input: &Input<'_>) -> std::result::Result<(), String> {
     let mut lat = Latency::new().map_err(|x| e(&x))?;
     lat.merge_data(input.latency);
     let decades = ((lat.count().max(1) as f64).log10().ceil() as u32).clamp(2, 5);
-    let curve: Vec<(f64, f64)> = lat.percentile_curve(decades, 20).into_iter().map(|(x, us)| (x, us as f64 / 1e3)).collect();
+    let curve: Vec<(f64, f64)> =
+        lat.percentile_curve(decades, 20).into_iter().map(|(x, us)| (x, us as f64 / 1e3)).collect();
     let y_max = curve.iter().map(|p| p.1).fold(0.0, f64::max).max(0.001) * 1.05;
     let mut chart = ChartBuilder::on(&top)
         .margin(15)

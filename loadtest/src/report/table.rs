@@ -68,7 +68,15 @@ pub fn render(r: &Report) -> String {
     row(
         &mut out,
         "scenario",
-        format!("{} ({})  run {}  mqtt {}  {}:{}{tls}", s.name, s.workload.kind_name(), s.run_id, c.mqtt.name(), c.host, c.port),
+        format!(
+            "{} ({})  run {}  mqtt {}  {}:{}{tls}",
+            s.name,
+            s.workload.kind_name(),
+            s.run_id,
+            c.mqtt.name(),
+            c.host,
+            c.port
+        ),
     );
     match &s.workload {
         Workload::PubSub(l) => {
@@ -99,7 +107,11 @@ pub fn render(r: &Report) -> String {
         }
         Workload::Connect(l) => {
             let rate = if l.rate > 0.0 { format!("{} conn/s", l.rate) } else { "max speed".into() };
-            row(&mut out, "load", format!("{} connections at {rate}, held {:.1} s", l.connections, l.duration.as_secs_f64()));
+            row(
+                &mut out,
+                "load",
+                format!("{} connections at {rate}, held {:.1} s", l.connections, l.duration.as_secs_f64()),
+            );
         }
     }
     row(&mut out, "processes", format!("{} × {} threads", s.processes, s.threads));
@@ -110,8 +122,11 @@ pub fn render(r: &Report) -> String {
         connect_rows(&mut out, cr);
     }
     row(&mut out, "errors", counts_line(&r.errors));
-    let cpu: Vec<String> =
-        r.processes.iter().map(|p| format!("pid {} {:.0}% of a core ({} threads)", p.pid, p.cores_used() * 100.0, p.threads)).collect();
+    let cpu: Vec<String> = r
+        .processes
+        .iter()
+        .map(|p| format!("pid {} {:.0}% of a core ({} threads)", p.pid, p.cores_used() * 100.0, p.threads))
+        .collect();
     row(&mut out, "tool cpu", cpu.join("; "));
     for w in &r.warnings {
         row(&mut out, "WARNING", w);
@@ -168,7 +183,8 @@ fn connect_rows(out: &mut String, c: &ConnectReport) {
     row(out, "failures", counts_line(&c.failures));
     row(out, "dropped", counts_line(&c.dropped));
     if let (Some(b), Some(a)) = (c.broker_rss_before, c.broker_rss_after) {
-        let per = c.broker_bytes_per_connection.map(|x| format!(", {} per connection", fmt_bytes(x))).unwrap_or_default();
+        let per =
+            c.broker_bytes_per_connection.map(|x| format!(", {} per connection", fmt_bytes(x))).unwrap_or_default();
         row(out, "broker rss", format!("{} → {}{per}", fmt_bytes(b as f64), fmt_bytes(a as f64)));
     }
 }

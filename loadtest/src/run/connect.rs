@@ -11,7 +11,7 @@
 //! problem is a clear error instead of N identical failures; every attempt is bounded by the
 //! connect timeout; the RSS sample is taken before any held connection is closed.
 
-use super::{instant_at, Control, ConnectRaw, Error, Live, RawResult, Result, Slice};
+use super::{instant_at, ConnectRaw, Control, Error, Live, RawResult, Result, Slice};
 use crate::client::raw::{self, RawConn};
 use crate::client::{Endpoint, Failure};
 use crate::scenario::{ConnectLoad, Scenario};
@@ -44,12 +44,20 @@ pub struct Prepared {
 }
 
 /// Resolves the broker and proves it accepts one connection.
-pub async fn prepare(scn: &Scenario, load: &ConnectLoad, ep: Endpoint, slice: Slice, live: Arc<Live>) -> Result<Prepared> {
+pub async fn prepare(
+    scn: &Scenario,
+    load: &ConnectLoad,
+    ep: Endpoint,
+    slice: Slice,
+    live: Arc<Live>,
+) -> Result<Prepared> {
     let text = ep.addr_text();
     let addr = raw::resolve(&ep).await.map_err(|failure| Error::Connect { addr: text.clone(), failure })?;
-    let source = scn.connection.source_addrs.get(slice.index as usize % scn.connection.source_addrs.len().max(1)).copied();
+    let source =
+        scn.connection.source_addrs.get(slice.index as usize % scn.connection.source_addrs.len().max(1)).copied();
     let probe_id = format!("flt-{}-probe{}", scn.run_id, slice.index);
-    let conn = raw::connect(&ep, addr, source, &probe_id).await.map_err(|failure| Error::Connect { addr: text, failure })?;
+    let conn =
+        raw::connect(&ep, addr, source, &probe_id).await.map_err(|failure| Error::Connect { addr: text, failure })?;
     let stop = CancellationToken::new();
     stop.cancel();
     let _ = conn.hold(stop).await;

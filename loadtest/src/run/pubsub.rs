@@ -76,9 +76,15 @@ async fn close(client: &MqttClient, events: &mut MqttEvents) {
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async { while events.next().await.is_ok() {} }).await;
 }
 
-async fn connect_subscriber(ep: Arc<Endpoint>, s: Session, filter: String, qos: u8) -> Result<(MqttClient, MqttEvents)> {
+async fn connect_subscriber(
+    ep: Arc<Endpoint>,
+    s: Session,
+    filter: String,
+    qos: u8,
+) -> Result<(MqttClient, MqttEvents)> {
     let addr = ep.addr_text();
-    let (client, mut events) = mqtt::connect(&ep, &s).await.map_err(|failure| Error::Connect { addr: addr.clone(), failure })?;
+    let (client, mut events) =
+        mqtt::connect(&ep, &s).await.map_err(|failure| Error::Connect { addr: addr.clone(), failure })?;
     client.subscribe(&filter, qos).await.map_err(|failure| Error::Connect { addr: addr.clone(), failure })?;
     let wait = async {
         loop {
@@ -97,7 +103,13 @@ async fn connect_subscriber(ep: Arc<Endpoint>, s: Session, filter: String, qos: 
 }
 
 /// Connects this process's subscribers (waiting for SUBACKs), then its publishers.
-pub async fn prepare(scn: &Scenario, load: &PubSubLoad, ep: Endpoint, slice: Slice, live: Arc<Live>) -> Result<Prepared> {
+pub async fn prepare(
+    scn: &Scenario,
+    load: &PubSubLoad,
+    ep: Endpoint,
+    slice: Slice,
+    live: Arc<Live>,
+) -> Result<Prepared> {
     let ep = Arc::new(ep);
     let mut p = Prepared {
         load: load.clone(),
@@ -112,7 +124,8 @@ pub async fn prepare(scn: &Scenario, load: &PubSubLoad, ep: Endpoint, slice: Sli
     let gate = Arc::new(Semaphore::new(SETUP_PARALLELISM));
     let mut subs = JoinSet::new();
     for j in slice.indices(load.subscribers) {
-        let (ep, s, filter, gate) = (ep.clone(), session(scn, load, 's', j), load.subscribe_filter(&scn.run_id, j), gate.clone());
+        let (ep, s, filter, gate) =
+            (ep.clone(), session(scn, load, 's', j), load.subscribe_filter(&scn.run_id, j), gate.clone());
         let qos = load.qos;
         subs.spawn(async move {
             let _permit = gate.acquire().await;
@@ -148,7 +161,16 @@ pub async fn prepare(scn: &Scenario, load: &PubSubLoad, ep: Endpoint, slice: Sli
             }
         };
         let dead = CancellationToken::new();
-        let task = publisher_events(i, load.qos, client.clone(), events, p.window.clone(), p.live.clone(), p.finish.clone(), dead.clone());
+        let task = publisher_events(
+            i,
+            load.qos,
+            client.clone(),
+            events,
+            p.window.clone(),
+            p.live.clone(),
+            p.finish.clone(),
+            dead.clone(),
+        );
         p.publishers.push(PubHandle { index: i, client, dead, events: tokio::spawn(task) });
     }
     Ok(p)

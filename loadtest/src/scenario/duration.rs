@@ -107,7 +107,10 @@ mod tests {
             c: Secs,
         }
         let t: T = toml::from_str("a = 3\nb = 0.25\nc = \"2m\"").unwrap();
-        assert_eq!((t.a.0, t.b.0, t.c.0), (Duration::from_secs(3), Duration::from_millis(250), Duration::from_secs(120)));
+        assert_eq!(
+            (t.a.0, t.b.0, t.c.0),
+            (Duration::from_secs(3), Duration::from_millis(250), Duration::from_secs(120))
+        );
         let err = toml::from_str::<T>("a = -3\nb = 1\nc = 1").err().unwrap();
         assert!(err.message().contains("non-negative"), "{err}");
     }

@@ -62,7 +62,10 @@ impl Spec {
         }
         let run_id = match self.run_id {
             Some(id) => {
-                if id.is_empty() || id.len() > 32 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                if id.is_empty()
+                    || id.len() > 32
+                    || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                {
                     return Err(k.err("", "run_id", "must be 1-32 characters of A-Z a-z 0-9 - _"));
                 }
                 id
@@ -110,7 +113,9 @@ fn resolve_connection(k: &Keys, c: ConnectionSpec) -> Result<Connection> {
     }
     let mqtt = match c.mqtt.as_deref() {
         None => MqttVersion::V311,
-        Some(s) => MqttVersion::parse(s).ok_or_else(|| k.err(T, "mqtt", format!("must be \"3.1.1\" or \"5\" (got {s:?})")))?,
+        Some(s) => {
+            MqttVersion::parse(s).ok_or_else(|| k.err(T, "mqtt", format!("must be \"3.1.1\" or \"5\" (got {s:?})")))?
+        }
     };
     let keepalive_secs = c.keepalive.unwrap_or(30);
     if keepalive_secs == 0 {
@@ -122,7 +127,8 @@ fn resolve_connection(k: &Keys, c: ConnectionSpec) -> Result<Connection> {
     }
     let mut source_addrs = Vec::new();
     for a in c.source_addrs.unwrap_or_default() {
-        let ip: IpAddr = a.trim().parse().map_err(|_| k.err(T, "source_addrs", format!("{a:?} is not an IP address")))?;
+        let ip: IpAddr =
+            a.trim().parse().map_err(|_| k.err(T, "source_addrs", format!("{a:?} is not an IP address")))?;
         source_addrs.push(ip);
     }
     Ok(Connection {

@@ -88,7 +88,21 @@ impl ConnectionSpec {
         macro_rules! take {
             ($($f:ident),*) => { $( if over.$f.is_some() { self.$f = over.$f; } )* };
         }
-        take!(host, port, tls, ca, cert, key, insecure, username, password, mqtt, keepalive, connect_timeout, source_addrs);
+        take!(
+            host,
+            port,
+            tls,
+            ca,
+            cert,
+            key,
+            insecure,
+            username,
+            password,
+            mqtt,
+            keepalive,
+            connect_timeout,
+            source_addrs
+        );
     }
 }
 
