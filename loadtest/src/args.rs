@@ -130,7 +130,8 @@ pub struct ConnectArgs {
     /// Connections to open [default: 1000]
     #[arg(long, short = 'n')]
     pub connections: Option<u32>,
-    /// New connections per second over all processes, 0 = as fast as possible [default: 500]
+    /// New connections per second over all processes, 0 = as fast as possible (at most 512
+    /// handshakes in flight per process) [default: 500]
     #[arg(long)]
     pub rate: Option<f64>,
     /// How long to hold the connections once open [default: 10s]
