@@ -15,11 +15,13 @@ use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
+/// Accept backlog requested from the kernel (capped by net.core.somaxconn).
+const LISTEN_BACKLOG: u32 = 8192;
 /// Connections being refused with a CONNACK at the same time; beyond this they are just closed.
 const MAX_REFUSING: usize = 256;
 
@@ -164,6 +166,16 @@ impl Listener {
             });
         }
     }
+}
+
+/// Binds with a deep accept backlog, so a reconnect storm after an outage queues in the kernel
+/// instead of being dropped (tokio's default backlog is 1024).
+fn bind_tcp(bind: &str) -> std::io::Result<TcpListener> {
+    let addr: SocketAddr = bind.parse().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 async fn accept_stream(
