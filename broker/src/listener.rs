@@ -101,8 +101,7 @@ impl Listener {
                 Some(TlsAcceptor::from(server))
             }
         };
-        let tcp =
-            TcpListener::bind(&cfg.bind).await.map_err(|source| Error::Bind { bind: cfg.bind.clone(), source })?;
+        let tcp = bind_tcp(&cfg.bind).map_err(|source| Error::Bind { bind: cfg.bind.clone(), source })?;
         let own_limit = (cfg.max_connections > 0).then(|| Arc::new(Semaphore::new(cfg.max_connections)));
         Ok(Listener { kind: cfg.kind, tcp, tls, cn_as_username: cfg.cn_as_username, own_limit })
     }
