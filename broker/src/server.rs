@@ -9,7 +9,7 @@ use crate::acl::Acl;
 use crate::auth::PasswordFile;
 use crate::broker::Broker;
 use crate::config::{Config, ListenerKind, StorageEngine};
-use crate::store::{MemoryStore, Store};
+use crate::store::{MemoryStore, RocksOptions, RocksStore, Store};
 use crate::listener::{Listener, NodeLimits};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -73,6 +73,9 @@ impl Server {
         let sys_interval = config.sys.interval_ms;
         let store: Arc<dyn Store> = match config.storage.engine {
             StorageEngine::Memory => Arc::new(MemoryStore::new()),
+            StorageEngine::Rocksdb => {
+                Arc::new(RocksStore::open(&config.node.data_dir, &RocksOptions::default()).map_err(Error::Store)?)
+            }
         };
         let broker = Arc::new(Broker::new(Arc::new(config), store, acl, passwords, shutdown_rx).map_err(Error::Store)?);
         let tracker = TaskTracker::new();
