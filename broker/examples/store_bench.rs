@@ -16,7 +16,9 @@ const BATCHES: usize = 50_000;
 fn main() -> anyhow::Result<()> {
     let base = std::env::args().nth(1).map(std::path::PathBuf::from);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    for (label, mode) in [("always", SyncMode::Always), ("interval-100ms", SyncMode::Interval(Duration::from_millis(100)))] {
+    for (label, mode) in
+        [("always", SyncMode::Always), ("interval-100ms", SyncMode::Interval(Duration::from_millis(100)))]
+    {
         let dir = match &base {
             Some(b) => tempfile::tempdir_in(b)?,
             None => tempfile::tempdir()?,

@@ -44,7 +44,12 @@ pub struct RocksOptions {
 
 impl Default for RocksOptions {
     fn default() -> Self {
-        RocksOptions { create_if_missing: true, compression: true, write_buffer_bytes: 64 << 20, max_background_jobs: 2 }
+        RocksOptions {
+            create_if_missing: true,
+            compression: true,
+            write_buffer_bytes: 64 << 20,
+            max_background_jobs: 2,
+        }
     }
 }
 
