@@ -18,6 +18,8 @@ use crate::router::RetainedIndex;
 use crate::router::{Match, SubscriptionTable};
 use crate::session::inbox::InboxLimits;
 use crate::session::{SessionShared, Sessions};
+use crate::persist::records::QueueEntry;
+use crate::persist::{Commit, DurableRef, Durability};
 use crate::store::{record, Batch, Cf, Store};
 use crate::topic::TopicLimits;
 use parking_lot::RwLock;
@@ -47,6 +49,7 @@ pub struct Broker {
     pub topic_limits: TopicLimits,
     pub started: Instant,
     pub store: Arc<dyn Store>,
+    pub durability: Arc<Durability>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -66,6 +69,7 @@ impl Broker {
     pub fn new(
         config: Arc<Config>,
         store: Arc<dyn Store>,
+        durability: Arc<Durability>,
         acl: Option<Acl>,
         passwords: Option<PasswordFile>,
         shutdown: watch::Receiver<bool>,
@@ -92,6 +96,7 @@ impl Broker {
             topic_limits,
             started: Instant::now(),
             store,
+            durability,
             shutdown,
             config,
         })
@@ -108,15 +113,18 @@ impl Broker {
     }
 
     /// Publishes an accepted message: updates the retained store when the retain flag is set, then
-    /// delivers to every matching subscription. Returns the number of sessions it was queued for.
-    pub fn publish(&self, msg: Arc<Message>) -> usize {
+    /// delivers to every matching subscription. Returns the number of sessions it was queued for
+    /// and the commit that must complete before the publisher is acknowledged (the retained update
+    /// and the queue entries of persistent subscribers, plus `batch` — e.g. the publisher's own
+    /// inbound QoS 2 record — all in one atomic write).
+    pub fn publish(&self, msg: Arc<Message>, mut batch: Batch) -> (usize, Option<Commit>) {
         if msg.retain {
-            self.retain(&msg);
+            self.retain(&msg, &mut batch);
         }
-        self.route(&msg)
+        self.route(&msg, batch)
     }
 
-    fn retain(&self, msg: &Arc<Message>) {
+    fn retain(&self, msg: &Arc<Message>, durable: &mut Batch) {
         let mut batch = Batch::new();
         let key = bytes::Bytes::copy_from_slice(msg.topic.as_bytes());
         if msg.payload.is_empty() {
@@ -129,7 +137,9 @@ impl Broker {
                 Err(e) => tracing::warn!(topic = %msg.topic, error = %e, "retained message not stored"),
             }
         }
-        if let Err(e) = self.store.write(batch) {
+        if self.durability.enabled() {
+            durable.ops.append(&mut batch.ops);
+        } else if let Err(e) = self.store.write(batch) {
             tracing::warn!(topic = %msg.topic, error = %e, "retained message not stored");
         }
         let mut retained = self.retained.write();
@@ -141,8 +151,10 @@ impl Broker {
         self.stats.retained.set(retained.len() as f64);
     }
 
-    /// Delivers `msg` to matching subscribers (not touching the retained store).
-    pub fn route(&self, msg: &Arc<Message>) -> usize {
+    /// Delivers `msg` to matching subscribers (not touching the retained store). Queue entries of
+    /// persistent subscribers join `batch`, which is submitted before any delivery becomes
+    /// visible, so a subscriber's acknowledgement can never be written before the entry it removes.
+    pub fn route(&self, msg: &Arc<Message>, mut batch: Batch) -> (usize, Option<Commit>) {
         let mut targets: Vec<Target> = Vec::new();
         // Overlapping subscriptions of one session merge into one delivery. Small fan-outs search
         // the vector; large ones switch to an index so a 1 → N publish stays O(N).
@@ -198,21 +210,47 @@ impl Broker {
                 }
             }
         });
-        let mut queued = 0;
+        let mut deliveries = Vec::with_capacity(targets.len() + shared.len());
+        let mut stored = 0u32;
+        let msg_id = if self.durability.enabled() && msg.qos != QoS::AtMostOnce { self.durability.next_message_id() } else { 0 };
         for t in targets.into_iter().chain(shared) {
-            let d = Delivery { msg: msg.clone(), qos: t.qos, retain: t.retain, sub_ids: t.sub_ids };
-            if self.deliver(&t.session, d) {
+            let durable = (msg_id != 0 && t.session.durable && t.qos != QoS::AtMostOnce).then(|| {
+                let r = DurableRef { incarnation: t.session.id.0, seq: t.session.next_seq(), msg_id };
+                let entry = QueueEntry::new(msg_id, t.qos, t.retain, t.sub_ids.clone());
+                self.durability.put_entry(t.session.client_id.as_str(), r, &entry, &mut batch);
+                stored += 1;
+                r
+            });
+            deliveries.push((t.session, Delivery { msg: msg.clone(), qos: t.qos, retain: t.retain, sub_ids: t.sub_ids, durable }));
+        }
+        if stored > 0 {
+            if let Err(e) = self.durability.put_message(msg_id, msg, stored, &mut batch) {
+                tracing::warn!(error = %e, "message cannot be encoded for storage");
+            }
+        }
+        let commit = self.durability.submit(batch);
+        let mut queued = 0;
+        let mut releases = Batch::new();
+        for (session, d) in deliveries {
+            if self.deliver(&session, d, &mut releases) {
                 queued += 1;
             }
         }
-        queued
+        self.durability.fire(releases);
+        (queued, commit)
     }
 
-    /// Queues one delivery for a session, counting what the queue limits drop.
-    pub fn deliver(&self, session: &SessionShared, d: Delivery) -> bool {
-        let qos = d.qos;
+    /// Queues one delivery for a session, counting what the queue limits drop; stored deliveries
+    /// that are dropped get their release added to `releases`.
+    pub fn deliver(&self, session: &SessionShared, d: Delivery, releases: &mut Batch) -> bool {
+        let (qos, durable) = (d.qos, d.durable);
         let result = session.enqueue(d, &self.inbox_limits);
-        self.stats.dropped(DropReason::QueueFull, result.dropped_oldest);
+        self.stats.dropped(DropReason::QueueFull, result.dropped.len());
+        for old in &result.dropped {
+            if let Some(r) = old.durable {
+                self.durability.release(session.client_id.as_str(), r, releases);
+            }
+        }
         if !result.accepted {
             let reason = if qos == QoS::AtMostOnce && !session.is_online() {
                 DropReason::OfflineQos0
@@ -220,6 +258,9 @@ impl Broker {
                 DropReason::QueueFull
             };
             self.stats.dropped(reason, 1);
+            if let Some(r) = durable {
+                self.durability.release(session.client_id.as_str(), r, releases);
+            }
         }
         result.accepted
     }

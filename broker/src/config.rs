@@ -139,6 +139,9 @@ impl Config {
         if l.max_topic_length == 0 || l.max_topic_length > 65535 {
             return invalid("limits.max_topic_length", "must be between 1 and 65535");
         }
+        if self.storage.sync_interval_ms == 0 {
+            return invalid("storage.sync_interval_ms", "must be at least 1");
+        }
         if let Some(bind) = &self.metrics.bind {
             if bind.parse::<SocketAddr>().is_err() {
                 return invalid("metrics.bind", "is not an address:port");

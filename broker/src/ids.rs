@@ -1,6 +1,7 @@
 //! Newtypes for identifiers, so a client id is never confused with a topic or a username.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// An MQTT client identifier; cheap to clone (shared string).
@@ -31,12 +32,17 @@ impl fmt::Display for ClientId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(pub u64);
 
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
 impl SessionId {
-    /// A process-unique session id.
+    /// A process-unique session id, also above every id recovered from storage.
     pub fn next() -> SessionId {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        SessionId(NEXT.fetch_add(1, Ordering::Relaxed))
+        SessionId(NEXT_SESSION.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Ensures ids handed out from now on are above `id` (a stored incarnation).
+    pub fn advance_past(id: u64) {
+        NEXT_SESSION.fetch_max(id.saturating_add(1), Ordering::Relaxed);
     }
 }
 

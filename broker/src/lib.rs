@@ -18,6 +18,7 @@ pub mod ids;
 pub mod listener;
 pub mod message;
 pub mod metrics;
+pub mod persist;
 pub mod router;
 pub mod server;
 pub mod session;

@@ -8,6 +8,7 @@
 
 use crate::codec::{LastWill, Publish, PublishProperties, QoS};
 use crate::ids::ClientId;
+use crate::persist::DurableRef;
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -102,6 +103,8 @@ pub struct Delivery {
     pub retain: bool,
     /// Identifiers of every matching subscription of this subscriber (5.0).
     pub sub_ids: Vec<u32>,
+    /// Where this delivery is stored, for persistent sessions (`None`: memory only).
+    pub durable: Option<DurableRef>,
 }
 
 impl Delivery {

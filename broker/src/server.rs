@@ -10,7 +10,9 @@ use crate::auth::PasswordFile;
 use crate::broker::Broker;
 use crate::config::{Config, ListenerKind, StorageEngine};
 use crate::listener::{Listener, NodeLimits};
-use crate::store::{MemoryStore, Store};
+use crate::persist::{Durability, RecoveredSession};
+use crate::store::commit::{Committer, SyncMode};
+use crate::store::{MemoryStore, RocksOptions, RocksStore, Store};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +66,13 @@ impl Server {
             }
             _ => None,
         };
+        let storage = config.storage.clone();
+        let data_dir = config.node.data_dir.clone();
+        let (store, durability, recovered) =
+            tokio::task::spawn_blocking(move || open_storage(&storage, &data_dir))
+                .await
+                .map_err(|e| Error::Store(crate::store::Error::Engine(e.to_string())))?
+                .map_err(Error::Store)?;
         let mut bound = Vec::new();
         for l in &config.listeners {
             bound.push(Listener::bind(l).await?);
@@ -71,10 +80,8 @@ impl Server {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let limits = NodeLimits::new(config.limits.max_connections, config.limits.connect_rate);
         let sys_interval = config.sys.interval_ms;
-        let store: Arc<dyn Store> = match config.storage.engine {
-            StorageEngine::Memory => Arc::new(MemoryStore::new()),
-        };
-        let broker = Arc::new(Broker::new(Arc::new(config), store, acl, passwords, shutdown_rx).map_err(Error::Store)?);
+        let broker = Arc::new(Broker::new(Arc::new(config), store, durability, acl, passwords, shutdown_rx).map_err(Error::Store)?);
+        crate::session::restore_sessions(&broker, recovered);
         let tracker = TaskTracker::new();
         let mut listeners = Vec::new();
         for l in bound {
@@ -96,5 +103,27 @@ impl Server {
         let _ = self.shutdown.send(true);
         self.tracker.close();
         tokio::time::timeout(timeout, self.tracker.wait()).await.is_ok()
+    }
+}
+
+/// Opens the configured engine and recovers stored sessions (blocking; runs off the reactor).
+fn open_storage(
+    storage: &crate::config::StorageConfig,
+    data_dir: &std::path::Path,
+) -> crate::store::Result<(Arc<dyn Store>, Arc<Durability>, Vec<RecoveredSession>)> {
+    match storage.engine {
+        StorageEngine::Memory => {
+            let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+            Ok((store.clone(), Arc::new(Durability::new(store, None)), Vec::new()))
+        }
+        StorageEngine::Rocksdb => {
+            let store: Arc<dyn Store> = Arc::new(RocksStore::open(data_dir, &RocksOptions::default())?);
+            let committer = Committer::start(store.clone(), SyncMode::from_config(storage))?;
+            let durability = Durability::new(store.clone(), Some(committer));
+            let started = std::time::Instant::now();
+            let recovered = durability.recover()?;
+            tracing::info!(sessions = recovered.len(), elapsed_ms = started.elapsed().as_millis() as u64, "recovered stored sessions");
+            Ok((store, Arc::new(durability), recovered))
+        }
     }
 }

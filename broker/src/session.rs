@@ -18,14 +18,18 @@ use crate::message::Delivery;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
+mod durable;
+mod flow;
 pub mod inbox;
 pub mod qos;
 mod subscribe;
 mod task;
+
+pub(crate) use durable::restore_sessions;
 
 use inbox::{Enqueued, Inbox, InboxLimits};
 use task::spawn_session;
@@ -123,8 +127,13 @@ pub(crate) enum Control {
 
 /// The part of a session that publishers and the registry share with its task.
 pub struct SessionShared {
+    /// The incarnation; also part of the session's storage keys.
     pub id: SessionId,
     pub client_id: ClientId,
+    /// Whether QoS 1/2 deliveries to this session are stored (a persistent session on a durable
+    /// engine). Decided when the session is created and fixed for its life.
+    pub durable: bool,
+    next_seq: AtomicU64,
     inbox: Mutex<Inbox>,
     notify: Notify,
     online: AtomicBool,
@@ -139,6 +148,11 @@ impl SessionShared {
             self.notify.notify_one();
         }
         result
+    }
+
+    /// The next delivery sequence number (storage key order, and the packet id of a stored delivery).
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Whether a connection is attached.
@@ -221,7 +235,8 @@ pub async fn attach(broker: &Arc<crate::broker::Broker>, mut req: AttachRequest)
                 }
             }
         }
-        let (shared, control_rx) = new_shared(client_id.clone());
+        let durable = broker.durability.enabled() && requests_persistence(&req.connect);
+        let (shared, control_rx) = new_shared(client_id.clone(), SessionId::next(), durable, 0);
         if !broker.sessions.replace(existing.as_ref().map(|s| s.id), shared.clone()) {
             continue;
         }
@@ -232,10 +247,25 @@ pub async fn attach(broker: &Arc<crate::broker::Broker>, mut req: AttachRequest)
     }
 }
 
-fn new_shared(client_id: ClientId) -> (Arc<SessionShared>, mpsc::UnboundedReceiver<Control>) {
+/// Whether a CONNECT asks for a session that outlives its connection.
+fn requests_persistence(c: &Connect) -> bool {
+    match c.protocol {
+        Protocol::V5 => c.properties.session_expiry_interval.unwrap_or(0) > 0,
+        _ => !c.clean_start,
+    }
+}
+
+pub(crate) fn new_shared(
+    client_id: ClientId,
+    id: SessionId,
+    durable: bool,
+    next_seq: u64,
+) -> (Arc<SessionShared>, mpsc::UnboundedReceiver<Control>) {
     let (control, rx) = mpsc::unbounded_channel();
     let shared = Arc::new(SessionShared {
-        id: SessionId::next(),
+        id,
+        durable,
+        next_seq: AtomicU64::new(next_seq),
         client_id,
         inbox: Mutex::new(Inbox::default()),
         notify: Notify::new(),

@@ -1,36 +1,49 @@
 //! The storage wall: everything FleetMQ persists goes through the [`Store`] trait, so engines can be
-//! swapped without touching the broker. This issue ships the in-memory engine; a disk engine plugs in
-//! behind the same trait and must pass the same conformance tests (`store/conformance.rs`).
+//! swapped without touching the broker. Two engines exist: [`MemoryStore`] (volatile, the embedded
+//! default) and [`RocksStore`] (durable, on disk); both pass the same conformance tests
+//! (`store/conformance.rs`). [`commit::Committer`] groups concurrent writers into few durable writes.
 //!
 //! Layout: keys live in column families ([`Cf`]); within one, keys are byte strings ordered
 //! lexicographically so prefix scans are range scans. `Cf::Retained` maps a topic (UTF-8 bytes) to a
-//! record encoded by [`record`].
+//! record encoded by [`record`]. The on-disk layout is documented in `store/rocks.rs`.
 //!
-//! Invariants: a [`Batch`] is applied atomically (all or nothing); `write` returns only after the batch
-//! is as durable as the engine promises; engine calls may block, so async code must not call a
-//! blocking engine on a reactor thread (the memory engine never blocks).
+//! Invariants: a [`Batch`] is applied atomically (all or nothing), and so is every `write_many` call
+//! as a whole; `write` returns only after the batch is as durable as the engine promises (for a disk
+//! engine: synced to stable storage); engine calls may block, so async code must not call a blocking
+//! engine on a reactor thread (the memory engine never blocks; use the [`commit::Committer`]).
 
 use bytes::Bytes;
+use std::path::PathBuf;
+use std::sync::Arc;
 
+pub mod commit;
 mod memory;
 pub mod record;
+mod rocks;
 
 pub use memory::MemoryStore;
+pub use rocks::{RocksOptions, RocksStore, FORMAT_VERSION};
 
 /// Column families: independent key spaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Cf {
     /// topic → retained message record.
     Retained,
-    /// client id → persistent session record.
+    /// session key → persistent session record (see `persist/keys.rs`).
     Sessions,
     /// node metadata (format version).
     Meta,
+    /// session key + delivery sequence → queued or in-flight delivery of a persistent session.
+    Queue,
+    /// message id → message record shared by the queue entries that reference it.
+    Messages,
+    /// session key + packet id → inbound QoS 2 packet id awaiting PUBREL.
+    Inbound,
 }
 
 impl Cf {
     /// Every column family, for engines that create them up front.
-    pub const ALL: [Cf; 3] = [Cf::Retained, Cf::Sessions, Cf::Meta];
+    pub const ALL: [Cf; 6] = [Cf::Retained, Cf::Sessions, Cf::Meta, Cf::Queue, Cf::Messages, Cf::Inbound];
 
     /// The column family's stable name on disk.
     pub fn name(self) -> &'static str {
@@ -38,6 +51,9 @@ impl Cf {
             Cf::Retained => "retained",
             Cf::Sessions => "sessions",
             Cf::Meta => "meta",
+            Cf::Queue => "queue",
+            Cf::Messages => "messages",
+            Cf::Inbound => "inbound",
         }
     }
 }
@@ -73,17 +89,43 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
+
+    /// Approximate payload size (keys plus values), used to bound commit groups.
+    pub fn size_bytes(&self) -> usize {
+        self.ops
+            .iter()
+            .map(|op| match op {
+                Op::Put { key, value, .. } => key.len() + value.len(),
+                Op::Delete { key, .. } => key.len(),
+            })
+            .sum()
+    }
 }
 
-/// Why a storage operation failed.
-#[derive(Debug, thiserror::Error)]
+/// Why a storage operation failed. `Clone` so one failed group commit can be reported to every
+/// writer in the group.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     #[error("storage i/o: {0}")]
-    Io(#[from] std::io::Error),
+    Io(#[source] Arc<std::io::Error>),
     #[error("storage engine: {0}")]
     Engine(String),
     #[error("corrupt record in {cf:?}: {reason}")]
     Corrupt { cf: Cf, reason: String },
+    #[error("data_dir {} is in use by another FleetMQ process", path.display())]
+    Locked { path: PathBuf },
+    #[error("cannot open data_dir {}: {reason}", path.display())]
+    Open { path: PathBuf, reason: String },
+    #[error("data_dir {} has storage format {found}, this FleetMQ reads format {expected}", path.display())]
+    Format { path: PathBuf, found: String, expected: u32 },
+    #[error("the storage committer has stopped")]
+    Closed,
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Error {
+        Error::Io(Arc::new(e))
+    }
 }
 
 /// Result alias of this module.
@@ -95,8 +137,14 @@ pub trait Store: Send + Sync + 'static {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Bytes>>;
     /// Visits every key starting with `prefix`, in key order, until `f` returns `false`.
     fn scan_prefix(&self, cf: Cf, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()>;
-    /// Applies a batch atomically.
+    /// Applies a batch atomically and durably: a disk engine syncs it to stable storage first.
     fn write(&self, batch: Batch) -> Result<()>;
+    /// Applies several batches, in order, as one atomic write. With `sync` a disk engine syncs its
+    /// log before returning; without, the write survives a process crash but not a power loss until
+    /// the next [`Store::sync_wal`]. Volatile engines ignore `sync`.
+    fn write_many(&self, batches: Vec<Batch>, sync: bool) -> Result<()>;
+    /// Makes every write so far durable (syncs the write-ahead log); a no-op for volatile engines.
+    fn sync_wal(&self) -> Result<()>;
 }
 
 #[cfg(test)]

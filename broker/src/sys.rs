@@ -54,6 +54,6 @@ fn publish_all(broker: &Broker) {
             publisher: ClientId::default(),
             expires_at: None,
         };
-        broker.publish(Arc::new(msg));
+        let _ = broker.publish(Arc::new(msg), crate::store::Batch::new());
     }
 }

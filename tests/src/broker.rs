@@ -67,24 +67,48 @@ impl Broker {
     /// password file); `$DIR` in the config text stands for that directory.
     pub fn start_in(dir: TempDir, config_toml_extra: &str) -> Broker {
         let config = build_config(&dir, config_toml_extra);
-        let config_path = dir.write("fleetmq.toml", &config);
+        dir.write("fleetmq.toml", &config);
         let stderr_path = dir.join("stderr.log");
-        let stderr = std::fs::File::create(&stderr_path)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", stderr_path.display()));
-        let bin = fleetmq_bin();
-        let mut child = Command::new(&bin)
-            .arg("--config")
-            .arg(&config_path)
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", bin.display()));
-        let lines = spawn_line_reader(child.stdout.take());
+        let (child, lines) = spawn_broker(&dir, &stderr_path, false);
         let mut broker = Broker { child, dir, stderr_path, listeners: Vec::new(), metrics_url: None, exited: None };
         broker.await_ready(&lines, &config);
         broker
+    }
+
+    /// Kills the broker if it still runs (SIGKILL) and starts it again on the same config and data
+    /// directory; listeners get new ports. Logs of every run are appended to the same stderr file.
+    pub fn restart(&mut self) {
+        if self.exited.is_none() {
+            self.kill9();
+        }
+        let (child, lines) = spawn_broker(&self.dir, &self.stderr_path, true);
+        self.child = child;
+        self.exited = None;
+        self.listeners.clear();
+        self.metrics_url = None;
+        let config = std::fs::read_to_string(self.dir.join("fleetmq.toml")).unwrap_or_default();
+        self.await_ready(&lines, &config);
+    }
+
+    /// Runs a second broker process on the same config and data directory while this one runs,
+    /// waits up to `timeout` for it to exit, and returns its exit status (`None`: still running,
+    /// then killed) and stderr.
+    pub fn run_second_instance(&self, timeout: Duration) -> (Option<ExitStatus>, String) {
+        let err_path = self.dir.join("second-stderr.log");
+        let (mut child, _lines) = spawn_broker(&self.dir, &err_path, false);
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(st)) => break Some(st),
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+            }
+        };
+        (status, std::fs::read_to_string(&err_path).unwrap_or_default())
     }
 
     fn await_ready(&mut self, lines: &mpsc::Receiver<String>, config: &str) {
@@ -259,6 +283,29 @@ fn spawn_line_reader(stdout: Option<std::process::ChildStdout>) -> mpsc::Receive
         });
     }
     rx
+}
+
+/// Starts the binary on `dir/fleetmq.toml`, sending stderr to `stderr_path` (appended or truncated).
+fn spawn_broker(dir: &TempDir, stderr_path: &Path, append: bool) -> (Child, mpsc::Receiver<String>) {
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(append)
+        .write(true)
+        .truncate(!append)
+        .open(stderr_path)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", stderr_path.display()));
+    let bin = fleetmq_bin();
+    let mut child = Command::new(&bin)
+        .arg("--config")
+        .arg(dir.join("fleetmq.toml"))
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(stderr))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", bin.display()));
+    let lines = spawn_line_reader(child.stdout.take());
+    (child, lines)
 }
 
 /// The config file text: a base (one TCP listener, data dir in the temp dir)

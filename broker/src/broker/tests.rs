@@ -6,7 +6,8 @@ use bytes::Bytes;
 
 fn broker(store: Arc<dyn Store>) -> Broker {
     let (_tx, rx) = watch::channel(false);
-    Broker::new(Arc::new(Config::default()), store, None, None, rx).unwrap()
+    let durability = Arc::new(crate::persist::Durability::new(store.clone(), None));
+    Broker::new(Arc::new(Config::default()), store, durability, None, None, rx).unwrap()
 }
 
 fn retained(topic: &str, payload: &'static str) -> Arc<Message> {
@@ -25,9 +26,9 @@ fn retained(topic: &str, payload: &'static str) -> Arc<Message> {
 fn retained_messages_go_through_the_store_and_are_rebuilt_from_it() {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let b = broker(store.clone());
-    b.publish(retained("a/1", "one"));
-    b.publish(retained("a/2", "two"));
-    b.publish(retained("a/2", ""));
+    b.publish(retained("a/1", "one"), Batch::new());
+    b.publish(retained("a/2", "two"), Batch::new());
+    b.publish(retained("a/2", ""), Batch::new());
     assert!(store.get(Cf::Retained, b"a/1").unwrap().is_some());
     assert!(store.get(Cf::Retained, b"a/2").unwrap().is_none(), "empty payload deletes");
     let again = broker(store);

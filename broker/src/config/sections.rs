@@ -208,11 +208,32 @@ pub struct MetricsConfig {
 pub enum StorageEngine {
     #[default]
     Memory,
+    /// RocksDB in `node.data_dir`: sessions and retained messages survive restarts.
+    Rocksdb,
+}
+
+/// When acknowledged writes reach stable storage (disk engines).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncSetting {
+    /// Sync before acknowledging: no acknowledged write is lost on power loss.
+    #[default]
+    Always,
+    /// Sync every `sync_interval_ms`: faster, may lose that much on power loss.
+    Interval,
 }
 
 /// `[storage]`: where sessions and retained messages are kept.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     pub engine: StorageEngine,
+    pub sync: SyncSetting,
+    pub sync_interval_ms: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { engine: StorageEngine::Memory, sync: SyncSetting::Always, sync_interval_ms: 100 }
+    }
 }

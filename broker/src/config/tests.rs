@@ -47,3 +47,21 @@ fn documented_examples_parse_and_validate() {
     }
     assert!(seen >= 2, "expected documented examples in {}", dir.display());
 }
+
+#[test]
+fn storage_section_parses_and_validates() {
+    let c = Config::parse("").unwrap();
+    assert_eq!(
+        (c.storage.engine, c.storage.sync, c.storage.sync_interval_ms),
+        (StorageEngine::Memory, SyncSetting::Always, 100)
+    );
+    let c = Config::parse("[storage]\nengine = \"rocksdb\"\nsync = \"interval\"\nsync_interval_ms = 5\n").unwrap();
+    assert_eq!(
+        (c.storage.engine, c.storage.sync, c.storage.sync_interval_ms),
+        (StorageEngine::Rocksdb, SyncSetting::Interval, 5)
+    );
+    let e = Config::parse("[storage]\nsync_interval_ms = 0\n").unwrap_err().to_string();
+    assert!(e.contains("storage.sync_interval_ms"), "{e}");
+    let e = Config::parse("[storage]\nsync = \"never\"\n").unwrap_err().to_string();
+    assert!(e.contains("never"), "{e}");
+}

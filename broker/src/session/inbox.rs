@@ -20,11 +20,12 @@ pub struct InboxLimits {
     pub queue_qos0_offline: bool,
 }
 
-/// Outcome of an enqueue: how many deliveries were dropped to respect the limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Outcome of an enqueue: whether the delivery was taken, and the older deliveries dropped to make
+/// room (returned so stored ones can be released).
+#[derive(Debug, Default)]
 pub struct Enqueued {
     pub accepted: bool,
-    pub dropped_oldest: usize,
+    pub dropped: Vec<Delivery>,
 }
 
 /// FIFO of deliveries waiting for the session's connection (or for window space).
@@ -39,22 +40,22 @@ impl Inbox {
     /// refused unless configured otherwise (like Mosquitto).
     pub fn push(&mut self, d: Delivery, online: bool, limits: &InboxLimits) -> Enqueued {
         if !online && d.qos == QoS::AtMostOnce && !limits.queue_qos0_offline {
-            return Enqueued { accepted: false, dropped_oldest: 0 };
+            return Enqueued { accepted: false, dropped: Vec::new() };
         }
         let cost = d.msg.cost();
         let full = |q: &Inbox| {
             q.queue.len() >= limits.max_messages || (!q.queue.is_empty() && q.bytes + cost > limits.max_bytes)
         };
-        let mut dropped = 0;
+        let mut dropped = Vec::new();
         if full(self) {
             match limits.overflow {
-                QueueOverflow::RejectNewest => return Enqueued { accepted: false, dropped_oldest: 0 },
+                QueueOverflow::RejectNewest => return Enqueued { accepted: false, dropped },
                 QueueOverflow::DropOldest => {
                     while full(self) {
                         match self.queue.pop_front() {
                             Some(old) => {
                                 self.bytes -= old.msg.cost();
-                                dropped += 1;
+                                dropped.push(old);
                             }
                             None => break,
                         }
@@ -64,13 +65,26 @@ impl Inbox {
         }
         self.bytes += cost;
         self.queue.push_back(d);
-        Enqueued { accepted: true, dropped_oldest: dropped }
+        Enqueued { accepted: true, dropped }
+    }
+
+    /// Appends without applying limits (stored deliveries reloaded after a restart were admitted
+    /// under the limits when they first arrived).
+    pub fn push_unbounded(&mut self, d: Delivery) {
+        self.bytes += d.msg.cost();
+        self.queue.push_back(d);
     }
 
     /// Puts a delivery back at the front (it could not be started yet).
     pub fn push_front(&mut self, d: Delivery) {
         self.bytes += d.msg.cost();
         self.queue.push_front(d);
+    }
+
+    /// Removes every delivery (the session ends or starts over), returning them for release.
+    pub fn take_all(&mut self) -> Vec<Delivery> {
+        self.bytes = 0;
+        self.queue.drain(..).collect()
     }
 
     /// Removes the oldest delivery.
@@ -98,11 +112,6 @@ impl Inbox {
         self.queue.len() < limits.max_messages && self.bytes < limits.max_bytes
     }
 
-    /// Drops everything (session discarded).
-    pub fn clear(&mut self) {
-        self.queue.clear();
-        self.bytes = 0;
-    }
 }
 
 #[cfg(test)]
@@ -122,7 +131,7 @@ mod tests {
             publisher: ClientId::new("p"),
             expires_at: None,
         };
-        Delivery { msg: Arc::new(msg), qos, retain: false, sub_ids: vec![] }
+        Delivery { msg: Arc::new(msg), qos, retain: false, sub_ids: vec![], durable: None }
     }
 
     fn limits(overflow: QueueOverflow) -> InboxLimits {

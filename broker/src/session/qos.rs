@@ -16,6 +16,17 @@ use crate::message::Delivery;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
+/// What a PUBREC leads to.
+#[derive(Debug, PartialEq)]
+pub enum PubRecOutcome {
+    /// Send this PUBREL (after storing the released state for a stored delivery).
+    Release(Packet),
+    /// The flow ended with an error reason; the delivery is complete.
+    Ended(Delivery),
+    /// Nothing to do (PUBREC for a QoS 1 id).
+    Ignore,
+}
+
 /// Where an outbound QoS 1/2 delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -32,6 +43,22 @@ pub struct OutFlight {
     pub packet_id: u16,
     pub delivery: Delivery,
     pub phase: Phase,
+}
+
+/// Outcome of starting an outbound delivery.
+#[derive(Debug)]
+pub enum Started {
+    Sent(Publish),
+    /// The message expired before onward delivery started; it is dropped.
+    Expired(Delivery),
+    /// A stored delivery's packet id (derived from its sequence) is still in flight: retry later.
+    Blocked(Delivery),
+}
+
+/// The packet id of a stored delivery: a pure function of its sequence, so it survives restarts
+/// without an extra write before sending.
+pub fn stored_packet_id(seq: u64) -> u16 {
+    (seq % 65_535) as u16 + 1
 }
 
 /// What to do with an inbound PUBLISH that passed the QoS checks.
@@ -150,22 +177,55 @@ impl QosState {
         self.incoming_qos2.len() + self.pending_qos1.len()
     }
 
-    /// Starts an outbound delivery: the PUBLISH to send, or `None` if the message expired before
-    /// onward delivery started. QoS 1/2 deliveries must only be started while `window_open()`.
-    pub fn send(&mut self, delivery: Delivery, now: Instant) -> Option<Publish> {
+    /// Starts an outbound delivery. QoS 1/2 deliveries must only be started while `window_open()`.
+    /// Stored deliveries use the packet id derived from their sequence; others get a free one.
+    pub fn send(&mut self, delivery: Delivery, now: Instant) -> Started {
         if delivery.msg.is_expired(now) {
-            return None;
+            return Started::Expired(delivery);
         }
         let mut publish = delivery.to_publish(now);
         if delivery.qos == QoS::AtMostOnce {
-            return Some(publish);
+            return Started::Sent(publish);
         }
-        let packet_id = self.allocate_packet_id()?;
+        let id = match delivery.durable {
+            Some(r) => Some(stored_packet_id(r.seq)).filter(|id| !self.outgoing.contains_key(id)),
+            None => self.allocate_packet_id(),
+        };
+        let Some(packet_id) = id else { return Started::Blocked(delivery) };
         publish.packet_id = packet_id;
         let seq = self.next_seq;
         self.next_seq += 1;
         self.outgoing.insert(packet_id, OutFlight { seq, packet_id, delivery, phase: Phase::Published });
-        Some(publish)
+        Started::Sent(publish)
+    }
+
+    /// Puts back a stored QoS 2 delivery whose PUBREL was sent before a restart: it resumes with
+    /// PUBREL.
+    pub fn restore_released(&mut self, delivery: Delivery, packet_id: u16) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.outgoing.insert(packet_id, OutFlight { seq, packet_id, delivery, phase: Phase::Released });
+    }
+
+    /// Restores inbound QoS 2 packet ids that were awaiting PUBREL before a restart.
+    pub fn restore_incoming(&mut self, ids: impl IntoIterator<Item = u16>) {
+        self.incoming_qos2.extend(ids);
+    }
+
+    /// One in-flight delivery.
+    pub fn flight(&self, packet_id: u16) -> Option<&OutFlight> {
+        self.outgoing.get(&packet_id)
+    }
+
+    /// The stored location of an in-flight delivery.
+    pub fn stored_ref(&self, packet_id: u16) -> Option<crate::persist::DurableRef> {
+        self.outgoing.get(&packet_id).and_then(|f| f.delivery.durable)
+    }
+
+    /// Takes every in-flight delivery out (the session ends or starts over), for release.
+    pub fn take_all(&mut self) -> Vec<Delivery> {
+        self.resend.clear();
+        self.outgoing.drain().map(|(_, f)| f.delivery).collect()
     }
 
     fn allocate_packet_id(&mut self) -> Option<u16> {
@@ -180,42 +240,47 @@ impl QosState {
     }
 
     /// Forgets an outbound delivery that will not be sent (too large for the client): the spec
-    /// says to behave as if its delivery had completed.
-    pub fn abandon(&mut self, packet_id: u16) {
-        self.outgoing.remove(&packet_id);
+    /// says to behave as if its delivery had completed. Returns it for release.
+    pub fn abandon(&mut self, packet_id: u16) -> Option<Delivery> {
         self.resend.retain(|&id| id != packet_id);
+        self.outgoing.remove(&packet_id).map(|f| f.delivery)
     }
 
-    /// PUBACK from the client; `true` if it completed a QoS 1 flow (a window slot freed).
-    pub fn on_puback(&mut self, packet_id: u16) -> bool {
+    /// PUBACK from the client: the completed QoS 1 delivery (a window slot freed), if any.
+    pub fn on_puback(&mut self, packet_id: u16) -> Option<Delivery> {
         match self.outgoing.get(&packet_id) {
-            Some(f) if f.delivery.qos == QoS::AtLeastOnce => self.outgoing.remove(&packet_id).is_some(),
-            _ => false,
+            Some(f) if f.delivery.qos == QoS::AtLeastOnce => self.outgoing.remove(&packet_id).map(|f| f.delivery),
+            _ => None,
         }
     }
 
-    /// PUBREC from the client: the PUBREL to send, or nothing when the reason code ends the flow
-    /// (then a window slot is freed). An unknown id is answered with PUBREL 0x92.
-    pub fn on_pubrec(&mut self, packet_id: u16, reason: ReasonCode) -> Option<Packet> {
+    /// PUBREC from the client: the PUBREL to send, or the delivery whose flow the error reason
+    /// ended (a window slot freed). An unknown id is answered with PUBREL 0x92.
+    pub fn on_pubrec(&mut self, packet_id: u16, reason: ReasonCode) -> PubRecOutcome {
         match self.outgoing.get_mut(&packet_id) {
             Some(f) if f.delivery.qos == QoS::ExactlyOnce => {
                 if reason.is_error() {
-                    self.outgoing.remove(&packet_id);
-                    return None;
+                    return match self.outgoing.remove(&packet_id) {
+                        Some(f) => PubRecOutcome::Ended(f.delivery),
+                        None => PubRecOutcome::Ignore,
+                    };
                 }
                 f.phase = Phase::Released;
-                Some(Packet::PubRel(PubResp::new(packet_id)))
+                PubRecOutcome::Release(Packet::PubRel(PubResp::new(packet_id)))
             }
-            Some(_) => None,
-            None => Some(Packet::PubRel(PubResp::with_reason(packet_id, ReasonCode::PACKET_IDENTIFIER_NOT_FOUND))),
+            Some(_) => PubRecOutcome::Ignore,
+            None => PubRecOutcome::Release(Packet::PubRel(PubResp::with_reason(
+                packet_id,
+                ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+            ))),
         }
     }
 
-    /// PUBCOMP from the client; `true` if it completed a QoS 2 flow.
-    pub fn on_pubcomp(&mut self, packet_id: u16) -> bool {
+    /// PUBCOMP from the client: the completed QoS 2 delivery, if any.
+    pub fn on_pubcomp(&mut self, packet_id: u16) -> Option<Delivery> {
         match self.outgoing.get(&packet_id) {
-            Some(f) if f.phase == Phase::Released => self.outgoing.remove(&packet_id).is_some(),
-            _ => false,
+            Some(f) if f.phase == Phase::Released => self.outgoing.remove(&packet_id).map(|f| f.delivery),
+            _ => None,
         }
     }
 

@@ -5,7 +5,9 @@
 //! SUBACK carries exactly one reason per requested filter; retained messages are queued after the
 //! SUBACK so the client sees the acknowledgement first, and never for shared subscriptions.
 
+use super::flow::Deferred;
 use super::task::SessionTask;
+use crate::store::Batch;
 use crate::broker::SubEntry;
 use crate::codec::{AckProperties, Packet, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe};
 use crate::message::Delivery;
@@ -49,7 +51,7 @@ impl SessionTask {
                 reasons.push(failure(ReasonCode::NOT_AUTHORIZED));
                 continue;
             }
-            let existing = self.subscriptions.contains(&f.filter);
+            let existing = self.subscriptions.contains_key(&f.filter);
             if !existing && self.subscriptions.len() >= config.limits.max_subscriptions_per_client {
                 self.broker.stats.limit_rejection("max_subscriptions_per_client");
                 reasons.push(failure(ReasonCode::QUOTA_EXCEEDED));
@@ -60,7 +62,7 @@ impl SessionTask {
             let sub_id = s.properties.subscription_identifier;
             let entry = SubEntry { session: self.shared.clone(), options, sub_id };
             self.broker.router.subscribe(inner, group, self.shared.id, entry);
-            self.subscriptions.insert(f.filter.clone());
+            self.subscriptions.insert(f.filter.clone(), (options, sub_id));
             reasons.push(granted_code(options.qos));
             let send_retained = match options.retain_handling {
                 0 => true,
@@ -70,21 +72,24 @@ impl SessionTask {
             if group.is_none() && send_retained {
                 for msg in self.broker.retained_matching(inner, now) {
                     let qos = msg.qos.min(options.qos);
-                    retained.push(Delivery { msg, qos, retain: true, sub_ids: sub_id.into_iter().collect() });
+                    retained.push(Delivery { msg, qos, retain: true, sub_ids: sub_id.into_iter().collect(), durable: None });
                 }
             }
         }
         self.broker.stats.subscriptions.set(self.broker.router.len() as f64);
-        self.emit(Packet::SubAck(SubAck { packet_id: s.packet_id, reasons, properties: AckProperties::default() }));
+        let packet = Packet::SubAck(SubAck { packet_id: s.packet_id, reasons, properties: AckProperties::default() });
+        let commit = self.record_commit();
+        self.defer(Deferred::Reply { generation: self.generation, packet }, commit);
+        let mut releases = Batch::new();
         for d in retained {
-            self.broker.deliver(&self.shared, d);
+            self.broker.deliver(&self.shared, d, &mut releases);
         }
     }
 
     pub(super) fn on_unsubscribe(&mut self, u: Unsubscribe) {
         let mut reasons = Vec::with_capacity(u.filters.len());
         for f in &u.filters {
-            if self.subscriptions.remove(f) {
+            if self.subscriptions.remove(f).is_some() {
                 let (group, inner) = split(f);
                 self.broker.router.unsubscribe(inner, group, &self.shared.id);
                 reasons.push(ReasonCode::SUCCESS);
@@ -93,6 +98,8 @@ impl SessionTask {
             }
         }
         self.broker.stats.subscriptions.set(self.broker.router.len() as f64);
-        self.emit(Packet::UnsubAck(UnsubAck { packet_id: u.packet_id, reasons, properties: AckProperties::default() }));
+        let packet = Packet::UnsubAck(UnsubAck { packet_id: u.packet_id, reasons, properties: AckProperties::default() });
+        let commit = self.record_commit();
+        self.defer(Deferred::Reply { generation: self.generation, packet }, commit);
     }
 }

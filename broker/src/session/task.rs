@@ -7,19 +7,21 @@
 //! a stalled client only fills its own bounded inbox; when the session ends, its subscriptions and
 //! registry entry are removed before the task exits.
 
-use super::qos::{Inbound, QosState};
+use super::flow::PendingAck;
+use super::qos::QosState;
 use super::{AttachRequest, Attached, CloseCause, ConnHandle, Control, FromClient, SessionShared, ToClient};
 use crate::broker::Broker;
-use crate::codec::{self, Disconnect, LastWill, Packet, Protocol, PubResp, Publish, QoS, ReasonCode};
+use crate::codec::{Disconnect, LastWill, Packet, Protocol, ReasonCode, SubOptions};
 use crate::message::Message;
 use crate::metrics::DropReason;
-use std::collections::{HashSet, VecDeque};
+use crate::store::Batch;
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use std::collections::{HashMap, VecDeque};
 use std::future::pending;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::sleep_until;
 
 /// Packets waiting for channel space beyond which the task stops reading from the client.
@@ -40,19 +42,28 @@ pub(super) struct SessionTask {
     pub shared: Arc<SessionShared>,
     control: mpsc::UnboundedReceiver<Control>,
     pub qos: QosState,
-    /// Full filters (with any `$share/group/` prefix) this session subscribed to; the router holds
-    /// their options.
-    pub subscriptions: HashSet<String>,
-    expiry_secs: u32,
+    /// Full filters (with any `$share/group/` prefix) this session subscribed to, with options.
+    pub subscriptions: HashMap<String, (SubOptions, Option<u32>)>,
+    pub expiry_secs: u32,
     pub link: Option<Link>,
-    rx: Option<mpsc::Receiver<FromClient>>,
+    pub rx: Option<mpsc::Receiver<FromClient>>,
     /// Username of the connection that owns the session (resuming under another one starts fresh).
-    owner: Option<String>,
-    will: Option<(LastWill, Option<String>)>,
-    will_at: Option<Instant>,
-    expire_at: Option<Instant>,
-    out: VecDeque<Packet>,
-    ended: bool,
+    pub owner: Option<String>,
+    pub will: Option<(LastWill, Option<String>)>,
+    pub will_at: Option<Instant>,
+    pub expire_at: Option<Instant>,
+    /// When the client went offline (wall clock, for the stored record).
+    pub offline_since: Option<SystemTime>,
+    pub out: VecDeque<Packet>,
+    /// Acknowledgements waiting for their writes, in arrival order.
+    pub pending: FuturesOrdered<PendingAck>,
+    /// Releases of finished stored deliveries, written once per loop iteration.
+    pub releases: Batch,
+    /// Counts attachments, so a late acknowledgement never reaches a newer connection.
+    pub generation: u64,
+    /// Recovered after a restart with deliveries still on disk, loaded at the first attach.
+    pub cold: bool,
+    pub ended: bool,
 }
 
 /// Creates a new session for `req`, attaches the connection and starts the session task.
@@ -62,31 +73,41 @@ pub(crate) fn spawn_session(
     control: mpsc::UnboundedReceiver<Control>,
     req: AttachRequest,
 ) -> Attached {
-    broker.stats.sessions.increment(1.0);
-    let mqtt = &broker.config.mqtt;
-    let mut task = SessionTask {
-        qos: QosState::new(mqtt.receive_maximum, broker.config.limits.max_inflight),
-        broker: broker.clone(),
-        shared,
-        control,
-        subscriptions: HashSet::new(),
-        expiry_secs: 0,
-        link: None,
-        rx: None,
-        owner: None,
-        will: None,
-        will_at: None,
-        expire_at: None,
-        out: VecDeque::new(),
-        ended: false,
-    };
+    let mut task = SessionTask::new(broker, shared, control);
     let attached = task.attach(req, false);
     tokio::spawn(task.run());
     attached
 }
 
 impl SessionTask {
-    async fn run(mut self) {
+    /// A session with no state yet.
+    pub(super) fn new(broker: Arc<Broker>, shared: Arc<SessionShared>, control: mpsc::UnboundedReceiver<Control>) -> Self {
+        broker.stats.sessions.increment(1.0);
+        let mqtt = &broker.config.mqtt;
+        SessionTask {
+            qos: QosState::new(mqtt.receive_maximum, broker.config.limits.max_inflight),
+            broker: broker.clone(),
+            shared,
+            control,
+            subscriptions: HashMap::new(),
+            expiry_secs: 0,
+            link: None,
+            rx: None,
+            owner: None,
+            will: None,
+            will_at: None,
+            expire_at: None,
+            offline_since: None,
+            out: VecDeque::new(),
+            pending: FuturesOrdered::new(),
+            releases: Batch::new(),
+            generation: 0,
+            cold: false,
+            ended: false,
+        }
+    }
+
+    pub(super) async fn run(mut self) {
         while !self.ended {
             let deadline = match (self.will_at, self.expire_at) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -98,6 +119,9 @@ impl SessionTask {
             tokio::select! {
                 c = self.control.recv() => match c {
                     Some(Control::Attach(req, reply)) => {
+                        if self.cold {
+                            self.load_cold().await;
+                        }
                         let attached = self.attach(*req, true);
                         let _ = reply.send(attached);
                     }
@@ -125,8 +149,12 @@ impl SessionTask {
                 },
                 _ = self.shared.notify.notified(), if online && !out_pending => {}
                 _ = sleep_until(deadline.unwrap_or_else(far_future).into()), if deadline.is_some() => self.on_timer(),
+                Some((op, result)) = self.pending.next(), if !self.pending.is_empty() => self.complete(op, result),
             }
             self.pump();
+            if !self.releases.is_empty() {
+                self.broker.durability.fire(std::mem::take(&mut self.releases));
+            }
         }
         self.finish();
     }
@@ -168,7 +196,10 @@ impl SessionTask {
         });
         self.rx = Some(req.from_client);
         self.shared.online.store(true, Ordering::Relaxed);
+        self.offline_since = None;
+        self.generation += 1;
         self.qos.resume();
+        self.persist_record();
         Attached { session_present: existing, session_expiry: self.expiry_secs }
     }
 
@@ -232,17 +263,29 @@ impl SessionTask {
 
     /// Forgets all session state (subscriptions, queue, in-flight): the session starts over.
     fn reset(&mut self) {
-        for filter in self.subscriptions.drain() {
-            let (group, inner) = super::subscribe::split(&filter);
-            self.broker.router.unsubscribe(inner, group, &self.shared.id);
-        }
-        self.broker.stats.subscriptions.set(self.broker.router.len() as f64);
-        self.shared.inbox.lock().clear();
+        self.unsubscribe_all();
+        self.release_all();
         let mqtt = &self.broker.config.mqtt;
         self.qos = QosState::new(mqtt.receive_maximum, self.broker.config.limits.max_inflight);
         self.will = None;
         self.will_at = None;
         self.expire_at = None;
+    }
+
+    fn unsubscribe_all(&mut self) {
+        for (filter, _) in self.subscriptions.drain() {
+            let (group, inner) = super::subscribe::split(&filter);
+            self.broker.router.unsubscribe(inner, group, &self.shared.id);
+        }
+        self.broker.stats.subscriptions.set(self.broker.router.len() as f64);
+    }
+
+    /// Drops every queued and in-flight delivery, releasing the stored ones.
+    fn release_all(&mut self) {
+        let queued = self.shared.inbox.lock().take_all();
+        for d in queued.iter().chain(self.qos.take_all().iter()) {
+            self.release(d);
+        }
     }
 
     /// Closes the attached connection from the server side.
@@ -253,7 +296,7 @@ impl SessionTask {
     }
 
     /// The connection is gone: start will-delay and expiry timers, or end the session.
-    fn detach(&mut self, publish_will: bool) {
+    pub(super) fn detach(&mut self, publish_will: bool) {
         if !self.drop_link() {
             return;
         }
@@ -269,10 +312,14 @@ impl SessionTask {
                 self.will_at = Some(now + Duration::from_secs(u64::from(delay)));
             }
         }
+        self.offline_since = Some(SystemTime::now());
         match self.expiry_secs {
             0 => self.end(),
-            u32::MAX => {}
-            secs => self.expire_at = Some(now + Duration::from_secs(u64::from(secs))),
+            u32::MAX => self.persist_record(),
+            secs => {
+                self.expire_at = Some(now + Duration::from_secs(u64::from(secs)));
+                self.persist_record();
+            }
         }
     }
 
@@ -306,7 +353,7 @@ impl SessionTask {
             return;
         }
         let msg = Message::from_will(&will, self.shared.client_id.clone(), Instant::now());
-        self.broker.publish(Arc::new(msg));
+        let _ = self.broker.publish(Arc::new(msg), Batch::new());
     }
 
     /// Ends the session: the pending will goes out now, subscriptions and registry entry go away.
@@ -317,13 +364,16 @@ impl SessionTask {
         self.ended = true;
         self.detach(true);
         self.publish_will();
-        for filter in self.subscriptions.drain() {
-            let (group, inner) = super::subscribe::split(&filter);
-            self.broker.router.unsubscribe(inner, group, &self.shared.id);
-        }
-        self.broker.stats.subscriptions.set(self.broker.router.len() as f64);
+        self.unsubscribe_all();
         self.broker.sessions.remove(&self.shared.client_id, self.shared.id);
-        self.shared.inbox.lock().clear();
+        if self.shared.durable {
+            // Everything stored for this incarnation goes, including what was never loaded.
+            self.shared.inbox.lock().take_all();
+            self.qos.take_all();
+            self.broker.durability.purge(self.shared.client_id.to_string(), self.shared.id.0);
+        } else {
+            self.release_all();
+        }
         self.broker.stats.sessions.decrement(1.0);
     }
 
@@ -339,166 +389,6 @@ impl SessionTask {
                     }
                 });
             }
-        }
-    }
-
-    fn handle(&mut self, p: Packet) {
-        match p {
-            Packet::Publish(p) => self.on_publish(p),
-            Packet::PubAck(r) => {
-                self.qos.on_puback(r.packet_id);
-            }
-            Packet::PubRec(r) => {
-                if let Some(rel) = self.qos.on_pubrec(r.packet_id, r.reason) {
-                    self.emit(rel);
-                }
-            }
-            Packet::PubRel(r) => {
-                let comp = self.qos.on_pubrel(r.packet_id);
-                self.emit(comp);
-            }
-            Packet::PubComp(r) => {
-                self.qos.on_pubcomp(r.packet_id);
-            }
-            Packet::Subscribe(s) => self.on_subscribe(s),
-            Packet::Unsubscribe(u) => self.on_unsubscribe(u),
-            Packet::PingReq => self.emit(Packet::PingResp),
-            Packet::Disconnect(d) => self.on_disconnect(d),
-            other => self.violation(ReasonCode::PROTOCOL_ERROR, other.name()),
-        }
-    }
-
-    fn on_disconnect(&mut self, d: Disconnect) {
-        if let (Some(link), Some(new)) = (&self.link, d.properties.session_expiry_interval) {
-            if link.connect_expiry_zero && new != 0 {
-                return self.violation(ReasonCode::PROTOCOL_ERROR, "session expiry raised at DISCONNECT");
-            }
-            self.expiry_secs = new.min(self.broker.config.mqtt.max_session_expiry_secs);
-        }
-        // Only reason 0x00 discards the will (MQTT-3.14.4-3); 0x04 and every error reason keep it.
-        self.detach(d.reason != ReasonCode::NORMAL_DISCONNECTION);
-    }
-
-    /// A protocol violation detected by the session: count it and close the connection.
-    /// Packets the client sent after the violating one are dropped unprocessed, and the close counts
-    /// as abnormal, so the will is published.
-    pub(super) fn violation(&mut self, reason: ReasonCode, what: &'static str) {
-        tracing::debug!(client_id = %self.shared.client_id, ?reason, what, "closing connection: protocol violation");
-        self.broker.stats.malformed(what);
-        self.kick(reason);
-        self.detach(true);
-    }
-
-    fn on_publish(&mut self, p: Publish) {
-        let Some(link) = &self.link else { return };
-        let v5 = link.protocol.is_v5();
-        let mqtt = &self.broker.config.mqtt;
-        if (p.qos as u8) > mqtt.max_qos {
-            return self.violation(ReasonCode::QOS_NOT_SUPPORTED, "qos not supported");
-        }
-        if p.retain && !mqtt.retain_available {
-            return self.violation(ReasonCode::RETAIN_NOT_SUPPORTED, "retain not supported");
-        }
-        let allowed = self.broker.may_publish(link.username.as_deref(), self.shared.client_id.as_str(), &p.topic);
-        let (qos, packet_id) = (p.qos, p.packet_id);
-        match self.qos.on_publish(&p) {
-            Err(reason) => self.violation(reason, "receive maximum exceeded"),
-            Ok(Inbound::Duplicate) => self.emit(Packet::PubRec(PubResp::new(packet_id))),
-            Ok(Inbound::Deliver) => {
-                self.broker.stats.message_received(qos);
-                let reason = if !allowed {
-                    self.broker.stats.dropped(DropReason::NotAuthorized, 1);
-                    if v5 {
-                        ReasonCode::NOT_AUTHORIZED
-                    } else {
-                        ReasonCode::SUCCESS
-                    }
-                } else {
-                    let msg = Message::from_publish(p, self.shared.client_id.clone(), Instant::now());
-                    let queued = self.broker.publish(Arc::new(msg));
-                    if queued == 0 && v5 {
-                        ReasonCode::NO_MATCHING_SUBSCRIBERS
-                    } else {
-                        ReasonCode::SUCCESS
-                    }
-                };
-                if let Some(ack) = self.qos.publish_done(qos, packet_id, reason) {
-                    self.emit(ack);
-                }
-            }
-        }
-    }
-
-    /// Hands a packet to the connection, or parks it in `out` when the channel is full.
-    pub(super) fn emit(&mut self, p: Packet) {
-        let Some(link) = &self.link else { return };
-        if let Packet::Publish(publish) = &p {
-            self.broker.stats.message_sent(publish.qos);
-        }
-        if !self.out.is_empty() {
-            self.out.push_back(p);
-            return;
-        }
-        match link.conn.to_client.try_send(ToClient::Packet(p)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(ToClient::Packet(p))) => self.out.push_back(p),
-            Err(TrySendError::Closed(_)) => {}
-        }
-    }
-
-    fn flush_out(&mut self) {
-        let Some(link) = &self.link else { return };
-        while let Some(p) = self.out.pop_front() {
-            match link.conn.to_client.try_send(ToClient::Packet(p)) {
-                Ok(()) => {}
-                Err(TrySendError::Full(ToClient::Packet(p))) => {
-                    self.out.push_front(p);
-                    return;
-                }
-                Err(TrySendError::Closed(_)) => return,
-            }
-        }
-    }
-
-    /// Moves deliveries from the inbox to the connection while the channel and window allow.
-    pub(super) fn pump(&mut self) {
-        let now = Instant::now();
-        while self.out.is_empty() {
-            let Some(link) = &self.link else { return };
-            let (protocol, max_packet) = (link.protocol, link.max_packet_size);
-            let too_large = |p: &Packet| max_packet.is_some_and(|max| codec::encoded_len(p, protocol) > max as usize);
-            if let Some(p) = self.qos.next_resend(now) {
-                match &p {
-                    Packet::Publish(publish) if too_large(&p) => {
-                        self.qos.abandon(publish.packet_id);
-                        self.broker.stats.dropped(DropReason::TooLarge, 1);
-                    }
-                    _ => self.emit(p),
-                }
-                continue;
-            }
-            let next = {
-                let mut inbox = self.shared.inbox.lock();
-                match inbox.front_qos() {
-                    None => None,
-                    Some(q) if q != QoS::AtMostOnce && !self.qos.window_open() => None,
-                    Some(_) => inbox.pop(),
-                }
-            };
-            let Some(d) = next else { return };
-            let Some(publish) = self.qos.send(d, now) else {
-                self.broker.stats.dropped(DropReason::Expired, 1);
-                continue;
-            };
-            let packet = Packet::Publish(publish);
-            if too_large(&packet) {
-                if let Packet::Publish(p) = &packet {
-                    self.qos.abandon(p.packet_id);
-                }
-                self.broker.stats.dropped(DropReason::TooLarge, 1);
-                continue;
-            }
-            self.emit(packet);
         }
     }
 }

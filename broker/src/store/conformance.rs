@@ -1,5 +1,5 @@
 //! Conformance tests every [`Store`] engine must pass: write and read back, prefix iteration in key
-//! order, delete, atomic batches and column-family isolation. Engines call [`run_all`] with a factory.
+//! order, delete, atomic batches, grouped writes and column-family isolation. Engines call [`run_all`] with a factory.
 
 use super::{Batch, Cf, Store};
 
@@ -10,6 +10,7 @@ pub(crate) fn run_all<S: Store>(make: impl Fn() -> S) {
     delete_removes(&make());
     batch_is_applied_whole(&make());
     column_families_are_isolated(&make());
+    write_many_applies_every_batch_in_order(&make());
 }
 
 fn write_then_read<S: Store>(s: &S) {
@@ -76,4 +77,19 @@ fn column_families_are_isolated<S: Store>(s: &S) {
     assert_eq!(s.get(Cf::Meta, b"same").unwrap().as_deref(), Some(&b"meta"[..]));
     assert_eq!(s.get(Cf::Retained, b"same").unwrap().as_deref(), Some(&b"retained"[..]));
     assert_eq!(s.get(Cf::Sessions, b"same").unwrap(), None);
+}
+
+fn write_many_applies_every_batch_in_order<S: Store>(s: &S) {
+    let mut first = Batch::new();
+    first.put(Cf::Sessions, &b"c1"[..], &b"a"[..]).put(Cf::Retained, &b"t"[..], &b"x"[..]);
+    let mut second = Batch::new();
+    second.put(Cf::Sessions, &b"c1"[..], &b"b"[..]).delete(Cf::Retained, &b"t"[..]);
+    let mut third = Batch::new();
+    third.put(Cf::Sessions, &b"c2"[..], &b"c"[..]);
+    s.write_many(vec![first, second, third], false).unwrap();
+    assert_eq!(s.get(Cf::Sessions, b"c1").unwrap().as_deref(), Some(&b"b"[..]), "later batches win");
+    assert_eq!(s.get(Cf::Retained, b"t").unwrap(), None);
+    assert_eq!(s.get(Cf::Sessions, b"c2").unwrap().as_deref(), Some(&b"c"[..]));
+    s.write_many(Vec::new(), true).unwrap();
+    s.sync_wal().unwrap();
 }

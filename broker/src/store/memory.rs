@@ -1,8 +1,8 @@
 //! The in-memory engine: one ordered map per column family behind a read-write lock.
 //!
 //! It keeps nothing across restarts; it exists for the embedded default node and as the reference
-//! the disk engine is checked against. Invariant: a batch is applied under one write lock, so readers
-//! see all of it or none of it.
+//! the disk engine is checked against. Invariant: a batch (or a `write_many` group) is applied under
+//! one write lock, so readers see all of it or none of it. `sync` and `sync_wal` are no-ops.
 
 use super::{Batch, Cf, Op, Result, Store};
 use bytes::Bytes;
@@ -38,8 +38,12 @@ impl Store for MemoryStore {
     }
 
     fn write(&self, batch: Batch) -> Result<()> {
+        self.write_many(vec![batch], true)
+    }
+
+    fn write_many(&self, batches: Vec<Batch>, _sync: bool) -> Result<()> {
         let mut cfs = self.cfs.write();
-        for op in batch.ops {
+        for op in batches.into_iter().flat_map(|b| b.ops) {
             match op {
                 Op::Put { cf, key, value } => {
                     cfs.entry(cf).or_default().insert(key, value);
@@ -51,6 +55,10 @@ impl Store for MemoryStore {
                 }
             }
         }
+        Ok(())
+    }
+
+    fn sync_wal(&self) -> Result<()> {
         Ok(())
     }
 }

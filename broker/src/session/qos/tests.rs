@@ -1,4 +1,12 @@
 use super::*;
+
+fn sent(s: Started) -> Publish {
+    match s {
+        Started::Sent(p) => p,
+        other => panic!("not sent: {other:?}"),
+    }
+}
+
 use crate::ids::ClientId;
 use crate::message::Message;
 use bytes::Bytes;
@@ -15,7 +23,7 @@ fn delivery(qos: QoS, payload: &'static str) -> Delivery {
         publisher: ClientId::new("p"),
         expires_at: None,
     };
-    Delivery { msg: Arc::new(msg), qos, retain: false, sub_ids: vec![] }
+    Delivery { msg: Arc::new(msg), qos, retain: false, sub_ids: vec![], durable: None }
 }
 
 fn inbound(qos: QoS, packet_id: u16) -> Publish {
@@ -25,7 +33,7 @@ fn inbound(qos: QoS, packet_id: u16) -> Publish {
 #[test]
 fn qos0_outbound_is_not_tracked() {
     let mut s = QosState::new(10, 1);
-    let p = s.send(delivery(QoS::AtMostOnce, "a"), Instant::now()).unwrap();
+    let p = sent(s.send(delivery(QoS::AtMostOnce, "a"), Instant::now()));
     assert_eq!(p.packet_id, 0);
     assert_eq!(s.in_flight(), 0);
     assert!(s.window_open());
@@ -34,38 +42,38 @@ fn qos0_outbound_is_not_tracked() {
 #[test]
 fn qos1_outbound_published_then_puback_frees_window() {
     let mut s = QosState::new(10, 1);
-    let p = s.send(delivery(QoS::AtLeastOnce, "a"), Instant::now()).unwrap();
+    let p = sent(s.send(delivery(QoS::AtLeastOnce, "a"), Instant::now()));
     assert_ne!(p.packet_id, 0);
     assert!(!s.window_open());
-    assert!(!s.on_puback(p.packet_id + 1), "unknown id frees nothing");
-    assert!(s.on_puback(p.packet_id));
+    assert!(s.on_puback(p.packet_id + 1).is_none(), "unknown id frees nothing");
+    assert!(s.on_puback(p.packet_id).is_some());
     assert!(s.window_open());
-    assert!(!s.on_puback(p.packet_id), "second PUBACK is ignored");
+    assert!(s.on_puback(p.packet_id).is_none(), "second PUBACK is ignored");
 }
 
 #[test]
 fn qos2_outbound_full_handshake() {
     let mut s = QosState::new(10, 2);
-    let p = s.send(delivery(QoS::ExactlyOnce, "a"), Instant::now()).unwrap();
+    let p = sent(s.send(delivery(QoS::ExactlyOnce, "a"), Instant::now()));
     let id = p.packet_id;
-    assert!(!s.on_pubcomp(id), "PUBCOMP before PUBREC does not complete");
-    assert!(!s.on_puback(id), "PUBACK does not complete a QoS 2 flow");
-    assert_eq!(s.on_pubrec(id, ReasonCode::SUCCESS), Some(Packet::PubRel(PubResp::new(id))));
+    assert!(s.on_pubcomp(id).is_none(), "PUBCOMP before PUBREC does not complete");
+    assert!(s.on_puback(id).is_none(), "PUBACK does not complete a QoS 2 flow");
+    assert_eq!(s.on_pubrec(id, ReasonCode::SUCCESS), PubRecOutcome::Release(Packet::PubRel(PubResp::new(id))));
     assert_eq!(
         s.on_pubrec(id, ReasonCode::SUCCESS),
-        Some(Packet::PubRel(PubResp::new(id))),
+        PubRecOutcome::Release(Packet::PubRel(PubResp::new(id))),
         "duplicate PUBREC re-sends PUBREL"
     );
     assert_eq!(s.in_flight(), 1);
-    assert!(s.on_pubcomp(id));
+    assert!(s.on_pubcomp(id).is_some());
     assert_eq!(s.in_flight(), 0);
 }
 
 #[test]
 fn qos2_pubrec_with_error_ends_flow() {
     let mut s = QosState::new(10, 1);
-    let id = s.send(delivery(QoS::ExactlyOnce, "a"), Instant::now()).unwrap().packet_id;
-    assert_eq!(s.on_pubrec(id, ReasonCode::UNSPECIFIED_ERROR), None);
+    let id = sent(s.send(delivery(QoS::ExactlyOnce, "a"), Instant::now())).packet_id;
+    assert!(matches!(s.on_pubrec(id, ReasonCode::UNSPECIFIED_ERROR), PubRecOutcome::Ended(_)));
     assert!(s.window_open());
 }
 
@@ -74,7 +82,7 @@ fn pubrec_for_unknown_id_answers_not_found() {
     let mut s = QosState::new(10, 1);
     assert_eq!(
         s.on_pubrec(9, ReasonCode::SUCCESS),
-        Some(Packet::PubRel(PubResp::with_reason(9, ReasonCode::PACKET_IDENTIFIER_NOT_FOUND)))
+        PubRecOutcome::Release(Packet::PubRel(PubResp::with_reason(9, ReasonCode::PACKET_IDENTIFIER_NOT_FOUND)))
     );
 }
 
@@ -82,12 +90,12 @@ fn pubrec_for_unknown_id_answers_not_found() {
 fn packet_ids_are_not_reused_while_in_flight_and_wrap() {
     let mut s = QosState::new(10, u16::MAX);
     s.next_packet_id = u16::MAX - 1;
-    let a = s.send(delivery(QoS::AtLeastOnce, "a"), Instant::now()).unwrap().packet_id;
-    let b = s.send(delivery(QoS::AtLeastOnce, "b"), Instant::now()).unwrap().packet_id;
-    let c = s.send(delivery(QoS::AtLeastOnce, "c"), Instant::now()).unwrap().packet_id;
+    let a = sent(s.send(delivery(QoS::AtLeastOnce, "a"), Instant::now())).packet_id;
+    let b = sent(s.send(delivery(QoS::AtLeastOnce, "b"), Instant::now())).packet_id;
+    let c = sent(s.send(delivery(QoS::AtLeastOnce, "c"), Instant::now())).packet_id;
     assert_eq!((a, b, c), (u16::MAX - 1, u16::MAX, 1), "ids wrap past 65535 to 1, never 0");
     s.next_packet_id = u16::MAX;
-    let d = s.send(delivery(QoS::AtLeastOnce, "d"), Instant::now()).unwrap().packet_id;
+    let d = sent(s.send(delivery(QoS::AtLeastOnce, "d"), Instant::now())).packet_id;
     assert_eq!(d, 2, "ids still in flight are skipped");
 }
 
@@ -95,9 +103,9 @@ fn packet_ids_are_not_reused_while_in_flight_and_wrap() {
 fn resume_replays_in_order_with_dup_and_pubrel() {
     let mut s = QosState::new(10, 10);
     let now = Instant::now();
-    let a = s.send(delivery(QoS::AtLeastOnce, "a"), now).unwrap().packet_id;
-    let b = s.send(delivery(QoS::ExactlyOnce, "b"), now).unwrap().packet_id;
-    let c = s.send(delivery(QoS::ExactlyOnce, "c"), now).unwrap().packet_id;
+    let a = sent(s.send(delivery(QoS::AtLeastOnce, "a"), now)).packet_id;
+    let b = sent(s.send(delivery(QoS::ExactlyOnce, "b"), now)).packet_id;
+    let c = sent(s.send(delivery(QoS::ExactlyOnce, "c"), now)).packet_id;
     s.on_pubrec(b, ReasonCode::SUCCESS);
     s.detach();
     s.resume();
@@ -122,7 +130,7 @@ fn expired_message_is_not_started() {
     let now = Instant::now();
     let mut d = delivery(QoS::AtLeastOnce, "a");
     Arc::get_mut(&mut d.msg).unwrap().expires_at = Some(now);
-    assert!(s.send(d, now + Duration::from_millis(1)).is_none());
+    assert!(matches!(s.send(d, now + Duration::from_millis(1)), Started::Expired(_)));
     assert_eq!(s.in_flight(), 0);
 }
 
@@ -187,13 +195,13 @@ fn detach_forgets_unacked_inbound_qos1_but_keeps_qos2() {
 fn resume_respects_a_smaller_window_of_the_new_connection() {
     let mut s = QosState::new(10, 10);
     let now = Instant::now();
-    let ids: Vec<u16> = (0..5).map(|_| s.send(delivery(QoS::AtLeastOnce, "x"), now).unwrap().packet_id).collect();
+    let ids: Vec<u16> = (0..5).map(|_| sent(s.send(delivery(QoS::AtLeastOnce, "x"), now)).packet_id).collect();
     s.detach();
     s.set_limits(10, 2);
     s.resume();
     let first: Vec<Packet> = std::iter::from_fn(|| s.next_resend(now)).collect();
     assert_eq!(first.len(), 2, "only the new Receive Maximum may be in flight");
-    assert!(s.on_puback(ids[0]));
+    assert!(s.on_puback(ids[0]).is_some());
     let next = s.next_resend(now).expect("a slot freed");
     match next {
         Packet::Publish(p) => assert_eq!(p.packet_id, ids[2]),
@@ -206,8 +214,8 @@ fn resume_respects_a_smaller_window_of_the_new_connection() {
 fn abandoned_flight_is_not_retransmitted() {
     let mut s = QosState::new(10, 10);
     let now = Instant::now();
-    let a = s.send(delivery(QoS::AtLeastOnce, "a"), now).unwrap().packet_id;
-    let b = s.send(delivery(QoS::AtLeastOnce, "b"), now).unwrap().packet_id;
+    let a = sent(s.send(delivery(QoS::AtLeastOnce, "a"), now)).packet_id;
+    let b = sent(s.send(delivery(QoS::AtLeastOnce, "b"), now)).packet_id;
     s.resume();
     s.abandon(a);
     match s.next_resend(now) {
@@ -215,4 +223,23 @@ fn abandoned_flight_is_not_retransmitted() {
         other => panic!("{other:?}"),
     }
     assert!(s.next_resend(now).is_none());
+}
+
+#[test]
+fn stored_deliveries_use_their_sequence_as_packet_id_and_wait_when_it_is_busy() {
+    use crate::persist::DurableRef;
+    let mut s = QosState::new(10, 10);
+    let now = Instant::now();
+    let stored = |seq| {
+        let mut d = delivery(QoS::AtLeastOnce, "s");
+        d.durable = Some(DurableRef { incarnation: 1, seq, msg_id: 1 });
+        d
+    };
+    let p = sent(s.send(stored(4), now));
+    assert_eq!(p.packet_id, stored_packet_id(4));
+    assert_eq!(stored_packet_id(4), 5);
+    assert_eq!(stored_packet_id(65_535), 1, "ids wrap and are never 0");
+    assert!(matches!(s.send(stored(4 + 65_535), now), Started::Blocked(_)), "same id still in flight");
+    assert!(s.on_puback(5).is_some());
+    assert_eq!(sent(s.send(stored(4 + 65_535), now)).packet_id, 5);
 }
