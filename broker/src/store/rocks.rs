@@ -84,6 +84,8 @@ impl RocksStore {
         }
         if opts.create_if_missing {
             std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+        } else if !dir.exists() {
+            return Err(open_err("does not exist".into()));
         }
         let mut db_opts = Options::default();
         db_opts.create_if_missing(opts.create_if_missing);

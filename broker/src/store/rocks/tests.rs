@@ -72,7 +72,11 @@ fn missing_dir_without_create_fails() {
     let opts = RocksOptions { create_if_missing: false, ..RocksOptions::default() };
     let err = RocksStore::open(&missing, &opts).unwrap_err();
     assert!(matches!(&err, Error::Open { path, .. } if path == &missing), "{err:?}");
+    assert!(err.to_string().contains("does not exist"), "{err}");
     assert!(!missing.exists());
+    std::fs::create_dir(&missing).unwrap();
+    let err = RocksStore::open(&missing, &opts).unwrap_err();
+    assert!(matches!(&err, Error::Open { path, .. } if path == &missing), "{err:?}");
 }
 
 #[test]
