@@ -14,15 +14,13 @@ use crate::config::Config;
 use crate::ids::SessionId;
 use crate::message::{Delivery, Message};
 use crate::metrics::{DropReason, Stats};
-use crate::router::RetainedIndex;
+use crate::persist::records::QueueEntry;
+use crate::persist::{Commit, Durability, DurableRef};
 use crate::router::{Match, SubscriptionTable};
 use crate::session::inbox::InboxLimits;
 use crate::session::{SessionShared, Sessions};
-use crate::persist::records::QueueEntry;
-use crate::persist::{Commit, DurableRef, Durability};
 use crate::store::{record, Batch, Cf, Store};
 use crate::topic::TopicLimits;
-use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -40,7 +38,7 @@ pub struct SubEntry {
 pub struct Broker {
     pub config: Arc<Config>,
     pub router: SubscriptionTable<SessionId, SubEntry>,
-    pub retained: RwLock<RetainedIndex<Arc<Message>>>,
+    pub retained: Retained,
     pub sessions: Sessions,
     pub acl: Option<Acl>,
     pub passwords: Option<PasswordFile>,
@@ -82,12 +80,13 @@ impl Broker {
             queue_qos0_offline: config.mqtt.queue_qos0_offline,
         };
         let topic_limits = TopicLimits { max_length: limits.max_topic_length, max_levels: limits.max_topic_levels };
-        let retained = load_retained(store.as_ref())?;
+        let retained = Retained::new(limits.max_retained_bytes, limits.retained_overflow);
+        load_retained(store.as_ref(), &retained)?;
         let stats = Stats::new();
         stats.retained.set(retained.len() as f64);
         Ok(Broker {
             router: SubscriptionTable::new(64),
-            retained: RwLock::new(retained),
+            retained,
             sessions: Sessions::default(),
             acl,
             passwords,
@@ -126,29 +125,66 @@ impl Broker {
 
     fn retain(&self, msg: &Arc<Message>, durable: &mut Batch) {
         let mut batch = Batch::new();
-        let key = bytes::Bytes::copy_from_slice(msg.topic.as_bytes());
+        let key = |t: &str| bytes::Bytes::copy_from_slice(t.as_bytes());
         if msg.payload.is_empty() {
-            batch.delete(Cf::Retained, key);
+            self.retained.remove(&msg.topic);
+            batch.delete(Cf::Retained, key(&msg.topic));
         } else {
+            match self.retained.set(msg.clone()) {
+                Stored::Rejected => {
+                    self.stats.limit_rejection("max_retained_bytes");
+                    return;
+                }
+                Stored::Yes { evicted } => {
+                    if !evicted.is_empty() {
+                        self.stats.limit_rejection("max_retained_bytes");
+                        self.stats.dropped(DropReason::RetainedEvicted, evicted.len());
+                    }
+                    for t in evicted {
+                        batch.delete(Cf::Retained, key(&t));
+                    }
+                }
+            }
             match record::encode_message(msg, Instant::now()) {
                 Ok(value) => {
-                    batch.put(Cf::Retained, key, value);
+                    batch.put(Cf::Retained, key(&msg.topic), value);
                 }
                 Err(e) => tracing::warn!(topic = %msg.topic, error = %e, "retained message not stored"),
             }
         }
+        self.stats.retained.set(self.retained.len() as f64);
+        self.write_retained(batch, durable);
+    }
+
+    /// Retained updates join the publish's durable batch, or go straight to a volatile store.
+    fn write_retained(&self, mut batch: Batch, durable: &mut Batch) {
         if self.durability.enabled() {
             durable.ops.append(&mut batch.ops);
         } else if let Err(e) = self.store.write(batch) {
-            tracing::warn!(topic = %msg.topic, error = %e, "retained message not stored");
+            tracing::warn!(error = %e, "retained message not stored");
         }
-        let mut retained = self.retained.write();
-        if msg.payload.is_empty() {
-            retained.remove(&msg.topic);
-        } else {
-            retained.insert(&msg.topic, msg.clone());
+    }
+
+    /// Removes expired retained messages from memory and storage (run periodically).
+    pub fn purge_expired_retained(&self) -> usize {
+        let expired = self.retained.purge_expired(Instant::now());
+        self.forget_retained(&expired);
+        expired.len()
+    }
+
+    fn forget_retained(&self, topics: &[Arc<str>]) {
+        if topics.is_empty() {
+            return;
         }
-        self.stats.retained.set(retained.len() as f64);
+        let mut batch = Batch::new();
+        for t in topics {
+            batch.delete(Cf::Retained, bytes::Bytes::copy_from_slice(t.as_bytes()));
+        }
+        self.stats.dropped(DropReason::Expired, topics.len());
+        self.stats.retained.set(self.retained.len() as f64);
+        let mut durable = Batch::new();
+        self.write_retained(batch, &mut durable);
+        self.durability.fire(durable);
     }
 
     /// Delivers `msg` to matching subscribers (not touching the retained store). Queue entries of
@@ -212,7 +248,8 @@ impl Broker {
         });
         let mut deliveries = Vec::with_capacity(targets.len() + shared.len());
         let mut stored = 0u32;
-        let msg_id = if self.durability.enabled() && msg.qos != QoS::AtMostOnce { self.durability.next_message_id() } else { 0 };
+        let msg_id =
+            if self.durability.enabled() && msg.qos != QoS::AtMostOnce { self.durability.next_message_id() } else { 0 };
         for t in targets.into_iter().chain(shared) {
             let durable = (msg_id != 0 && t.session.durable && t.qos != QoS::AtMostOnce).then(|| {
                 let r = DurableRef { incarnation: t.session.id.0, seq: t.session.next_seq(), msg_id };
@@ -221,7 +258,10 @@ impl Broker {
                 stored += 1;
                 r
             });
-            deliveries.push((t.session, Delivery { msg: msg.clone(), qos: t.qos, retain: t.retain, sub_ids: t.sub_ids, durable }));
+            deliveries.push((
+                t.session,
+                Delivery { msg: msg.clone(), qos: t.qos, retain: t.retain, sub_ids: t.sub_ids, durable },
+            ));
         }
         if stored > 0 {
             if let Err(e) = self.durability.put_message(msg_id, msg, stored, &mut batch) {
@@ -267,24 +307,8 @@ impl Broker {
 
     /// Retained messages matching `filter` that have not expired (expired ones are purged).
     pub fn retained_matching(&self, filter: &str, now: Instant) -> Vec<Arc<Message>> {
-        let mut found = Vec::new();
-        let mut expired = Vec::new();
-        self.retained.read().for_each_match(filter, |topic, m| {
-            if m.is_expired(now) {
-                expired.push(topic.to_string());
-            } else {
-                found.push(m.clone());
-            }
-        });
-        if !expired.is_empty() {
-            let mut retained = self.retained.write();
-            for topic in expired {
-                if retained.get(&topic).is_some_and(|m| m.is_expired(now)) {
-                    retained.remove(&topic);
-                }
-            }
-            self.stats.retained.set(retained.len() as f64);
-        }
+        let (found, expired) = self.retained.matching(filter, now);
+        self.forget_retained(&expired);
         found
     }
 
@@ -299,16 +323,14 @@ impl Broker {
     }
 }
 
-/// Rebuilds the retained index from the store, skipping expired and unreadable records.
-fn load_retained(store: &dyn Store) -> crate::store::Result<RetainedIndex<Arc<Message>>> {
-    let mut index = RetainedIndex::new();
+/// Rebuilds the retained set from the store, skipping expired and unreadable records.
+fn load_retained(store: &dyn Store, retained: &Retained) -> crate::store::Result<()> {
     let now = Instant::now();
     let mut bad = 0usize;
     store.scan_prefix(Cf::Retained, b"", &mut |_, v| {
         match record::decode_message(bytes::Bytes::copy_from_slice(v), now) {
             Ok(m) if !m.is_expired(now) => {
-                let topic = m.topic.clone();
-                index.insert(&topic, Arc::new(m));
+                retained.set(Arc::new(m));
             }
             Ok(_) => {}
             Err(_) => bad += 1,
@@ -318,8 +340,11 @@ fn load_retained(store: &dyn Store) -> crate::store::Result<RetainedIndex<Arc<Me
     if bad > 0 {
         tracing::warn!(records = bad, "skipped unreadable retained records");
     }
-    Ok(index)
+    Ok(())
 }
 
+mod retained;
 #[cfg(test)]
 mod tests;
+
+pub use retained::{Retained, Stored};

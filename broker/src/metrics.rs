@@ -24,6 +24,7 @@ pub enum DropReason {
     TooLarge,
     OfflineQos0,
     NotAuthorized,
+    RetainedEvicted,
 }
 
 impl DropReason {
@@ -34,14 +35,16 @@ impl DropReason {
             DropReason::TooLarge => "packet_too_large",
             DropReason::OfflineQos0 => "offline_qos0",
             DropReason::NotAuthorized => "not_authorized",
+            DropReason::RetainedEvicted => "retained_evicted",
         }
     }
-    const ALL: [DropReason; 5] = [
+    const ALL: [DropReason; 6] = [
         DropReason::QueueFull,
         DropReason::Expired,
         DropReason::TooLarge,
         DropReason::OfflineQos0,
         DropReason::NotAuthorized,
+        DropReason::RetainedEvicted,
     ];
 }
 
@@ -51,7 +54,7 @@ pub struct Stats {
     sent: [Counter; 3],
     bytes_received: Counter,
     bytes_sent: Counter,
-    dropped: [Counter; 5],
+    dropped: [Counter; 6],
     auth_failures: Counter,
     pub connections: Gauge,
     pub sessions: Gauge,

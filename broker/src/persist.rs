@@ -28,8 +28,8 @@ pub mod keys;
 pub mod records;
 mod recover;
 
-pub use recover::RecoveredSession;
 use records::QueueEntry;
+pub use recover::RecoveredSession;
 
 /// A boxed commit completion.
 pub type Commit = Pin<Box<dyn Future<Output = Result<()>> + Send + 'static>>;

@@ -68,11 +68,10 @@ impl Server {
         };
         let storage = config.storage.clone();
         let data_dir = config.node.data_dir.clone();
-        let (store, durability, recovered) =
-            tokio::task::spawn_blocking(move || open_storage(&storage, &data_dir))
-                .await
-                .map_err(|e| Error::Store(crate::store::Error::Engine(e.to_string())))?
-                .map_err(Error::Store)?;
+        let (store, durability, recovered) = tokio::task::spawn_blocking(move || open_storage(&storage, &data_dir))
+            .await
+            .map_err(|e| Error::Store(crate::store::Error::Engine(e.to_string())))?
+            .map_err(Error::Store)?;
         let mut bound = Vec::new();
         for l in &config.listeners {
             bound.push(Listener::bind(l).await?);
@@ -80,7 +79,9 @@ impl Server {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let limits = NodeLimits::new(config.limits.max_connections, config.limits.connect_rate);
         let sys_interval = config.sys.interval_ms;
-        let broker = Arc::new(Broker::new(Arc::new(config), store, durability, acl, passwords, shutdown_rx).map_err(Error::Store)?);
+        let broker = Arc::new(
+            Broker::new(Arc::new(config), store, durability, acl, passwords, shutdown_rx).map_err(Error::Store)?,
+        );
         crate::session::restore_sessions(&broker, recovered);
         let tracker = TaskTracker::new();
         let mut listeners = Vec::new();
@@ -91,6 +92,7 @@ impl Server {
             listeners.push((l.kind, addr));
             tokio::spawn(l.run(broker.clone(), limits.clone(), tracker.clone()));
         }
+        tokio::spawn(maintenance(broker.clone()));
         if sys_interval > 0 {
             tokio::spawn(crate::sys::run(broker.clone(), Duration::from_millis(sys_interval)));
         }
@@ -106,11 +108,11 @@ impl Server {
     }
 }
 
+/// An opened store, its durability service and the sessions recovered from it.
+type Storage = (Arc<dyn Store>, Arc<Durability>, Vec<RecoveredSession>);
+
 /// Opens the configured engine and recovers stored sessions (blocking; runs off the reactor).
-fn open_storage(
-    storage: &crate::config::StorageConfig,
-    data_dir: &std::path::Path,
-) -> crate::store::Result<(Arc<dyn Store>, Arc<Durability>, Vec<RecoveredSession>)> {
+fn open_storage(storage: &crate::config::StorageConfig, data_dir: &std::path::Path) -> crate::store::Result<Storage> {
     match storage.engine {
         StorageEngine::Memory => {
             let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
@@ -122,8 +124,33 @@ fn open_storage(
             let durability = Durability::new(store.clone(), Some(committer));
             let started = std::time::Instant::now();
             let recovered = durability.recover()?;
-            tracing::info!(sessions = recovered.len(), elapsed_ms = started.elapsed().as_millis() as u64, "recovered stored sessions");
+            tracing::info!(
+                sessions = recovered.len(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "recovered stored sessions"
+            );
             Ok((store, Arc::new(durability), recovered))
+        }
+    }
+}
+
+/// How often expired retained messages are purged in the background (lookups also purge lazily).
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Background purge of expired state until shutdown. Sessions expire by their own timers.
+async fn maintenance(broker: Arc<Broker>) {
+    let mut shutdown = broker.shutdown_signal();
+    let mut tick = tokio::time::interval(MAINTENANCE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tick.tick() => {
+                let purged = broker.purge_expired_retained();
+                if purged > 0 {
+                    tracing::debug!(purged, "expired retained messages purged");
+                }
+            }
         }
     }
 }

@@ -37,7 +37,7 @@ pub fn snapshot(broker: &Broker) -> Vec<(&'static str, String)> {
         ("$SYS/broker/messages/dropped", s.sys_dropped.load(Ordering::Relaxed).to_string()),
         ("$SYS/broker/bytes/received", s.sys_bytes_received.load(Ordering::Relaxed).to_string()),
         ("$SYS/broker/bytes/sent", s.sys_bytes_sent.load(Ordering::Relaxed).to_string()),
-        ("$SYS/broker/retained messages/count", broker.retained.read().len().to_string()),
+        ("$SYS/broker/retained messages/count", broker.retained.len().to_string()),
         ("$SYS/broker/subscriptions/count", broker.router.len().to_string()),
         ("$SYS/broker/sessions/count", broker.sessions.len().to_string()),
     ]

@@ -147,6 +147,17 @@ pub enum QueueOverflow {
     RejectNewest,
 }
 
+/// What to do when a new retained message would exceed `max_retained_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RetainedOverflow {
+    /// Evict the oldest retained messages until the new one fits.
+    #[default]
+    EvictOldest,
+    /// Keep the existing ones; the new message is delivered but not retained.
+    RejectNew,
+}
+
 /// `[limits]`: resource bounds; every rejection is counted in `fleetmq_limit_rejections_total` or
 /// `fleetmq_messages_dropped_total`.
 #[derive(Debug, Clone, Deserialize)]
@@ -163,6 +174,9 @@ pub struct LimitsConfig {
     pub max_topic_levels: usize,
     pub max_topic_length: usize,
     pub max_subscriptions_per_client: usize,
+    /// Budget for all retained messages (payload, topic and properties); 0 means unlimited.
+    pub max_retained_bytes: usize,
+    pub retained_overflow: RetainedOverflow,
 }
 
 impl Default for LimitsConfig {
@@ -177,6 +191,8 @@ impl Default for LimitsConfig {
             max_topic_levels: 128,
             max_topic_length: 65535,
             max_subscriptions_per_client: 10_000,
+            max_retained_bytes: 1 << 30,
+            retained_overflow: RetainedOverflow::EvictOldest,
         }
     }
 }

@@ -65,7 +65,14 @@ fn corrupt(cf: Cf, reason: impl ToString) -> Error {
 
 impl SessionRecord {
     pub fn new(owner: Option<String>, expiry_secs: u32) -> SessionRecord {
-        SessionRecord { version: VERSION, owner, expiry_secs, offline_since_ms: None, subscriptions: vec![], will: None }
+        SessionRecord {
+            version: VERSION,
+            owner,
+            expiry_secs,
+            offline_since_ms: None,
+            subscriptions: vec![],
+            will: None,
+        }
     }
 
     pub fn encode(&self) -> Bytes {
@@ -123,9 +130,9 @@ impl WillRecord {
             properties: WillProperties {
                 will_delay_interval: (self.delay_secs > 0).then_some(self.delay_secs),
                 payload_format_indicator: p.payload_format_indicator,
-                message_expiry_interval: m.expires_at.map(|t| {
-                    u32::try_from(t.saturating_duration_since(now).as_secs().max(1)).unwrap_or(u32::MAX)
-                }),
+                message_expiry_interval: m
+                    .expires_at
+                    .map(|t| u32::try_from(t.saturating_duration_since(now).as_secs().max(1)).unwrap_or(u32::MAX)),
                 content_type: p.content_type,
                 response_topic: p.response_topic,
                 correlation_data: p.correlation_data,

@@ -23,9 +23,9 @@ impl SessionTask {
     fn record(&self) -> SessionRecord {
         let now = Instant::now();
         let mut r = SessionRecord::new(self.owner.clone(), self.expiry_secs);
-        r.offline_since_ms = self.offline_since.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_millis() as u64);
-        r.subscriptions =
-            self.subscriptions.iter().map(|(f, (o, id))| SubscriptionRecord::new(f, *o, *id)).collect();
+        r.offline_since_ms =
+            self.offline_since.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_millis() as u64);
+        r.subscriptions = self.subscriptions.iter().map(|(f, (o, id))| SubscriptionRecord::new(f, *o, *id)).collect();
         r.will = self.will.as_ref().and_then(|(w, _)| WillRecord::new(w, &self.shared.client_id, now).ok());
         r
     }
@@ -65,7 +65,13 @@ impl SessionTask {
         self.broker.durability.fire(loaded.cleanup);
         let mut queued = Vec::new();
         for (r, entry, msg) in loaded.entries {
-            let d = Delivery { msg, qos: entry.qos(), retain: entry.retain, sub_ids: entry.sub_ids.clone(), durable: Some(r) };
+            let d = Delivery {
+                msg,
+                qos: entry.qos(),
+                retain: entry.retain,
+                sub_ids: entry.sub_ids.clone(),
+                durable: Some(r),
+            };
             if entry.released {
                 self.qos.restore_released(d, stored_packet_id(r.seq));
             } else {

@@ -27,7 +27,7 @@ pub(super) enum Deferred {
     /// PUBACK/PUBREC of an inbound PUBLISH.
     Ack { generation: u64, qos: QoS, packet_id: u16, reason: ReasonCode },
     /// A reply computed already, sent once the write lands (PUBCOMP, PUBREL, SUBACK, UNSUBACK).
-    Reply { generation: u64, packet: Packet },
+    Reply { generation: u64, packet: Box<Packet> },
 }
 
 /// A deferred acknowledgement with the write it waits for.
@@ -50,7 +50,7 @@ impl SessionTask {
                     b.delete(Cf::Inbound, keys::inbound(self.shared.client_id.as_str(), self.shared.id.0, r.packet_id));
                     self.broker.durability.submit(b)
                 });
-                self.defer(Deferred::Reply { generation: self.generation, packet: comp }, commit.flatten());
+                self.defer(Deferred::Reply { generation: self.generation, packet: Box::new(comp) }, commit.flatten());
             }
             Packet::PubComp(r) => {
                 if let Some(d) = self.qos.on_pubcomp(r.packet_id) {
@@ -79,7 +79,7 @@ impl SessionTask {
                     self.broker.durability.put_entry(self.shared.client_id.as_str(), stored, &entry, &mut b);
                     self.broker.durability.submit(b)
                 });
-                self.defer(Deferred::Reply { generation: self.generation, packet: rel }, commit);
+                self.defer(Deferred::Reply { generation: self.generation, packet: Box::new(rel) }, commit);
             }
             PubRecOutcome::Ended(d) => self.release(&d),
             PubRecOutcome::Ignore => {}
@@ -122,7 +122,7 @@ impl SessionTask {
         match self.qos.on_publish(&p) {
             Err(reason) => self.violation(reason, "receive maximum exceeded"),
             Ok(Inbound::Duplicate) => {
-                let packet = Packet::PubRec(PubResp::new(packet_id));
+                let packet = Box::new(Packet::PubRec(PubResp::new(packet_id)));
                 self.defer(Deferred::Reply { generation: self.generation, packet }, None);
             }
             Ok(Inbound::Deliver) => {
@@ -140,8 +140,7 @@ impl SessionTask {
                 }
                 let msg = Message::from_publish(p, self.shared.client_id.clone(), Instant::now());
                 let (queued, commit) = self.broker.publish(Arc::new(msg), batch);
-                let reason =
-                    if queued == 0 && v5 { ReasonCode::NO_MATCHING_SUBSCRIBERS } else { ReasonCode::SUCCESS };
+                let reason = if queued == 0 && v5 { ReasonCode::NO_MATCHING_SUBSCRIBERS } else { ReasonCode::SUCCESS };
                 self.defer(Deferred::Ack { generation, qos, packet_id, reason }, commit);
             }
         }
@@ -191,7 +190,7 @@ impl SessionTask {
                 if failed {
                     return self.kick(ReasonCode::UNSPECIFIED_ERROR);
                 }
-                self.emit(packet);
+                self.emit(*packet);
             }
         }
     }

@@ -111,7 +111,6 @@ impl Inbox {
     pub fn has_room(&self, limits: &InboxLimits) -> bool {
         self.queue.len() < limits.max_messages && self.bytes < limits.max_bytes
     }
-
 }
 
 #[cfg(test)]

@@ -7,10 +7,10 @@
 
 use super::flow::Deferred;
 use super::task::SessionTask;
-use crate::store::Batch;
 use crate::broker::SubEntry;
 use crate::codec::{AckProperties, Packet, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe};
 use crate::message::Delivery;
+use crate::store::Batch;
 use crate::topic::{self, Filter};
 use std::time::Instant;
 
@@ -72,12 +72,19 @@ impl SessionTask {
             if group.is_none() && send_retained {
                 for msg in self.broker.retained_matching(inner, now) {
                     let qos = msg.qos.min(options.qos);
-                    retained.push(Delivery { msg, qos, retain: true, sub_ids: sub_id.into_iter().collect(), durable: None });
+                    retained.push(Delivery {
+                        msg,
+                        qos,
+                        retain: true,
+                        sub_ids: sub_id.into_iter().collect(),
+                        durable: None,
+                    });
                 }
             }
         }
         self.broker.stats.subscriptions.set(self.broker.router.len() as f64);
-        let packet = Packet::SubAck(SubAck { packet_id: s.packet_id, reasons, properties: AckProperties::default() });
+        let packet =
+            Box::new(Packet::SubAck(SubAck { packet_id: s.packet_id, reasons, properties: AckProperties::default() }));
         let commit = self.record_commit();
         self.defer(Deferred::Reply { generation: self.generation, packet }, commit);
         let mut releases = Batch::new();
@@ -98,7 +105,11 @@ impl SessionTask {
             }
         }
         self.broker.stats.subscriptions.set(self.broker.router.len() as f64);
-        let packet = Packet::UnsubAck(UnsubAck { packet_id: u.packet_id, reasons, properties: AckProperties::default() });
+        let packet = Box::new(Packet::UnsubAck(UnsubAck {
+            packet_id: u.packet_id,
+            reasons,
+            properties: AckProperties::default(),
+        }));
         let commit = self.record_commit();
         self.defer(Deferred::Reply { generation: self.generation, packet }, commit);
     }

@@ -81,7 +81,11 @@ pub(crate) fn spawn_session(
 
 impl SessionTask {
     /// A session with no state yet.
-    pub(super) fn new(broker: Arc<Broker>, shared: Arc<SessionShared>, control: mpsc::UnboundedReceiver<Control>) -> Self {
+    pub(super) fn new(
+        broker: Arc<Broker>,
+        shared: Arc<SessionShared>,
+        control: mpsc::UnboundedReceiver<Control>,
+    ) -> Self {
         broker.stats.sessions.increment(1.0);
         let mqtt = &broker.config.mqtt;
         SessionTask {
