@@ -51,6 +51,10 @@ fn main() -> anyhow::Result<()> {
         }
     }
     store.write(batch)?;
-    println!("wrote {retained} retained messages and {sessions} sessions to {} in {:?}", dir.display(), started.elapsed());
+    println!(
+        "wrote {retained} retained messages and {sessions} sessions to {} in {:?}",
+        dir.display(),
+        started.elapsed()
+    );
     Ok(())
 }

@@ -312,9 +312,13 @@ fn spawn_broker(dir: &TempDir, stderr_path: &Path, append: bool) -> (Child, mpsc
 /// with `extra` merged over it. Every listener's bind address, and the metrics endpoint's when
 /// configured, is forced to `127.0.0.1:0`.
 pub fn build_config(dir: &TempDir, extra: &str) -> String {
+    // FLEETMQ_TEST_ENGINE=rocksdb runs every suite on the durable engine (tests that set
+    // `[storage]` themselves keep their choice).
+    let engine = std::env::var("FLEETMQ_TEST_ENGINE").unwrap_or_else(|_| "memory".into());
     let base = format!(
         "[node]\nid = \"e2e\"\ndata_dir = {data:?}\n\
          [log]\nlevel = \"info\"\n\
+         [storage]\nengine = {engine:?}\n\
          [[listener]]\nkind = \"tcp\"\nbind = \"127.0.0.1:0\"\n",
         data = dir.join("data").display().to_string()
     );

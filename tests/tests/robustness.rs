@@ -119,7 +119,8 @@ fn rss_kb(pid: u32) -> u64 {
 /// F6: Message::cost() ignores properties, so max_queued_bytes does not bound an offline queue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_byte_limit_counts_properties() {
-    let b = Broker::start("[limits]\nmax_queued_bytes = 1048576\n");
+    // The in-memory engine, so the RSS measured is the queue's, not a storage engine's memtables.
+    let b = Broker::start("[limits]\nmax_queued_bytes = 1048576\n[storage]\nengine = \"memory\"\n");
     let topic = unique("t");
     let mut c = Connect::v4(&unique("offline"));
     c.clean = false;

@@ -45,6 +45,9 @@ pub struct RocksOptions {
     pub compression: bool,
     /// Size of one memtable before it is flushed to a table file.
     pub write_buffer_bytes: usize,
+    /// Memtable memory across all column families, after which the largest is flushed (bounds
+    /// RAM however many column families are busy).
+    pub total_write_buffer_bytes: usize,
     /// Background flush and compaction threads.
     pub max_background_jobs: i32,
 }
@@ -54,7 +57,8 @@ impl Default for RocksOptions {
         RocksOptions {
             create_if_missing: true,
             compression: true,
-            write_buffer_bytes: 64 << 20,
+            write_buffer_bytes: 32 << 20,
+            total_write_buffer_bytes: 128 << 20,
             max_background_jobs: 2,
         }
     }
@@ -91,6 +95,7 @@ impl RocksStore {
         db_opts.create_if_missing(opts.create_if_missing);
         db_opts.create_missing_column_families(true);
         db_opts.set_max_background_jobs(opts.max_background_jobs);
+        db_opts.set_db_write_buffer_size(opts.total_write_buffer_bytes);
         db_opts.set_keep_log_file_num(4);
         db_opts.set_max_log_file_size(4 << 20);
         let cfs = Cf::ALL.map(|cf| {
