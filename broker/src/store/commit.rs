@@ -78,7 +78,8 @@ struct Counts {
     groups: AtomicU64,
 }
 
-/// The group-commit front of a store. Share it behind an `Arc`; dropping it flushes and syncs.
+/// The group-commit front of a store. Share it behind an `Arc`; dropping it blocks until every
+/// queued batch is written and the log synced, so drop it off the reactor (or at shutdown).
 pub struct Committer {
     tx: Option<mpsc::Sender<Request>>,
     thread: Option<JoinHandle<()>>,
