@@ -1,5 +1,6 @@
 //! Resource limits: node and listener connection caps, subscriptions per client, offline queue
-//! size with both overflow policies (and the dropped-messages metric), topic depth and length.
+//! size with both overflow policies (and the dropped-messages metric), topic depth and length,
+//! connect rate.
 
 use fleetmq_tests::broker::METRICS;
 use fleetmq_tests::parse;
@@ -165,4 +166,23 @@ async fn topic_with_too_many_levels_is_refused() {
 async fn topic_over_the_maximum_length_is_refused() {
     let long = "x".repeat(30);
     topic_limit("[limits]\nmax_topic_length = 20\n", &long, &"y".repeat(20)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_rate_refuses_connections_beyond_the_rate_with_0x9f() {
+    let b = Broker::start("[limits]\nconnect_rate = 3\n");
+    let mut codes = Vec::new();
+    let mut keep = Vec::new();
+    for i in 0..8 {
+        let (c, ack) = RawClient::handshake(b.tcp_addr(), &Connect::v5(&unique(&format!("rate{i}")))).await;
+        codes.push(ack.code);
+        keep.push(c);
+    }
+    let accepted = codes.iter().filter(|&&c| c == 0).count();
+    assert!((1..=3).contains(&accepted), "at most 3 per second accepted: {codes:?}");
+    assert!(codes.iter().all(|&c| c == 0 || c == 0x9F), "refusals carry 0x9F: {codes:?}");
+    drop(keep);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (_c, ack) = RawClient::handshake(b.tcp_addr(), &Connect::v5(&unique("later"))).await;
+    assert_eq!(ack.code, 0, "the next second admits connections again");
 }
