@@ -9,9 +9,9 @@
 # On a fresh Debian machine it installs Mosquitto (and python3) from the distribution's packages
 # if missing, builds FleetMQ, fleetmq-loadtest and fleetmq-relay in release mode, raises the
 # open-files limit, and runs loadtest/bench/bench.py, which starts a fresh broker per run on a
-# loopback port (FleetMQ 21883, Mosquitto 21884, relay 21885) and prints one table. It waits
-# (up to --max-wait seconds, default 600) for the 1-minute load average to fall below --max-load
-# (default 0.5) before measuring. Results are described in BENCHMARKS.md.
+# loopback port (FleetMQ 21883, Mosquitto 21884, relay 21885) and prints one table. Before the
+# first run it waits (up to --max-wait seconds, default 600) until other processes use less than
+# --max-busy cores (default 0.2), and up to 120 s before each run. Results are in BENCHMARKS.md.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

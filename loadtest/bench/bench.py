@@ -222,8 +222,8 @@ def ratio(a, b):
 
 def table(results):
     head = ("| scenario | broker | delivered msg/s | p50 ms | p99 ms | lost | bytes/conn | peak RSS MiB "
-            "| CPU cores | FleetMQ/Mosquitto | FleetMQ/relay |")
-    lines = [head, "|" + "---|" * 11]
+            "| CPU cores | other procs cores | FleetMQ/Mosquitto | FleetMQ/relay |")
+    lines = [head, "|" + "---|" * 12]
     by = {(r["scenario"], r["target"]): r for r in results}
     for r in results:
         f = figures(r)
@@ -239,7 +239,7 @@ def table(results):
         lines.append(
             f"| {r['scenario']} | {r['target']}{note} | {fmt(f['rate'], ',.0f')} | {fmt(f['p50'], '.2f')} "
             f"| {fmt(f['p99'], '.2f')} | {fmt(f['lost'], ',')} | {fmt(f['per_conn'], ',.0f')} "
-            f"| {r['broker_peak_rss'] / 2**20:.1f} | {r['broker_cores']:.2f} | {ratios[0]} | {ratios[1]} |")
+            f"| {r['broker_peak_rss'] / 2**20:.1f} | {r['broker_cores']:.2f} | {r['other_cores']:.2f} | {ratios[0]} | {ratios[1]} |")
     return "\n".join(lines)
 
 
@@ -270,13 +270,23 @@ def targets(results):
     return "\n".join(out)
 
 
+def busy_cores(secs=2.0):
+    """Cores the rest of the machine keeps busy, measured over `secs` (nothing of ours runs then)."""
+    b0, t0 = machine_busy(), time.monotonic()
+    time.sleep(secs)
+    return (machine_busy() - b0) / TICK / (time.monotonic() - t0)
+
+
 def wait_idle(limit, max_wait):
-    """Waits (up to max_wait s) for the 1-minute load average to drop below limit."""
+    """Waits (up to max_wait s) until other processes use less than `limit` cores; returns their use."""
     end = time.monotonic() + max_wait
-    while os.getloadavg()[0] > limit and time.monotonic() < end:
-        print(f"machine busy (load {os.getloadavg()[0]:.2f} > {limit}); waiting…", file=sys.stderr, flush=True)
-        time.sleep(15)
-    return os.getloadavg()
+    busy = busy_cores()
+    while busy > limit and time.monotonic() < end:
+        print(f"machine busy ({busy:.2f} cores used by other processes > {limit}); waiting…", file=sys.stderr,
+              flush=True)
+        time.sleep(10)
+        busy = busy_cores()
+    return busy
 
 
 def machine():
@@ -291,7 +301,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="short smoke run (~2 minutes)")
     ap.add_argument("--out", help="directory for raw results [default: a new temporary directory]")
-    ap.add_argument("--max-load", type=float, default=0.5, help="wait while the 1-min load average is above this")
+    ap.add_argument("--max-busy", type=float, default=0.2,
+                    help="wait while other processes use more than this many cores [default: 0.2]")
     ap.add_argument("--max-wait", type=float, default=600, help="longest wait for an idle machine, seconds")
     ap.add_argument("--only", help="run only scenarios whose name contains this text")
     for b in ("fleetmq", "loadtest", "relay", "mosquitto", "fleetmq_conf", "mosquitto_conf"):
@@ -303,7 +314,8 @@ def main():
     mosq_version = subprocess.run([cfg.mosquitto, "-h"], capture_output=True, text=True).stdout.splitlines()[:1]
     print(f"machine: {machine()}\nmosquitto: {' '.join(mosq_version)}\nopen files: "
           f"{resource.getrlimit(resource.RLIMIT_NOFILE)[0]}\nraw results: {out}", flush=True)
-    load_start = wait_idle(cfg.max_load, cfg.max_wait)
+    load_start = os.getloadavg()
+    wait_idle(cfg.max_busy, cfg.max_wait)
     results = []
     mosq_p2p_rate = None
     for name, tgts, args in scenarios(cfg.quick):
@@ -317,9 +329,10 @@ def main():
                 if rate <= 0:
                     break
                 a[a.index("RATE")] = f"{rate:.2f}"
-            wait_idle(cfg.max_load + 0.5, 60)
+            idle = wait_idle(cfg.max_busy, 120)
             print(f"== {name} :: {target}", flush=True)
             r = run_one(cfg, name, target, a, workdir)
+            r["others_before_cores"] = idle
             f = figures(r)
             print(f"   delivered/s {fmt(f['rate'], ',.0f')}  p50 {fmt(f['p50'], '.2f')} ms  p99 {fmt(f['p99'], '.2f')} ms"
                   f"  lost {fmt(f['lost'], ',')}  bytes/conn {fmt(f['per_conn'], ',.0f')}  broker {r['broker_cores']:.2f}"
