@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # FleetMQ vs Mosquitto vs a raw TCP relay, same scenarios, same load tool, one run, alternating.
 #
-#   loadtest/bench.sh            full run (~10-15 minutes on 2 cores)
+#   loadtest/bench.sh            full run (~6 minutes of runs on an idle 2-core machine)
 #   loadtest/bench.sh --quick    smoke run (~2 minutes)
 #   loadtest/bench.sh --out DIR  keep raw JSON results, table.md and results.json in DIR
 #   loadtest/bench.sh --only "fan-in"   run only the scenarios whose name contains the text
