@@ -69,7 +69,7 @@ where
     let accepted_connect = match connect::admit(&broker, connect, &accepted).await {
         Ok(a) => a,
         Err(connack) => {
-            connect::write_packet(&mut wr, Packet::ConnAck(connack), protocol).await;
+            write_raw(&mut wr, &Packet::ConnAck(connack), protocol).await;
             return;
         }
     };
@@ -90,7 +90,7 @@ where
         Ok(a) => a,
         Err(reason) => {
             let connack = ConnAck { reason, ..Default::default() };
-            connect::write_packet(&mut wr, Packet::ConnAck(connack), protocol).await;
+            write_raw(&mut wr, &Packet::ConnAck(connack), protocol).await;
             return;
         }
     };
@@ -99,7 +99,7 @@ where
         props.session_expiry_interval = Some(attached.session_expiry);
     }
     let connack = ConnAck { session_present: attached.session_present, reason: ReasonCode::SUCCESS, properties: props };
-    if !connect::write_packet(&mut wr, Packet::ConnAck(connack), protocol).await {
+    if !write_raw(&mut wr, &Packet::ConnAck(connack), protocol).await {
         let _ = to_session.send(FromClient::Closed(CloseCause::Abnormal)).await;
         return;
     }

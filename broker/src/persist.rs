@@ -142,11 +142,6 @@ impl Durability {
         }
     }
 
-    /// Resolves once every batch submitted before this call is durable.
-    pub fn barrier(&self) -> Commit {
-        self.submit_barrier()
-    }
-
     /// Blocking: the deletes that remove one session incarnation's state.
     fn purge_batch(&self, client_id: &str, incarnation: u64) -> Result<Batch> {
         let prefix = keys::session(client_id, incarnation);

@@ -164,11 +164,6 @@ impl SessionShared {
     pub fn has_room(&self, limits: &InboxLimits) -> bool {
         self.inbox.lock().has_room(limits)
     }
-
-    /// Number of queued deliveries.
-    pub fn queued(&self) -> usize {
-        self.inbox.lock().len()
-    }
 }
 
 /// The registry of live sessions by client id. Only CONNECT and session end touch its lock; the
@@ -273,9 +268,4 @@ pub(crate) fn new_shared(
         control,
     });
     (shared, rx)
-}
-
-/// Whether a protocol level supports reason codes in DISCONNECT.
-pub fn sends_disconnect(p: Protocol) -> bool {
-    p.is_v5()
 }

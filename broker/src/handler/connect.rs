@@ -23,11 +23,6 @@ pub(super) struct Admitted {
     pub keepalive: u16,
 }
 
-/// Writes one packet; `false` if it could not be written.
-pub(super) async fn write_packet<W: AsyncWrite + Unpin>(wr: &mut W, p: Packet, protocol: Protocol) -> bool {
-    write_raw(wr, &p, protocol).await
-}
-
 /// Answers an undecodable first packet: a CONNACK where the protocol lets us say why, then close.
 pub(super) async fn refuse_decode_error<W: AsyncWrite + Unpin>(
     broker: &Broker,
@@ -44,7 +39,7 @@ pub(super) async fn refuse_decode_error<W: AsyncWrite + Unpin>(
         _ => return,
     };
     let connack = ConnAck { reason, ..Default::default() };
-    write_packet(wr, Packet::ConnAck(connack), protocol).await;
+    write_raw(wr, &Packet::ConnAck(connack), protocol).await;
 }
 
 fn refuse(reason: ReasonCode) -> ConnAck {
