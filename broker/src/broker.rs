@@ -305,11 +305,34 @@ impl Broker {
         result.accepted
     }
 
-    /// Retained messages matching `filter` that have not expired (expired ones are purged).
-    pub fn retained_matching(&self, filter: &str, now: Instant) -> Vec<Arc<Message>> {
+    /// Retained messages matching `filter` that have not expired (expired ones are purged); those
+    /// only in the store are read with [`Broker::read_retained`].
+    pub fn retained_matching(&self, filter: &str, now: Instant) -> Vec<Found> {
         let (found, expired) = self.retained.matching(filter, now);
         self.forget_retained(&expired);
         found
+    }
+
+    /// Reads retained messages that are only in the store, in the order given; missing, expired
+    /// and unreadable ones are left out. Blocks on disk: call it off the reactor threads.
+    pub fn read_retained(&self, topics: &[Arc<str>]) -> Vec<Arc<Message>> {
+        let now = Instant::now();
+        let mut out = Vec::with_capacity(topics.len());
+        for topic in topics {
+            let read = self.store.get(Cf::Retained, topic.as_bytes()).and_then(|v| match v {
+                Some(v) => record::decode_message(v, now).map(Some),
+                None => Ok(None),
+            });
+            match read {
+                Ok(Some(m)) if !m.is_expired(now) => out.push(Arc::new(m)),
+                Ok(_) => {}
+                Err(e) => {
+                    self.stats.storage_read_error();
+                    tracing::debug!(topic = %topic, error = %e, "retained message could not be read");
+                }
+            }
+        }
+        out
     }
 
     /// Whether the ACL (if any) lets this client publish to `topic`.
@@ -323,22 +346,38 @@ impl Broker {
     }
 }
 
-/// Rebuilds the retained set from the store, skipping expired and unreadable records.
+/// Rebuilds the retained index from the store by metadata only (payloads stay on disk until a
+/// subscriber needs them), skipping expired and unreadable records and deleting what no longer
+/// fits the budget.
 fn load_retained(store: &dyn Store, retained: &Retained) -> crate::store::Result<()> {
     let now = Instant::now();
     let mut bad = 0usize;
-    store.scan_prefix(Cf::Retained, b"", &mut |_, v| {
+    let mut gone = Batch::new();
+    store.scan_prefix(Cf::Retained, b"", &mut |k, v| {
         match record::decode_message(bytes::Bytes::copy_from_slice(v), now) {
-            Ok(m) if !m.is_expired(now) => {
-                retained.set(Arc::new(m));
+            Ok(m) if !m.is_expired(now) => match retained.set_stored(m.topic.clone(), m.cost(), m.expires_at) {
+                Stored::Yes { evicted } => {
+                    for t in evicted {
+                        gone.delete(Cf::Retained, bytes::Bytes::copy_from_slice(t.as_bytes()));
+                    }
+                }
+                Stored::Rejected => {
+                    gone.delete(Cf::Retained, bytes::Bytes::copy_from_slice(k));
+                }
+            },
+            Ok(_) => {
+                gone.delete(Cf::Retained, bytes::Bytes::copy_from_slice(k));
             }
-            Ok(_) => {}
             Err(_) => bad += 1,
         }
         true
     })?;
     if bad > 0 {
         tracing::warn!(records = bad, "skipped unreadable retained records");
+    }
+    if !gone.is_empty() {
+        tracing::info!(records = gone.ops.len(), "deleting expired or over-budget retained records");
+        store.write(gone)?;
     }
     Ok(())
 }
@@ -347,4 +386,4 @@ mod retained;
 #[cfg(test)]
 mod tests;
 
-pub use retained::{Retained, Stored};
+pub use retained::{Found, Retained, Stored};

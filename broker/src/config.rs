@@ -142,6 +142,9 @@ impl Config {
         if self.storage.sync_interval_ms == 0 {
             return invalid("storage.sync_interval_ms", "must be at least 1");
         }
+        if !(1..=65_536).contains(&self.storage.max_group_writes) {
+            return invalid("storage.max_group_writes", "must be between 1 and 65536");
+        }
         if let Some(bind) = &self.metrics.bind {
             if bind.parse::<SocketAddr>().is_err() {
                 return invalid("metrics.bind", "is not an address:port");

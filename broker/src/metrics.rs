@@ -148,6 +148,19 @@ impl Stats {
         self.log_throttled("limit reached", limit);
     }
 
+    /// A packet was refused (5.0: reason 0x80; 3.1.1: connection closed) because the write it needed
+    /// failed; the storage error itself is logged by the commit thread.
+    pub fn storage_refusal(&self) {
+        counter!("fleetmq_storage_refusals_total").increment(1);
+        self.log_throttled("not acknowledged: the storage write failed", "storage_refusal");
+    }
+
+    /// A stored record could not be read back (I/O error or corruption); it is skipped.
+    pub fn storage_read_error(&self) {
+        counter!("fleetmq_store_read_errors_total").increment(1);
+        self.log_throttled("a stored record could not be read and was skipped", "storage_read");
+    }
+
     /// Logs a warning for `kind` at most once per [`LOG_INTERVAL`], reporting how many occurred, so
     /// an attack or a misbehaving fleet cannot flood the log.
     fn log_throttled(&self, what: &'static str, kind: &'static str) {

@@ -120,7 +120,8 @@ fn open_storage(storage: &crate::config::StorageConfig, data_dir: &std::path::Pa
         }
         StorageEngine::Rocksdb => {
             let store: Arc<dyn Store> = Arc::new(RocksStore::open(data_dir, &RocksOptions::default())?);
-            let committer = Committer::start(store.clone(), SyncMode::from_config(storage))?;
+            let committer =
+                Committer::with_group_limit(store.clone(), SyncMode::from_config(storage), storage.max_group_writes)?;
             let durability = Durability::new(store.clone(), Some(committer));
             let started = std::time::Instant::now();
             let recovered = durability.recover()?;

@@ -216,8 +216,12 @@ pub async fn attach(broker: &Arc<crate::broker::Broker>, mut req: AttachRequest)
     let client_id = ClientId::new(&req.connect.client_id);
     loop {
         let existing = broker.sessions.get(&client_id);
+        let durable = broker.durability.enabled() && requests_persistence(&req.connect);
         if let Some(old) = &existing {
-            if !req.connect.clean_start {
+            // A session that was not persistent ends with its connection, so a persistent takeover
+            // starts a new (stored) session either way; doing it here makes that one durable.
+            let upgrade = durable && !old.durable;
+            if !req.connect.clean_start && !upgrade {
                 let (tx, rx) = oneshot::channel();
                 match old.control.send(Control::Attach(Box::new(req), tx)) {
                     Ok(()) => return rx.await.map_err(|_| ReasonCode::SERVER_UNAVAILABLE),
@@ -230,7 +234,6 @@ pub async fn attach(broker: &Arc<crate::broker::Broker>, mut req: AttachRequest)
                 }
             }
         }
-        let durable = broker.durability.enabled() && requests_persistence(&req.connect);
         let (shared, control_rx) = new_shared(client_id.clone(), SessionId::next(), durable, 0);
         if !broker.sessions.replace(existing.as_ref().map(|s| s.id), shared.clone()) {
             continue;

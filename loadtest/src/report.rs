@@ -61,6 +61,9 @@ pub struct PubSubReport {
     pub exactness: Exactness,
     /// End-to-end latency of messages sent after warm-up (µs).
     pub latency: Summary,
+    /// Publish → PUBACK (QoS 1) / PUBCOMP (QoS 2) latency of messages sent after warm-up (µs);
+    /// empty for QoS 0.
+    pub ack_latency: Summary,
     /// Completions per second since t0.
     pub published_per_second: Vec<u64>,
     /// Receptions per second since t0.
@@ -182,6 +185,7 @@ pub fn build(scn: &Scenario, raw: &RawResult) -> Result<Report> {
                 target_rate,
                 exactness: ex,
                 latency: summary(&raw.latency)?,
+                ack_latency: summary(&raw.ack_latency)?,
                 published_per_second: published.per_second,
                 delivered_per_second: raw.delivered.per_second.clone(),
                 undecodable: raw.undecodable,

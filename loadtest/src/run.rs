@@ -226,6 +226,8 @@ pub struct RawResult {
     pub streams: Vec<StreamRecord>,
     /// End-to-end latency of measured messages.
     pub latency: LatencyData,
+    /// Publish → PUBACK/PUBCOMP latency of measured QoS 1/2 messages.
+    pub ack_latency: LatencyData,
     /// Receptions per second since t0.
     pub delivered: Series,
     /// Receptions inside the measurement window.
@@ -273,6 +275,7 @@ impl RawResult {
         self.senders.extend(o.senders);
         self.streams.extend(o.streams);
         self.latency = merge_latency(&self.latency, &o.latency)?;
+        self.ack_latency = merge_latency(&self.ack_latency, &o.ack_latency)?;
         self.delivered.merge(&o.delivered);
         self.delivered_measured += o.delivered_measured;
         self.undecodable += o.undecodable;

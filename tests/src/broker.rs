@@ -54,6 +54,8 @@ pub struct Broker {
     listeners: Vec<(String, SocketAddr)>,
     metrics_url: Option<String>,
     exited: Option<ExitStatus>,
+    /// `RLIMIT_FSIZE` for the next start (simulates a full disk: writes past it fail with EFBIG).
+    file_size_limit: Option<u64>,
 }
 
 impl Broker {
@@ -66,13 +68,29 @@ impl Broker {
     /// Like [`Broker::start`] but in a directory the test already filled (certificates, ACL,
     /// password file); `$DIR` in the config text stands for that directory.
     pub fn start_in(dir: TempDir, config_toml_extra: &str) -> Broker {
+        Broker::start_limited(dir, config_toml_extra, None)
+    }
+
+    /// Like [`Broker::start`], but no file the broker writes may grow past `bytes` (`RLIMIT_FSIZE`,
+    /// with SIGXFSZ ignored): writes beyond it fail as they would on a full disk.
+    pub fn start_with_file_size_limit(config_toml_extra: &str, bytes: u64) -> Broker {
+        Broker::start_limited(TempDir::new("fleetmq-e2e"), config_toml_extra, Some(bytes))
+    }
+
+    fn start_limited(dir: TempDir, config_toml_extra: &str, file_size_limit: Option<u64>) -> Broker {
         let config = build_config(&dir, config_toml_extra);
         dir.write("fleetmq.toml", &config);
         let stderr_path = dir.join("stderr.log");
-        let (child, lines) = spawn_broker(&dir, &stderr_path, false);
-        let mut broker = Broker { child, dir, stderr_path, listeners: Vec::new(), metrics_url: None, exited: None };
+        let (child, lines) = spawn_broker(&dir, &stderr_path, false, file_size_limit);
+        let mut broker =
+            Broker { child, dir, stderr_path, listeners: Vec::new(), metrics_url: None, exited: None, file_size_limit };
         broker.await_ready(&lines, &config);
         broker
+    }
+
+    /// Sets or lifts the file size limit for later [`Broker::restart`]s.
+    pub fn set_file_size_limit(&mut self, bytes: Option<u64>) {
+        self.file_size_limit = bytes;
     }
 
     /// Kills the broker if it still runs (SIGKILL) and starts it again on the same config and data
@@ -81,7 +99,7 @@ impl Broker {
         if self.exited.is_none() {
             self.kill9();
         }
-        let (child, lines) = spawn_broker(&self.dir, &self.stderr_path, true);
+        let (child, lines) = spawn_broker(&self.dir, &self.stderr_path, true, self.file_size_limit);
         self.child = child;
         self.exited = None;
         self.listeners.clear();
@@ -90,12 +108,12 @@ impl Broker {
         self.await_ready(&lines, &config);
     }
 
-    /// Runs a second broker process on the same config and data directory while this one runs,
-    /// waits up to `timeout` for it to exit, and returns its exit status (`None`: still running,
-    /// then killed) and stderr.
-    pub fn run_second_instance(&self, timeout: Duration) -> (Option<ExitStatus>, String) {
-        let err_path = self.dir.join("second-stderr.log");
-        let (mut child, _lines) = spawn_broker(&self.dir, &err_path, false);
+    /// Runs another broker process on the same config and data directory (while this one runs, or
+    /// after it was stopped), waits up to `timeout` for it to exit, and returns its exit status
+    /// (`None`: still running, then killed) and stderr.
+    pub fn run_another(&self, timeout: Duration) -> (Option<ExitStatus>, String) {
+        let err_path = self.dir.join("another-stderr.log");
+        let (mut child, _lines) = spawn_broker(&self.dir, &err_path, false, None);
         let deadline = Instant::now() + timeout;
         let status = loop {
             match child.try_wait() {
@@ -285,8 +303,15 @@ fn spawn_line_reader(stdout: Option<std::process::ChildStdout>) -> mpsc::Receive
     rx
 }
 
-/// Starts the binary on `dir/fleetmq.toml`, sending stderr to `stderr_path` (appended or truncated).
-fn spawn_broker(dir: &TempDir, stderr_path: &Path, append: bool) -> (Child, mpsc::Receiver<String>) {
+/// Starts the binary on `dir/fleetmq.toml`, sending stderr to `stderr_path` (appended or truncated),
+/// optionally under a file size limit (set by `prlimit`, with SIGXFSZ ignored so an oversize write
+/// fails with EFBIG instead of killing the process; both survive `exec`).
+fn spawn_broker(
+    dir: &TempDir,
+    stderr_path: &Path,
+    append: bool,
+    file_size_limit: Option<u64>,
+) -> (Child, mpsc::Receiver<String>) {
     let stderr = std::fs::OpenOptions::new()
         .create(true)
         .append(append)
@@ -295,7 +320,15 @@ fn spawn_broker(dir: &TempDir, stderr_path: &Path, append: bool) -> (Child, mpsc
         .open(stderr_path)
         .unwrap_or_else(|e| panic!("cannot open {}: {e}", stderr_path.display()));
     let bin = fleetmq_bin();
-    let mut child = Command::new(&bin)
+    let mut command = match file_size_limit {
+        None => Command::new(&bin),
+        Some(bytes) => {
+            let mut c = Command::new("sh");
+            c.arg("-c").arg(format!("trap '' XFSZ; exec prlimit --fsize={bytes} -- \"$0\" \"$@\"")).arg(&bin);
+            c
+        }
+    };
+    let mut child = command
         .arg("--config")
         .arg(dir.join("fleetmq.toml"))
         .current_dir(dir.path())

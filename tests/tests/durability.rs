@@ -1,7 +1,8 @@
 //! Durable state with the RocksDB engine, tested by killing the real broker process: every
 //! message whose PUBACK/PUBCOMP a publisher saw reaches persistent subscribers after a restart
 //! (QoS 2 exactly once, in publisher order); retained messages and session expiry survive restarts;
-//! a second broker on the same data directory refuses to start.
+//! a failing disk is refused rather than acknowledged; a second broker on the same data directory,
+//! a damaged data directory and a file in its place all stop the broker at start with a clear error.
 
 use fleetmq_tests::parse::{self, kind};
 use fleetmq_tests::wire::{self, prop, Connect, Props};
@@ -69,7 +70,8 @@ impl Subscriber {
                     let first = publish.qos < 2 || self.awaiting_rel.insert(pid);
                     if first {
                         let text = String::from_utf8(publish.payload).expect("utf-8 payload");
-                        let (p, n) = text.split_once(':').expect("payload p:n");
+                        let mut fields = text.split(':');
+                        let (p, n) = (fields.next().unwrap_or(""), fields.next().expect("payload p:n[:filler]"));
                         self.got.entry(p.parse().unwrap()).or_default().push(n.parse().unwrap());
                     }
                     match publish.qos {
@@ -231,9 +233,128 @@ async fn retained_messages_and_sessions_survive_restart_and_expiry_applies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_broker_on_the_same_data_dir_refuses_to_start() {
     let broker = Broker::start(DURABLE);
-    let (status, stderr) = broker.run_second_instance(Duration::from_secs(15));
+    let (status, stderr) = broker.run_another(Duration::from_secs(15));
     let status = status.expect("second broker kept running on a data dir in use");
     assert!(!status.success(), "second broker exited successfully");
     assert!(stderr.contains("in use") || stderr.contains("lock"), "unclear error: {stderr}");
     fleetmq_tests::assert_roundtrip(broker.tcp_addr()).await;
+}
+
+/// A write that fails (here: the write-ahead log cannot grow past the file size limit, as on a full
+/// disk) is never acknowledged: 5.0 publishers get PUBACK 0x80, 3.1.1 publishers are disconnected,
+/// the failure is counted and logged, clients that need no disk keep working, and everything that
+/// was acknowledged before the failure is still delivered after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_disk_is_refused_never_acknowledged() {
+    let config = format!("{DURABLE}{}", fleetmq_tests::broker::METRICS);
+    let mut broker = Broker::start_with_file_size_limit(&config, 512 * 1024);
+    let mut keeper = Subscriber::new(true);
+    keeper.subscribe(broker.tcp_addr(), 1).await;
+    let mut p = RawClient::v5(broker.tcp_addr(), &unique("pub5")).await;
+    let filler = "x".repeat(2048);
+    let (mut last_ok, mut refused) = (0u32, None);
+    for n in 1..=2000u32 {
+        let msg = wire::Publish::new(true, "crash/full", format!("0:{n}:{filler}")).qos(1, (n % 60_000) as u16 + 1);
+        match p.publish(&msg).await {
+            0 | 0x10 => last_ok = n,
+            reason => {
+                refused = Some(reason);
+                break;
+            }
+        }
+    }
+    eprintln!("{last_ok} messages acknowledged before the disk filled; then reason {refused:?}");
+    assert_eq!(refused, Some(0x80), "no PUBACK 0x80 after the disk filled ({last_ok} messages acknowledged)");
+    assert!(last_ok > 0, "the disk was full from the start; the test limit is too small");
+
+    let mut v4 = RawClient::v4(broker.tcp_addr(), &unique("pub4")).await;
+    v4.send(&wire::Publish::new(false, "crash/full", "0:0:3.1.1").qos(1, 7).encode()).await;
+    let got = v4.expect_closed(WAIT).await;
+    assert!(got.iter().all(|p| p.kind() != kind::PUBACK), "3.1.1 publisher got a PUBACK for an unstored message");
+    fleetmq_tests::assert_roundtrip(broker.tcp_addr()).await;
+
+    let metrics = fleetmq_tests::metrics::fetch_async(&broker.metrics_url()).await;
+    let refusals = fleetmq_tests::metrics::sum(&metrics, "fleetmq_storage_refusals_total").unwrap_or(0.0);
+    assert!(refusals >= 2.0, "refusals not counted: {refusals}");
+    assert!(fleetmq_tests::metrics::sum(&metrics, "fleetmq_store_errors_total").unwrap_or(0.0) >= 1.0);
+    let log = broker.stderr();
+    assert!(log.contains("storage write failed"), "the log does not say why: {log}");
+
+    broker.set_file_size_limit(None);
+    broker.restart();
+    let acked: Acked = HashMap::from([(0, vec![(1, last_ok)])]);
+    keeper.drain(broker.tcp_addr(), &acked).await;
+    let missing = keeper.missing(0, &acked[&0]);
+    assert!(
+        missing.is_empty(),
+        "acknowledged before the disk filled but lost: {:?}",
+        &missing[..missing.len().min(10)]
+    );
+}
+
+/// A data directory RocksDB cannot read (a damaged `CURRENT` or `MANIFEST`) or that is not a directory
+/// stops the broker at start with an error naming it — no panic, no hang, no silent fresh start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_data_dir_fails_start_with_a_clear_error() {
+    let mut broker = Broker::start(DURABLE);
+    let mut p = RawClient::v4(broker.tcp_addr(), &unique("pub")).await;
+    p.publish(&wire::Publish::new(false, "state/x", b"kept").qos(1, 1).retain()).await;
+    broker.sigterm();
+    assert!(broker.wait_exit(Duration::from_secs(10)).is_some_and(|s| s.success()), "clean stop failed");
+    let data = broker.dir().join("data");
+    let manifest = std::fs::read_dir(&data)
+        .expect("data dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("MANIFEST-")))
+        .expect("a MANIFEST file");
+    let damage: [(&std::path::Path, &[u8]); 3] = [
+        (&data.join("CURRENT"), b"no newline"),
+        (&data.join("CURRENT"), b"MANIFEST-999999\n"),
+        (&manifest, &[0xA5; 4096]),
+    ];
+    for (file, garbage) in damage {
+        let original = std::fs::read(file).expect("read");
+        std::fs::write(file, garbage).expect("damage");
+        let (status, stderr) = broker.run_another(Duration::from_secs(20));
+        let status = status.unwrap_or_else(|| panic!("broker kept running on damaged {}", file.display()));
+        assert!(!status.success(), "broker started on damaged {}", file.display());
+        assert!(!stderr.contains("panicked"), "panic on damaged {}: {stderr}", file.display());
+        assert!(stderr.contains(&data.display().to_string()), "error does not name the data dir: {stderr}");
+        std::fs::write(file, original).expect("repair");
+    }
+    broker.restart();
+    let mut s = RawClient::v4(broker.tcp_addr(), &unique("reader")).await;
+    s.subscribe(1, &[("state/#", 1)]).await;
+    assert_eq!(s.read_publish(WAIT).await.payload, b"kept", "data lost after the repair");
+    broker.kill9();
+    std::fs::remove_dir_all(&data).expect("remove data dir");
+    std::fs::write(&data, b"a file").expect("file in place of the data dir");
+    let (status, stderr) = broker.run_another(Duration::from_secs(20));
+    assert!(status.is_some_and(|s| !s.success()), "broker started with a file as its data dir");
+    assert!(stderr.contains("not a directory"), "unclear error: {stderr}");
+}
+
+/// A client that first connected without a persistent session and then takes its client id over
+/// asking for one gets a stored session: it survives a kill -9 with its subscription and queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_made_persistent_by_a_takeover_is_stored() {
+    let mut broker = Broker::start(DURABLE);
+    let id = unique("upgrade");
+    let mut transient = Connect::v5(&id);
+    transient.props = Props::new().u32(prop::SESSION_EXPIRY, 0);
+    let _first = RawClient::connect_ok(broker.tcp_addr(), &transient).await;
+    let mut lasting = Connect::v5(&id);
+    lasting.clean = false;
+    lasting.props = Props::new().u32(prop::SESSION_EXPIRY, 3600);
+    let (mut c, ack) = RawClient::handshake(broker.tcp_addr(), &lasting).await;
+    assert_eq!((ack.code, ack.session_present), (0, false));
+    assert_eq!(c.subscribe(1, &[("up/#", 1)]).await, vec![1]);
+    c.send(&wire::disconnect()).await;
+    let mut p = RawClient::v4(broker.tcp_addr(), &unique("pub")).await;
+    assert_eq!(p.publish(&wire::Publish::new(false, "up/1", b"queued").qos(1, 1)).await, 0);
+    broker.kill9();
+    broker.restart();
+    let (mut c, ack) = RawClient::handshake(broker.tcp_addr(), &lasting).await;
+    assert!(ack.session_present, "the upgraded session was not stored");
+    assert_eq!(c.read_publish(WAIT).await.payload, b"queued");
 }

@@ -1,9 +1,13 @@
 //! The retained-message set: a topic trie for wildcard lookups plus a byte budget with an eviction
-//! order.
+//! order. An entry holds its message in memory, or only its metadata (cost, expiry) when the
+//! message lives in the store alone — that is how the set is rebuilt at startup, so a node with a
+//! million retained messages does not load a million payloads before it serves anyone.
 //!
-//! Invariants: `bytes` is the sum of `Message::cost` over the retained messages and never exceeds
-//! the budget after an insert (eviction or rejection happens first); `order` lists topics oldest
-//! first, with stale entries (topics replaced or removed since) skipped lazily.
+//! Invariants: `bytes` is the sum of the entries' costs (`Message::cost`, also for stored-only
+//! entries) and never exceeds the budget after an insert (eviction or rejection happens first);
+//! `order` lists topics oldest first, with stale entries (topics replaced or removed since) skipped
+//! lazily. A stored-only entry is only ever created for a record already in the store, and any
+//! later publish on its topic replaces it with an in-memory entry.
 
 use crate::config::RetainedOverflow;
 use crate::message::Message;
@@ -14,8 +18,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 struct Entry {
-    msg: Arc<Message>,
     seq: u64,
+    cost: usize,
+    expires_at: Option<Instant>,
+    /// The message, or `None` while it is only in the store.
+    msg: Option<Arc<Message>>,
+}
+
+impl Entry {
+    fn is_expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|t| t <= now)
+    }
 }
 
 #[derive(Default)]
@@ -35,6 +48,15 @@ pub enum Stored {
     Rejected,
 }
 
+/// A retained message found by a lookup.
+#[derive(Debug, Clone)]
+pub enum Found {
+    /// The message is in memory.
+    Loaded(Arc<Message>),
+    /// Only the store has it; read it by topic (off the reactor threads).
+    InStore(Arc<str>),
+}
+
 /// Retained messages of a node.
 pub struct Retained {
     state: RwLock<State>,
@@ -50,29 +72,37 @@ impl Retained {
 
     /// Retains `msg` on its topic, replacing what was there, within the budget.
     pub fn set(&self, msg: Arc<Message>) -> Stored {
+        let (cost, expires_at, topic) = (msg.cost(), msg.expires_at, msg.topic.clone());
+        self.insert(topic, cost, expires_at, Some(msg))
+    }
+
+    /// Indexes a message that is in the store only, by its metadata (startup rebuild).
+    pub fn set_stored(&self, topic: Arc<str>, cost: usize, expires_at: Option<Instant>) -> Stored {
+        self.insert(topic, cost, expires_at, None)
+    }
+
+    fn insert(&self, topic: Arc<str>, cost: usize, expires_at: Option<Instant>, msg: Option<Arc<Message>>) -> Stored {
         let mut s = self.state.write();
-        let cost = msg.cost();
-        let old = s.index.get(&msg.topic).map(|e| e.msg.cost()).unwrap_or(0);
+        let old = |s: &State| s.index.get(&topic).map_or(0, |e| e.cost);
         let mut evicted = Vec::new();
-        if self.max_bytes > 0 && s.bytes - old + cost > self.max_bytes {
+        if self.max_bytes > 0 && s.bytes - old(&s) + cost > self.max_bytes {
             if self.overflow == RetainedOverflow::RejectNew || cost > self.max_bytes {
                 return Stored::Rejected;
             }
-            while s.bytes - s.index.get(&msg.topic).map(|e| e.msg.cost()).unwrap_or(0) + cost > self.max_bytes {
-                let Some((seq, topic)) = s.order.pop_front() else { break };
-                if s.index.get(&topic).is_some_and(|e| e.seq == seq) && *topic != *msg.topic {
-                    if let Some(e) = s.index.remove(&topic) {
-                        s.bytes -= e.msg.cost();
+            while s.bytes - old(&s) + cost > self.max_bytes {
+                let Some((seq, victim)) = s.order.pop_front() else { break };
+                if s.index.get(&victim).is_some_and(|e| e.seq == seq) && victim != topic {
+                    if let Some(e) = s.index.remove(&victim) {
+                        s.bytes -= e.cost;
                     }
-                    evicted.push(topic);
+                    evicted.push(victim);
                 }
             }
         }
         let seq = s.next;
         s.next += 1;
-        let topic = msg.topic.clone();
-        if let Some(e) = s.index.insert(&topic, Entry { msg, seq }) {
-            s.bytes -= e.msg.cost();
+        if let Some(e) = s.index.insert(&topic, Entry { seq, cost, expires_at, msg }) {
+            s.bytes -= e.cost;
         }
         s.bytes += cost;
         s.order.push_back((seq, topic));
@@ -88,7 +118,7 @@ impl Retained {
         let mut s = self.state.write();
         match s.index.remove(topic) {
             Some(e) => {
-                s.bytes -= e.msg.cost();
+                s.bytes -= e.cost;
                 true
             }
             None => false,
@@ -97,14 +127,17 @@ impl Retained {
 
     /// Unexpired retained messages matching `filter`; expired ones found on the way are returned
     /// in the second list (the caller removes them from storage).
-    pub fn matching(&self, filter: &str, now: Instant) -> (Vec<Arc<Message>>, Vec<Arc<str>>) {
+    pub fn matching(&self, filter: &str, now: Instant) -> (Vec<Found>, Vec<Arc<str>>) {
         let mut found = Vec::new();
         let mut expired = Vec::new();
-        self.state.read().index.for_each_match(filter, |_, e| {
-            if e.msg.is_expired(now) {
-                expired.push(e.msg.topic.clone());
+        self.state.read().index.for_each_match(filter, |topic, e| {
+            if e.is_expired(now) {
+                expired.push(Arc::from(topic));
             } else {
-                found.push(e.msg.clone());
+                found.push(match &e.msg {
+                    Some(m) => Found::Loaded(m.clone()),
+                    None => Found::InStore(Arc::from(topic)),
+                });
             }
         });
         for t in &expired {
@@ -115,9 +148,9 @@ impl Retained {
 
     fn remove_if_expired(&self, topic: &str, now: Instant) {
         let mut s = self.state.write();
-        if s.index.get(topic).is_some_and(|e| e.msg.is_expired(now)) {
+        if s.index.get(topic).is_some_and(|e| e.is_expired(now)) {
             if let Some(e) = s.index.remove(topic) {
-                s.bytes -= e.msg.cost();
+                s.bytes -= e.cost;
             }
         }
     }
@@ -129,8 +162,8 @@ impl Retained {
             .read()
             .index
             .iter()
-            .filter(|(_, e)| e.msg.is_expired(now))
-            .map(|(_, e)| e.msg.topic.clone())
+            .filter(|(_, e)| e.is_expired(now))
+            .map(|(topic, _)| Arc::from(topic))
             .collect();
         for t in &expired {
             self.remove_if_expired(t, now);
@@ -138,10 +171,12 @@ impl Retained {
         expired
     }
 
+    /// Number of retained topics.
     pub fn len(&self) -> usize {
         self.state.read().index.len()
     }
 
+    /// Whether nothing is retained.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -207,5 +242,23 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(expired, vec![Arc::<str>::from("a/1")]);
         assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn stored_only_entries_count_and_are_replaced_by_loaded_ones() {
+        let one = msg("s/1", 100).cost();
+        let r = Retained::new(one * 2, RetainedOverflow::EvictOldest);
+        r.set_stored(Arc::from("s/1"), one, None);
+        r.set_stored(Arc::from("s/2"), one, Some(Instant::now()));
+        assert_eq!(r.bytes(), one * 2);
+        let (found, expired) = r.matching("s/+", Instant::now() + std::time::Duration::from_millis(5));
+        assert!(matches!(&found[..], [Found::InStore(t)] if &**t == "s/1"), "{found:?}");
+        assert_eq!(expired, vec![Arc::<str>::from("s/2")]);
+        r.set(msg("s/1", 100));
+        let (found, _) = r.matching("s/1", Instant::now());
+        assert!(matches!(&found[..], [Found::Loaded(m)] if m.payload.len() == 100), "{found:?}");
+        assert_eq!(r.bytes(), one);
+        assert_eq!(r.set_stored(Arc::from("t/1"), one, None), Stored::Yes { evicted: vec![] });
+        assert_eq!(r.set(msg("u/1", 100)), Stored::Yes { evicted: vec![Arc::from("s/1")] });
     }
 }

@@ -246,10 +246,17 @@ pub struct StorageConfig {
     pub engine: StorageEngine,
     pub sync: SyncSetting,
     pub sync_interval_ms: u64,
+    /// Most publish writes that share one group commit (1: every write is synced on its own).
+    pub max_group_writes: usize,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { engine: StorageEngine::Memory, sync: SyncSetting::Always, sync_interval_ms: 100 }
+        StorageConfig {
+            engine: StorageEngine::Memory,
+            sync: SyncSetting::Always,
+            sync_interval_ms: 100,
+            max_group_writes: 1024,
+        }
     }
 }

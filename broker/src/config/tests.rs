@@ -62,6 +62,9 @@ fn storage_section_parses_and_validates() {
     );
     let e = Config::parse("[storage]\nsync_interval_ms = 0\n").unwrap_err().to_string();
     assert!(e.contains("storage.sync_interval_ms"), "{e}");
+    assert_eq!(Config::parse("[storage]\nmax_group_writes = 1\n").unwrap().storage.max_group_writes, 1);
+    let e = Config::parse("[storage]\nmax_group_writes = 0\n").unwrap_err().to_string();
+    assert!(e.contains("storage.max_group_writes"), "{e}");
     let e = Config::parse("[storage]\nsync = \"never\"\n").unwrap_err().to_string();
     assert!(e.contains("never"), "{e}");
 }

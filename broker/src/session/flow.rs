@@ -28,6 +28,8 @@ pub(super) enum Deferred {
     Ack { generation: u64, qos: QoS, packet_id: u16, reason: ReasonCode },
     /// A reply computed already, sent once the write lands (PUBCOMP, PUBREL, SUBACK, UNSUBACK).
     Reply { generation: u64, packet: Box<Packet> },
+    /// Retained messages for a new subscription, queued after its SUBACK.
+    Retained { generation: u64, deliveries: Vec<Delivery> },
 }
 
 /// A deferred acknowledgement with the write it waits for.
@@ -163,9 +165,8 @@ impl SessionTask {
     /// Sends a deferred acknowledgement whose write finished with `result`.
     pub(super) fn complete(&mut self, op: Deferred, result: store::Result<()>) {
         let failed = result.is_err();
-        if let Err(e) = &result {
-            self.broker.stats.limit_rejection("storage_error");
-            tracing::warn!(client_id = %self.shared.client_id, error = %e, "storage write failed; not acknowledging");
+        if result.is_err() {
+            self.broker.stats.storage_refusal();
         }
         let v5 = self.link.as_ref().is_some_and(|l| l.protocol.is_v5());
         match op {
@@ -191,6 +192,14 @@ impl SessionTask {
                     return self.kick(ReasonCode::UNSPECIFIED_ERROR);
                 }
                 self.emit(*packet);
+            }
+            Deferred::Retained { generation, deliveries } => {
+                if generation != self.generation {
+                    return;
+                }
+                for d in deliveries {
+                    self.broker.deliver(&self.shared, d, &mut self.releases);
+                }
             }
         }
     }

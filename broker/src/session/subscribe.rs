@@ -3,15 +3,18 @@
 //!
 //! Invariants: the session's own subscription map and the router agree after every packet; a
 //! SUBACK carries exactly one reason per requested filter; retained messages are queued after the
-//! SUBACK so the client sees the acknowledgement first, and never for shared subscriptions.
+//! SUBACK (behind it in the deferred queue) so the client sees the acknowledgement first, and never
+//! for shared subscriptions; those kept only in the store are read on the blocking pool, never on
+//! the reactor.
 
 use super::flow::Deferred;
 use super::task::SessionTask;
-use crate::broker::SubEntry;
+use crate::broker::{Found, SubEntry};
 use crate::codec::{AckProperties, Packet, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe};
-use crate::message::Delivery;
-use crate::store::Batch;
+use crate::message::{Delivery, Message};
 use crate::topic::{self, Filter};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Splits a full filter into (share group, filter the router matches on).
@@ -19,6 +22,26 @@ pub(super) fn split(filter: &str) -> (Option<&str>, &str) {
     match topic::parse_filter(filter) {
         Filter::Shared { group, filter } => (Some(group), filter),
         Filter::Normal(f) => (None, f),
+    }
+}
+
+/// A retained message matched by one filter of a SUBSCRIBE, with that subscription's options.
+struct RetainedMatch {
+    found: Found,
+    max_qos: QoS,
+    sub_id: Option<u32>,
+}
+
+impl RetainedMatch {
+    /// The delivery for this match; a stored-only message is taken from `read` (absent when it
+    /// vanished or expired before it could be read).
+    fn delivery(self, read: Option<&mut HashMap<Arc<str>, Arc<Message>>>) -> Option<Delivery> {
+        let msg = match self.found {
+            Found::Loaded(m) => m,
+            Found::InStore(topic) => read?.get(&topic)?.clone(),
+        };
+        let qos = msg.qos.min(self.max_qos);
+        Some(Delivery { msg, qos, retain: true, sub_ids: self.sub_id.into_iter().collect(), durable: None })
     }
 }
 
@@ -70,15 +93,8 @@ impl SessionTask {
                 _ => false,
             };
             if group.is_none() && send_retained {
-                for msg in self.broker.retained_matching(inner, now) {
-                    let qos = msg.qos.min(options.qos);
-                    retained.push(Delivery {
-                        msg,
-                        qos,
-                        retain: true,
-                        sub_ids: sub_id.into_iter().collect(),
-                        durable: None,
-                    });
+                for found in self.broker.retained_matching(inner, now) {
+                    retained.push(RetainedMatch { found, max_qos: options.qos, sub_id });
                 }
             }
         }
@@ -87,10 +103,34 @@ impl SessionTask {
             Box::new(Packet::SubAck(SubAck { packet_id: s.packet_id, reasons, properties: AckProperties::default() }));
         let commit = self.record_commit();
         self.defer(Deferred::Reply { generation: self.generation, packet }, commit);
-        let mut releases = Batch::new();
-        for d in retained {
-            self.broker.deliver(&self.shared, d, &mut releases);
+        self.defer_retained(retained);
+    }
+
+    /// Queues the retained messages a SUBSCRIBE matched, behind its SUBACK; those only in the store
+    /// are read on the blocking pool first.
+    fn defer_retained(&mut self, matches: Vec<RetainedMatch>) {
+        if matches.is_empty() {
+            return;
         }
+        let generation = self.generation;
+        let stored: Vec<Arc<str>> = matches
+            .iter()
+            .filter_map(|m| match &m.found {
+                Found::InStore(topic) => Some(topic.clone()),
+                Found::Loaded(_) => None,
+            })
+            .collect();
+        if stored.is_empty() {
+            let deliveries = matches.into_iter().filter_map(|m| m.delivery(None)).collect();
+            return self.defer(Deferred::Retained { generation, deliveries }, None);
+        }
+        let broker = self.broker.clone();
+        self.pending.push_back(Box::pin(async move {
+            let read = tokio::task::spawn_blocking(move || broker.read_retained(&stored)).await.unwrap_or_default();
+            let mut read = read.into_iter().map(|m| (m.topic.clone(), m)).collect::<HashMap<_, _>>();
+            let deliveries = matches.into_iter().filter_map(|m| m.delivery(Some(&mut read))).collect();
+            (Deferred::Retained { generation, deliveries }, Ok(()))
+        }));
     }
 
     pub(super) fn on_unsubscribe(&mut self, u: Unsubscribe) {

@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// Most batches written in one group.
+/// Most batches written in one group (unless configured lower).
 pub const MAX_GROUP_BATCHES: usize = 1024;
 /// Group size (keys plus values) after which no further batch joins the group.
 pub const MAX_GROUP_BYTES: usize = 4 << 20;
@@ -89,14 +89,22 @@ pub struct Committer {
 impl Committer {
     /// Starts the commit thread over `store`. Fails only if the OS refuses a new thread.
     pub fn start(store: Arc<dyn Store>, mode: SyncMode) -> Result<Committer> {
+        Committer::with_group_limit(store, mode, MAX_GROUP_BATCHES)
+    }
+
+    /// Like [`Committer::start`] with at most `max_batches` batches per group (`storage.max_group_writes`;
+    /// 1 turns group commit off, one write and sync per batch, the baseline it is measured against).
+    pub fn with_group_limit(store: Arc<dyn Store>, mode: SyncMode, max_batches: usize) -> Result<Committer> {
         let (tx, rx) = mpsc::channel();
         let counts = Arc::new(Counts::default());
         let worker = Worker {
             store,
             mode,
             rx,
+            max_batches: max_batches.max(1),
             counts: counts.clone(),
             dirty_since: None,
+            error_log: ErrorLog::default(),
             metrics: Metrics {
                 batches: counter!("fleetmq_store_commit_batches_total"),
                 groups: counter!("fleetmq_store_commit_groups_total"),
@@ -170,10 +178,37 @@ struct Worker {
     store: Arc<dyn Store>,
     mode: SyncMode,
     rx: mpsc::Receiver<Request>,
+    max_batches: usize,
     counts: Arc<Counts>,
     /// When the oldest unsynced write was acknowledged (`Interval` mode only).
     dirty_since: Option<Instant>,
+    error_log: ErrorLog,
     metrics: Metrics,
+}
+
+/// How long storage errors of the same kind are counted silently after one was logged: a failing
+/// disk fails every group commit, and the log must say so without flooding.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Throttle of the commit thread's error log.
+#[derive(Default)]
+struct ErrorLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl ErrorLog {
+    /// Logs `what` with `error` unless one was logged within [`ERROR_LOG_INTERVAL`].
+    fn report(&mut self, what: &str, error: &Error) {
+        let now = Instant::now();
+        if self.last.is_some_and(|t| now.duration_since(t) < ERROR_LOG_INTERVAL) {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::error!(%error, suppressed = self.suppressed, "{what} (errors not logged since the last report: suppressed)");
+        self.last = Some(now);
+        self.suppressed = 0;
+    }
 }
 
 impl Worker {
@@ -205,7 +240,7 @@ impl Worker {
     fn commit_group(&mut self, first: Request) {
         let mut bytes = first.batch.size_bytes();
         let mut group = vec![first];
-        while group.len() < MAX_GROUP_BATCHES && bytes < MAX_GROUP_BYTES {
+        while group.len() < self.max_batches && bytes < MAX_GROUP_BYTES {
             match self.rx.try_recv() {
                 Ok(req) => {
                     bytes += req.batch.size_bytes();
@@ -230,7 +265,7 @@ impl Worker {
             }
             Err(e) => {
                 self.metrics.errors.increment(1);
-                tracing::error!(error = %e, batches = n, "storage group commit failed");
+                self.error_log.report("storage write failed; nothing in it is acknowledged", e);
             }
         }
         self.counts.batches.fetch_add(n, Ordering::Relaxed);
@@ -257,7 +292,7 @@ impl Worker {
             Ok(()) => self.dirty_since = None,
             Err(e) => {
                 self.metrics.errors.increment(1);
-                tracing::error!(error = %e, "syncing the storage log failed; retrying after one interval");
+                self.error_log.report("syncing the storage log failed; retrying after one interval", &e);
                 self.dirty_since = Some(Instant::now());
             }
         }

@@ -162,6 +162,9 @@ fn pubsub_rows(out: &mut String, p: &PubSubReport) {
         ),
     );
     row(out, "latency", latency_line(&p.latency));
+    if p.qos > 0 {
+        row(out, "ack latency", latency_line(&p.ack_latency));
+    }
 }
 
 fn target(rate: f64) -> String {

@@ -19,9 +19,9 @@ use crate::stats::latency::Latency;
 use crate::stats::recorder::{ReceiverStats, SenderStats, Window};
 use crate::stats::seq::Seen;
 use crate::sys::CpuMeter;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
@@ -41,7 +41,21 @@ struct PubHandle {
     index: u32,
     client: MqttClient,
     dead: CancellationToken,
-    events: JoinHandle<(SenderStats, ErrorCounts)>,
+    /// Send times of QoS 1/2 messages not acknowledged yet, oldest first (a broker acknowledges
+    /// one connection's publishes in order, so each PUBACK/PUBCOMP settles the front one).
+    unacked: SendTimes,
+    events: JoinHandle<PubOutcome>,
+}
+
+/// Send times (ns since the epoch) shared by a publisher's pacer and its event task.
+type SendTimes = Arc<Mutex<VecDeque<u64>>>;
+
+/// What a publisher's event task collected.
+struct PubOutcome {
+    stats: SenderStats,
+    errors: ErrorCounts,
+    /// Publish → PUBACK/PUBCOMP latency of messages sent inside the measurement window.
+    ack_latency: Latency,
 }
 
 struct SubOutcome {
@@ -161,6 +175,7 @@ pub async fn prepare(
             }
         };
         let dead = CancellationToken::new();
+        let unacked = SendTimes::default();
         let task = publisher_events(
             i,
             load.qos,
@@ -170,8 +185,10 @@ pub async fn prepare(
             p.live.clone(),
             p.finish.clone(),
             dead.clone(),
+            unacked.clone(),
+            Latency::new()?,
         );
-        p.publishers.push(PubHandle { index: i, client, dead, events: tokio::spawn(task) });
+        p.publishers.push(PubHandle { index: i, client, dead, unacked, events: tokio::spawn(task) });
     }
     Ok(p)
 }
@@ -239,9 +256,19 @@ async fn publisher_events(
     live: Arc<Live>,
     finish: CancellationToken,
     dead: CancellationToken,
-) -> (SenderStats, ErrorCounts) {
+    unacked: SendTimes,
+    mut ack_latency: Latency,
+) -> PubOutcome {
     let mut stats = SenderStats { publisher: index, ..SenderStats::default() };
     let mut errors = ErrorCounts::new();
+    let acked = |latency: &mut Latency| {
+        let sent = unacked.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+        if let (Some(sent), Some(w)) = (sent, window.get()) {
+            if w.measures(sent) {
+                latency.record_ns_span(sent, payload::now_ns());
+            }
+        }
+    };
     loop {
         let ev = tokio::select! {
             biased;
@@ -250,8 +277,12 @@ async fn publisher_events(
         };
         match ev {
             Ok(Event::Written) if qos == 0 => complete(&mut stats, &window, &live),
-            Ok(Event::Completed) if qos > 0 => complete(&mut stats, &window, &live),
+            Ok(Event::Completed) if qos > 0 => {
+                acked(&mut ack_latency);
+                complete(&mut stats, &window, &live);
+            }
             Ok(Event::Rejected(reason)) => {
+                acked(&mut ack_latency);
                 stats.rejected += 1;
                 live.errors.fetch_add(1, Ordering::Relaxed);
                 *errors.entry(format!("publish rejected: {reason}")).or_default() += 1;
@@ -261,12 +292,12 @@ async fn publisher_events(
                 live.errors.fetch_add(1, Ordering::Relaxed);
                 *errors.entry(format!("publisher {f}")).or_default() += 1;
                 dead.cancel();
-                return (stats, errors);
+                return PubOutcome { stats, errors, ack_latency };
             }
         }
     }
     close(&client, &mut events).await;
-    (stats, errors)
+    PubOutcome { stats, errors, ack_latency }
 }
 
 fn complete(stats: &mut SenderStats, window: &OnceLock<Window>, live: &Live) {
@@ -287,6 +318,7 @@ struct Pacer {
     phase: f64,
     t0: Instant,
     end: Instant,
+    unacked: SendTimes,
 }
 
 impl Pacer {
@@ -313,6 +345,9 @@ impl Pacer {
             }
             let header = Header { publisher: self.index, seq, sent_ns: payload::now_ns() };
             let Ok(bytes) = payload::encode(&header, self.size) else { break };
+            if self.qos > 0 {
+                self.unacked.lock().unwrap_or_else(|e| e.into_inner()).push_back(header.sent_ns);
+            }
             let accepted = tokio::select! {
                 r = self.client.publish(&self.topic, self.qos, bytes) => r.is_ok(),
                 _ = stop.cancelled() => false,
@@ -354,6 +389,7 @@ impl Prepared {
                 phase: if load.rate > 0.0 { f64::from(h.index) / f64::from(load.publishers.max(1)) } else { 0.0 },
                 t0,
                 end,
+                unacked: h.unacked.clone(),
             };
             let (stop, dead, live) = (control.stop.clone(), h.dead.clone(), self.live.clone());
             pacers.spawn(async move { (pacer.index, pacer.publish(stop, dead, live).await) });
@@ -375,12 +411,16 @@ impl Prepared {
         let mut result = RawResult { window: Some(window), processes: vec![usage], ..RawResult::default() };
         result.interrupted = control.stop.is_cancelled();
         result.load_end_ns = result.interrupted.then_some(load_end_ns);
+        let mut ack_latency = Latency::new()?;
         for h in self.publishers {
-            let (mut stats, errors) = h.events.await.map_err(|e| Error::Task(e.to_string()))?;
+            let PubOutcome { mut stats, errors, ack_latency: acks } =
+                h.events.await.map_err(|e| Error::Task(e.to_string()))?;
             stats.sent = sent.get(&h.index).copied().unwrap_or(0);
             super::add_map(&mut result.errors, &errors);
             result.senders.push(stats);
+            ack_latency.merge(&acks);
         }
+        result.ack_latency = ack_latency.data();
         let mut latency = Latency::new()?;
         for s in self.subscribers {
             let outcome = s.await.map_err(|e| Error::Task(e.to_string()))?;
