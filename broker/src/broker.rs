@@ -26,6 +26,22 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::watch;
 
+/// What a publish did: sessions it was queued for, the commit that must complete before the
+/// publisher is acknowledged, and the online subscribers whose queues are past high water (the
+/// publisher pauses for them, see `session::backpressure`).
+pub struct Published {
+    pub queued: usize,
+    pub commit: Option<Commit>,
+    pub congested: Vec<Arc<SessionShared>>,
+}
+
+/// What one enqueue did.
+#[derive(Debug, Clone, Copy)]
+pub struct Queued {
+    pub accepted: bool,
+    pub congested: bool,
+}
+
 /// One subscription as the router stores it.
 #[derive(Clone)]
 pub struct SubEntry {
@@ -116,7 +132,7 @@ impl Broker {
     /// and the commit that must complete before the publisher is acknowledged (the retained update
     /// and the queue entries of persistent subscribers, plus `batch` — e.g. the publisher's own
     /// inbound QoS 2 record — all in one atomic write).
-    pub fn publish(&self, msg: Arc<Message>, mut batch: Batch) -> (usize, Option<Commit>) {
+    pub fn publish(&self, msg: Arc<Message>, mut batch: Batch) -> Published {
         if msg.retain {
             self.retain(&msg, &mut batch);
         }
@@ -190,7 +206,7 @@ impl Broker {
     /// Delivers `msg` to matching subscribers (not touching the retained store). Queue entries of
     /// persistent subscribers join `batch`, which is submitted before any delivery becomes
     /// visible, so a subscriber's acknowledgement can never be written before the entry it removes.
-    pub fn route(&self, msg: &Arc<Message>, mut batch: Batch) -> (usize, Option<Commit>) {
+    pub fn route(&self, msg: &Arc<Message>, mut batch: Batch) -> Published {
         let mut targets: Vec<Target> = Vec::new();
         // Overlapping subscriptions of one session merge into one delivery. Small fan-outs search
         // the vector; large ones switch to an index so a 1 → N publish stays O(N).
@@ -269,20 +285,22 @@ impl Broker {
             }
         }
         let commit = self.durability.submit(batch);
-        let mut queued = 0;
+        let mut published = Published { queued: 0, commit, congested: Vec::new() };
         let mut releases = Batch::new();
         for (session, d) in deliveries {
-            if self.deliver(&session, d, &mut releases) {
-                queued += 1;
+            let q = self.deliver(&session, d, &mut releases);
+            published.queued += usize::from(q.accepted);
+            if q.congested {
+                published.congested.push(session);
             }
         }
         self.durability.fire(releases);
-        (queued, commit)
+        published
     }
 
     /// Queues one delivery for a session, counting what the queue limits drop; stored deliveries
     /// that are dropped get their release added to `releases`.
-    pub fn deliver(&self, session: &SessionShared, d: Delivery, releases: &mut Batch) -> bool {
+    pub fn deliver(&self, session: &SessionShared, d: Delivery, releases: &mut Batch) -> Queued {
         let (qos, durable) = (d.qos, d.durable);
         let result = session.enqueue(d, &self.inbox_limits);
         self.stats.dropped(DropReason::QueueFull, result.dropped.len());
@@ -302,7 +320,7 @@ impl Broker {
                 self.durability.release(session.client_id.as_str(), r, releases);
             }
         }
-        result.accepted
+        Queued { accepted: result.accepted, congested: result.congested }
     }
 
     /// Retained messages matching `filter` that have not expired (expired ones are purged); those

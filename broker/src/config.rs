@@ -127,6 +127,9 @@ impl Config {
             return invalid("mqtt.connect_timeout_ms", "must be at least 1");
         }
         let l = &self.limits;
+        if l.backpressure_wait_ms > 60_000 {
+            return invalid("limits.backpressure_wait_ms", "must be at most 60000");
+        }
         if l.max_inflight == 0 {
             return invalid("limits.max_inflight", "must be at least 1");
         }

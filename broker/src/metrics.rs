@@ -155,6 +155,20 @@ impl Stats {
         self.log_throttled("not acknowledged: the storage write failed", "storage_refusal");
     }
 
+    /// A publisher paused because a subscriber's queue was past half full.
+    pub fn backpressure_pause(&self) {
+        counter!("fleetmq_backpressure_pauses_total").increment(1);
+    }
+
+    /// A paused publisher's wait ran out: the subscriber is slow and its queue drops instead.
+    pub fn backpressure_timeout(&self) {
+        counter!("fleetmq_backpressure_timeouts_total").increment(1);
+        self.log_throttled(
+            "subscriber queue did not drain within backpressure_wait_ms; it drops instead",
+            "backpressure",
+        );
+    }
+
     /// A stored record could not be read back (I/O error or corruption); it is skipped.
     pub fn storage_read_error(&self) {
         counter!("fleetmq_store_read_errors_total").increment(1);

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
+mod backpressure;
 mod durable;
 mod flow;
 pub mod inbox;
@@ -138,12 +139,24 @@ pub struct SessionShared {
     notify: Notify,
     online: AtomicBool,
     control: mpsc::UnboundedSender<Control>,
+    /// Paused publishers wait here for the inbox to drain (see [`backpressure`]).
+    room: Notify,
+    /// A publisher is waiting on `room`.
+    room_wanted: AtomicBool,
+    /// The inbox did not drain within a pause: publishers stop waiting until it has drained.
+    slow: AtomicBool,
 }
 
 impl SessionShared {
     /// Queues a delivery and wakes the session task.
     pub fn enqueue(&self, d: Delivery, limits: &InboxLimits) -> Enqueued {
-        let result = self.inbox.lock().push(d, self.is_online(), limits);
+        let online = self.is_online();
+        let result = {
+            let mut inbox = self.inbox.lock();
+            let mut r = inbox.push(d, online, limits);
+            r.congested = r.accepted && online && inbox.above_high_water(limits) && !self.slow.load(Ordering::Relaxed);
+            r
+        };
         if result.accepted {
             self.notify.notify_one();
         }
@@ -269,6 +282,9 @@ pub(crate) fn new_shared(
         notify: Notify::new(),
         online: AtomicBool::new(false),
         control,
+        room: Notify::new(),
+        room_wanted: AtomicBool::new(false),
+        slow: AtomicBool::new(false),
     });
     (shared, rx)
 }

@@ -171,6 +171,9 @@ pub struct LimitsConfig {
     pub max_queued_messages: usize,
     pub max_queued_bytes: usize,
     pub queue_overflow: QueueOverflow,
+    /// Longest a publisher is paused while an online subscriber's queue is past half full; 0 never
+    /// pauses (the overflow policy alone applies).
+    pub backpressure_wait_ms: u64,
     pub max_topic_levels: usize,
     pub max_topic_length: usize,
     pub max_subscriptions_per_client: usize,
@@ -188,6 +191,7 @@ impl Default for LimitsConfig {
             max_queued_messages: 10_000,
             max_queued_bytes: 64 * 1024 * 1024,
             queue_overflow: QueueOverflow::DropOldest,
+            backpressure_wait_ms: 500,
             max_topic_levels: 128,
             max_topic_length: 65535,
             max_subscriptions_per_client: 10_000,

@@ -9,7 +9,7 @@
 
 use super::qos::{Inbound, PubRecOutcome, Started};
 use super::task::SessionTask;
-use super::ToClient;
+use super::{backpressure, SessionShared, ToClient};
 use crate::codec::{self, Disconnect, Packet, PubResp, Publish, QoS, ReasonCode};
 use crate::message::{Delivery, Message};
 use crate::metrics::DropReason;
@@ -19,7 +19,7 @@ use crate::store::{self, Batch, Cf};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc::error::TrySendError;
 
 /// An acknowledgement waiting for its write.
@@ -141,11 +141,27 @@ impl SessionTask {
                     batch.put(Cf::Inbound, key, bytes::Bytes::new());
                 }
                 let msg = Message::from_publish(p, self.shared.client_id.clone(), Instant::now());
-                let (queued, commit) = self.broker.publish(Arc::new(msg), batch);
-                let reason = if queued == 0 && v5 { ReasonCode::NO_MATCHING_SUBSCRIBERS } else { ReasonCode::SUCCESS };
+                let published = self.broker.publish(Arc::new(msg), batch);
+                let reason =
+                    if published.queued == 0 && v5 { ReasonCode::NO_MATCHING_SUBSCRIBERS } else { ReasonCode::SUCCESS };
+                let commit = published.commit;
+                if !published.congested.is_empty() {
+                    self.pause_for(published.congested);
+                }
                 self.defer(Deferred::Ack { generation, qos, packet_id, reason }, commit);
             }
         }
+    }
+
+    /// Stops reading this client's packets until the congested subscribers drained (bounded).
+    fn pause_for(&mut self, mut congested: Vec<Arc<SessionShared>>) {
+        let wait = self.broker.config.limits.backpressure_wait_ms;
+        congested.retain(|s| !Arc::ptr_eq(s, &self.shared));
+        if wait == 0 || self.pause.is_some() || congested.is_empty() {
+            return;
+        }
+        self.broker.stats.backpressure_pause();
+        self.pause = Some(backpressure::pause(congested, Duration::from_millis(wait), self.broker.inbox_limits));
     }
 
     /// Sends `op` once `commit` is durable and every earlier deferred acknowledgement went out.

@@ -26,6 +26,8 @@ pub struct InboxLimits {
 pub struct Enqueued {
     pub accepted: bool,
     pub dropped: Vec<Delivery>,
+    /// The session is online and its inbox past the high-water mark: the publisher should pause.
+    pub congested: bool,
 }
 
 /// FIFO of deliveries waiting for the session's connection (or for window space).
@@ -40,7 +42,7 @@ impl Inbox {
     /// refused unless configured otherwise (like Mosquitto).
     pub fn push(&mut self, d: Delivery, online: bool, limits: &InboxLimits) -> Enqueued {
         if !online && d.qos == QoS::AtMostOnce && !limits.queue_qos0_offline {
-            return Enqueued { accepted: false, dropped: Vec::new() };
+            return Enqueued { accepted: false, dropped: Vec::new(), congested: false };
         }
         let cost = d.msg.cost();
         let full = |q: &Inbox| {
@@ -49,7 +51,7 @@ impl Inbox {
         let mut dropped = Vec::new();
         if full(self) {
             match limits.overflow {
-                QueueOverflow::RejectNewest => return Enqueued { accepted: false, dropped },
+                QueueOverflow::RejectNewest => return Enqueued { accepted: false, dropped, congested: false },
                 QueueOverflow::DropOldest => {
                     while full(self) {
                         match self.queue.pop_front() {
@@ -65,7 +67,7 @@ impl Inbox {
         }
         self.bytes += cost;
         self.queue.push_back(d);
-        Enqueued { accepted: true, dropped }
+        Enqueued { accepted: true, dropped, congested: false }
     }
 
     /// Appends without applying limits (stored deliveries reloaded after a restart were admitted
@@ -105,6 +107,16 @@ impl Inbox {
 
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
+    }
+
+    /// Past the high-water mark (half of either limit): publishers to an online session pause.
+    pub fn above_high_water(&self, limits: &InboxLimits) -> bool {
+        self.queue.len() >= (limits.max_messages / 2).max(1) || self.bytes >= limits.max_bytes / 2
+    }
+
+    /// Still above the low-water mark (a quarter of either limit): paused publishers keep waiting.
+    pub fn above_low_water(&self, limits: &InboxLimits) -> bool {
+        self.queue.len() > limits.max_messages / 4 || self.bytes > limits.max_bytes / 4
     }
 
     /// Whether one more delivery of `cost` bytes fits without dropping anything.

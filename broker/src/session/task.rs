@@ -4,9 +4,11 @@
 //!
 //! Invariants: the task never awaits a full connection channel (packets it cannot hand over wait in
 //! `out`, and while `out` is non-empty it neither pulls deliveries nor reads more client packets), so
-//! a stalled client only fills its own bounded inbox; when the session ends, its subscriptions and
-//! registry entry are removed before the task exits.
+//! a stalled client only fills its own bounded inbox; while `pause` is set (a subscriber this client
+//! published to is congested) it reads no client packets either; when the session ends, its
+//! subscriptions and registry entry are removed before the task exits.
 
+use super::backpressure::{self, Outcome, Pause};
 use super::flow::PendingAck;
 use super::qos::QosState;
 use super::{AttachRequest, Attached, CloseCause, ConnHandle, Control, FromClient, SessionShared, ToClient};
@@ -63,6 +65,9 @@ pub(super) struct SessionTask {
     pub generation: u64,
     /// Recovered after a restart with deliveries still on disk, loaded at the first attach.
     pub cold: bool,
+    /// While set, the client's packets are not read: a subscriber this client published to is
+    /// congested (publisher back-pressure).
+    pub pause: Option<Pause>,
     pub ended: bool,
 }
 
@@ -107,6 +112,7 @@ impl SessionTask {
             releases: Batch::new(),
             generation: 0,
             cold: false,
+            pause: None,
             ended: false,
         }
     }
@@ -135,7 +141,13 @@ impl SessionTask {
                     }
                     None => self.end(),
                 },
-                m = recv(&mut self.rx), if self.out.len() < OUT_HIGH_WATER => match m {
+                outcome = backpressure::wait(&mut self.pause) => {
+                    self.pause = None;
+                    if outcome == Outcome::TimedOut {
+                        self.broker.stats.backpressure_timeout();
+                    }
+                },
+                m = recv(&mut self.rx), if self.out.len() < OUT_HIGH_WATER && self.pause.is_none() => match m {
                     Some(FromClient::Packet(p)) => self.handle(p),
                     Some(FromClient::Closed(cause)) => self.detach(cause == CloseCause::Abnormal),
                     None => self.detach(true),
@@ -156,6 +168,7 @@ impl SessionTask {
                 Some((op, result)) = self.pending.next(), if !self.pending.is_empty() => self.complete(op, result),
             }
             self.pump();
+            self.shared.after_pump(&self.broker.inbox_limits);
             if !self.releases.is_empty() {
                 self.broker.durability.fire(std::mem::take(&mut self.releases));
             }
@@ -334,7 +347,9 @@ impl SessionTask {
         }
         self.rx = None;
         self.out.clear();
+        self.pause = None;
         self.shared.online.store(false, Ordering::Relaxed);
+        self.shared.wake_publishers(false);
         self.qos.detach();
         true
     }

@@ -1,0 +1,190 @@
+//! Publisher back-pressure: a publisher whose message lands in an online subscriber's inbox that is
+//! past its high-water mark stops reading from its own connection until that inbox drains below the
+//! low-water mark, so TCP slows the publishers down instead of the broker accepting messages it
+//! then drops (and instead of the publishers' tasks starving the subscriber of CPU).
+//!
+//! Invariants: a wait is bounded by `limits.backpressure_wait_ms`; a subscriber that does not drain
+//! below low water within one wait is marked slow and nobody waits for it again until it has
+//! drained (so a stalled or slow subscriber costs each publisher at most one bounded pause, and its
+//! own queue falls back to the overflow policy); offline sessions never push back (their queue is
+//! the overflow policy's business); the session task wakes waiters when it drains, goes offline or
+//! ends, so no wait outlives its cause.
+
+use super::inbox::InboxLimits;
+use super::SessionShared;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A publisher's pause, polled by its session task instead of reading the connection.
+pub(crate) type Pause = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+
+/// How a pause ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Every congested inbox drained (or its session went offline).
+    Drained,
+    /// The wait ran out; the subscribers still congested were marked slow.
+    TimedOut,
+}
+
+impl SessionShared {
+    /// Whether a waiting publisher may go on: drained below low water, offline or marked slow.
+    fn has_drained(&self, limits: &InboxLimits) -> bool {
+        !self.is_online() || self.slow.load(Ordering::Relaxed) || !self.inbox.lock().above_low_water(limits)
+    }
+
+    /// Called by the session task after each turn of its loop: if a publisher waits or the slow
+    /// mark is set, checks the inbox and wakes or clears accordingly (two atomic loads otherwise).
+    pub(crate) fn after_pump(&self, limits: &InboxLimits) {
+        if !self.room_wanted.load(Ordering::Acquire) && !self.slow.load(Ordering::Relaxed) {
+            return;
+        }
+        let drained = !self.inbox.lock().above_low_water(limits);
+        self.wake_publishers(drained);
+    }
+
+    /// Clears the slow mark once drained and wakes waiting publishers when drained or offline
+    /// (the session task calls it through [`SessionShared::after_pump`] and when going offline).
+    pub(crate) fn wake_publishers(&self, drained: bool) {
+        if drained {
+            self.slow.store(false, Ordering::Relaxed);
+        }
+        if self.room_wanted.load(Ordering::Acquire) && (drained || !self.is_online()) {
+            self.room_wanted.store(false, Ordering::Release);
+            self.room.notify_waiters();
+        }
+    }
+}
+
+/// Waits until every session in `congested` has drained, at most `max_wait` in total.
+pub(crate) fn pause(congested: Vec<Arc<SessionShared>>, max_wait: Duration, limits: InboxLimits) -> Pause {
+    Box::pin(async move {
+        let deadline = Instant::now() + max_wait;
+        let mut outcome = Outcome::Drained;
+        for s in congested {
+            loop {
+                let notified = s.room.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                s.room_wanted.store(true, Ordering::Release);
+                if s.has_drained(&limits) {
+                    break;
+                }
+                if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                    if !s.has_drained(&limits) {
+                        s.slow.store(true, Ordering::Relaxed);
+                        outcome = Outcome::TimedOut;
+                    }
+                    break;
+                }
+            }
+        }
+        outcome
+    })
+}
+
+/// Polls the pause if there is one; never completes otherwise (for `select!`).
+pub(crate) async fn wait(pause: &mut Option<Pause>) -> Outcome {
+    match pause {
+        Some(p) => p.await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::QoS;
+    use crate::config::QueueOverflow;
+    use crate::ids::{ClientId, SessionId};
+    use crate::message::{Delivery, Message};
+
+    fn limits() -> InboxLimits {
+        InboxLimits {
+            max_messages: 8,
+            max_bytes: usize::MAX,
+            overflow: QueueOverflow::DropOldest,
+            queue_qos0_offline: false,
+        }
+    }
+
+    fn delivery() -> Delivery {
+        let msg = Arc::new(Message {
+            topic: Arc::from("t"),
+            payload: bytes::Bytes::from_static(b"x"),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            properties: Default::default(),
+            publisher: ClientId::new("p"),
+            expires_at: None,
+        });
+        Delivery { msg, qos: QoS::AtMostOnce, retain: false, sub_ids: Vec::new(), durable: None }
+    }
+
+    fn online_session() -> Arc<SessionShared> {
+        let (s, _rx) = super::super::new_shared(ClientId::new("s"), SessionId::next(), false, 0);
+        s.online.store(true, Ordering::Relaxed);
+        s
+    }
+
+    #[tokio::test]
+    async fn a_publisher_waits_until_the_inbox_drains_below_low_water() {
+        let (s, l) = (online_session(), limits());
+        let congested: Vec<bool> = (0..4).map(|_| s.enqueue(delivery(), &l).congested).collect();
+        assert_eq!(congested, [false, false, false, true], "half full is the high-water mark");
+        let mut p = Some(pause(vec![s.clone()], Duration::from_secs(60), l));
+        let drain = {
+            let s = s.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                s.inbox.lock().pop();
+                s.wake_publishers(!s.inbox.lock().above_low_water(&l));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                s.inbox.lock().pop();
+                s.wake_publishers(!s.inbox.lock().above_low_water(&l));
+            }
+        };
+        let started = Instant::now();
+        let (outcome, ()) = tokio::join!(wait(&mut p), drain);
+        assert_eq!(outcome, Outcome::Drained);
+        assert!(started.elapsed() >= Duration::from_millis(20), "released only at low water (2 of 8)");
+        assert!(!s.enqueue(delivery(), &l).congested);
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_does_not_drain_is_marked_slow_and_not_waited_for_again() {
+        let (s, l) = (online_session(), limits());
+        for _ in 0..6 {
+            s.enqueue(delivery(), &l);
+        }
+        let mut p = Some(pause(vec![s.clone()], Duration::from_millis(50), l));
+        assert_eq!(wait(&mut p).await, Outcome::TimedOut);
+        assert!(!s.enqueue(delivery(), &l).congested, "a slow subscriber no longer pushes back");
+        s.after_pump(&l);
+        assert!(!s.enqueue(delivery(), &l).congested, "still slow while above low water");
+        while s.inbox.lock().pop().is_some() {}
+        s.after_pump(&l);
+        let congested: Vec<bool> = (0..4).map(|_| s.enqueue(delivery(), &l).congested).collect();
+        assert_eq!(congested, [false, false, false, true], "once drained it pushes back again");
+    }
+
+    #[tokio::test]
+    async fn going_offline_releases_waiting_publishers() {
+        let (s, l) = (online_session(), limits());
+        for _ in 0..6 {
+            s.enqueue(delivery(), &l);
+        }
+        let mut p = Some(pause(vec![s.clone()], Duration::from_secs(60), l));
+        let leave = async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            s.online.store(false, Ordering::Relaxed);
+            s.wake_publishers(false);
+        };
+        let (outcome, ()) = tokio::join!(wait(&mut p), leave);
+        assert_eq!(outcome, Outcome::Drained);
+    }
+}
