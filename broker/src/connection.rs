@@ -3,7 +3,8 @@
 //!
 //! Invariants: the reader holds at most one packet of `max_packet_size` bytes plus one read's worth
 //! of buffer (an oversize packet is refused from its fixed header); the writer encodes every packet
-//! queued at once into one buffer and issues one write per batch; a close request or node shutdown
+//! queued at once into one buffer and issues one write per batch; between packets an idle
+//! connection keeps only small buffers (`READ_MIN` to read, at most `IDLE_WRITE_BUFFER` to write); a close request or node shutdown
 //! interrupts even a write blocked on a stalled client, so a dead peer can never pin a task.
 
 use crate::broker::Broker;
@@ -18,6 +19,13 @@ use tokio::sync::{mpsc, watch};
 
 /// Largest batch the writer builds before writing.
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
+/// Write buffer kept between batches when nothing else is queued (larger ones are freed, so an
+/// idle connection holds at most this much).
+const IDLE_WRITE_BUFFER: usize = 4 * 1024;
+/// Read buffer of a connection between packets: enough for CONNECT, PINGREQ and small publishes.
+const READ_MIN: usize = 256;
+/// Read buffer reserved while a larger packet is being received.
+const READ_CHUNK: usize = 4096;
 /// Outbound topic aliases per connection at most, whatever the client allows (bounds memory).
 const OUTBOUND_ALIAS_CAP: usize = 1024;
 /// How long the writer tries to deliver a final DISCONNECT.
@@ -48,7 +56,7 @@ pub struct FrameReader<R> {
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(rd: R, max_packet_size: usize, broker: Arc<Broker>) -> Self {
-        FrameReader { rd, buf: BytesMut::with_capacity(4096), protocol: None, max_packet_size, broker }
+        FrameReader { rd, buf: BytesMut::with_capacity(READ_MIN), protocol: None, max_packet_size, broker }
     }
 
     /// Reads the next packet; `Ok(None)` on a clean end of stream between packets. Cancel-safe:
@@ -58,8 +66,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if let Some(p) = codec::decode(&mut self.buf, self.protocol, self.max_packet_size)? {
                 return Ok(Some(p));
             }
-            if self.buf.capacity() - self.buf.len() < 1024 {
-                self.buf.reserve(4096);
+            if self.buf.capacity() - self.buf.len() < READ_MIN {
+                // Empty: reuse the allocation (kept small for idle connections); mid-packet: grow.
+                let want = if self.buf.is_empty() { READ_MIN } else { READ_CHUNK.max(self.buf.len()) };
+                self.buf.reserve(want);
             }
             let n = self.rd.read_buf(&mut self.buf).await?;
             if n == 0 {
@@ -89,7 +99,7 @@ pub async fn run_writer<W: AsyncWrite + Unpin>(
     opts: WriterOptions,
     broker: Arc<Broker>,
 ) {
-    let mut buf = BytesMut::with_capacity(WRITE_BATCH_BYTES);
+    let mut buf = BytesMut::new();
     let mut aliases = OutboundAliases::new(opts);
     // A dropped close sender or shutdown sender means no further request can come: stop watching.
     let (mut close_open, mut shutdown_open) = (true, true);
@@ -106,15 +116,11 @@ pub async fn run_writer<W: AsyncWrite + Unpin>(
             r = shutdown.changed(), if shutdown_open => shutdown_open = r.is_ok(),
             m = rx.recv() => {
                 let Some(ToClient::Packet(p)) = m else { break None };
-                if buf.capacity() > 4 * WRITE_BATCH_BYTES {
-                    // One huge packet grew the buffer; do not keep that memory per idle connection.
-                    buf = BytesMut::with_capacity(WRITE_BATCH_BYTES);
-                }
                 buf.clear();
-                aliases.encode(p, &mut buf);
+                aliases.encode(*p, &mut buf);
                 while buf.len() < WRITE_BATCH_BYTES {
                     match rx.try_recv() {
-                        Ok(ToClient::Packet(p)) => aliases.encode(p, &mut buf),
+                        Ok(ToClient::Packet(p)) => aliases.encode(*p, &mut buf),
                         Err(_) => break,
                     }
                 }
@@ -125,7 +131,12 @@ pub async fn run_writer<W: AsyncWrite + Unpin>(
                 };
                 tokio::select! {
                     r = write => match r {
-                        Ok(()) => broker.stats.bytes_sent(len),
+                        Ok(()) => {
+                            broker.stats.bytes_sent(len);
+                            if rx.is_empty() && buf.capacity() > IDLE_WRITE_BUFFER {
+                                buf = BytesMut::new();
+                            }
+                        }
                         Err(_) => break None,
                     },
                     // Abandoning a half-written batch: the stream cannot carry a DISCONNECT any more.

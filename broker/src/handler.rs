@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 mod connect;
 
@@ -66,7 +67,8 @@ where
     };
     let protocol = connect.protocol;
     reader.protocol = Some(protocol);
-    let accepted_connect = match connect::admit(&broker, connect, &accepted).await {
+    // Setup futures are boxed so their state does not stay in this long-lived connection future.
+    let accepted_connect = match Box::pin(connect::admit(&broker, connect, &accepted)).await {
         Ok(a) => a,
         Err(connack) => {
             write_raw(&mut wr, &Packet::ConnAck(connack), protocol).await;
@@ -86,7 +88,7 @@ where
     let client_id = connect.client_id.clone();
     let alias_max = broker.config.mqtt.topic_alias_maximum;
     let req = AttachRequest { connect, username, peer: accepted.peer, conn, from_client };
-    let attached = match session::attach(&broker, req).await {
+    let attached = match Box::pin(session::attach(&broker, req)).await {
         Ok(a) => a,
         Err(reason) => {
             let connack = ConnAck { reason, ..Default::default() };
@@ -150,18 +152,26 @@ impl ReadLoop<'_> {
         let mut shutdown = self.broker.shutdown_signal();
         let idle = (keepalive > 0).then(|| Duration::from_millis(u64::from(keepalive) * 1500));
         let (mut close_open, mut shutdown_open) = (true, true);
+        // One keep-alive timer for the connection's life: a packet only records its arrival time,
+        // and the timer is re-armed from that when it fires (no timer re-registration per packet).
+        let mut last_packet = Instant::now();
+        let timer = tokio::time::sleep_until(last_packet + idle.unwrap_or(Duration::from_secs(86_400)));
+        tokio::pin!(timer);
         loop {
             if close.borrow().is_some() || *shutdown.borrow() {
                 return Exit::closing(CloseCause::Server);
             }
-            let read = async {
-                match idle {
-                    Some(d) => tokio::time::timeout(d, reader.read_packet()).await.ok(),
-                    None => Some(reader.read_packet().await),
-                }
-            };
             let result = tokio::select! {
-                r = read => r,
+                biased;
+                r = reader.read_packet() => Some(r),
+                () = &mut timer, if idle.is_some() => {
+                    let due = last_packet + idle.unwrap_or_default();
+                    if Instant::now() < due {
+                        timer.as_mut().reset(due);
+                        continue;
+                    }
+                    None
+                }
                 r = close.changed(), if close_open => {
                     close_open = r.is_ok();
                     continue;
@@ -183,16 +193,19 @@ impl ReadLoop<'_> {
                     let codec_error = self.on_error(&e);
                     return Exit { peer_gone: !codec_error, cause: Some(CloseCause::Abnormal) };
                 }
-                Some(Ok(Some(p))) => match self.forward(p).await {
-                    Flow::Continue => {}
-                    Flow::Disconnected => return Exit { peer_gone: true, cause: None },
-                    Flow::Violation(reason, what) => {
-                        self.broker.stats.malformed(what);
-                        tracing::debug!(?reason, what, "closing connection: protocol violation");
-                        self.closer.close_with(reason);
-                        return Exit::closing(CloseCause::Abnormal);
+                Some(Ok(Some(p))) => {
+                    last_packet = Instant::now();
+                    match self.forward(p).await {
+                        Flow::Continue => {}
+                        Flow::Disconnected => return Exit { peer_gone: true, cause: None },
+                        Flow::Violation(reason, what) => {
+                            self.broker.stats.malformed(what);
+                            tracing::debug!(?reason, what, "closing connection: protocol violation");
+                            self.closer.close_with(reason);
+                            return Exit::closing(CloseCause::Abnormal);
+                        }
                     }
-                },
+                }
             }
         }
     }
@@ -228,7 +241,7 @@ impl ReadLoop<'_> {
                 Packet::Publish(publish)
             }
             Packet::PingReq => {
-                let _ = self.to_client.send(ToClient::Packet(Packet::PingResp)).await;
+                let _ = self.to_client.send(ToClient::Packet(Box::new(Packet::PingResp))).await;
                 return Flow::Continue;
             }
             Packet::Auth(_) => {
@@ -241,12 +254,12 @@ impl ReadLoop<'_> {
             | Packet::Subscribe(_)
             | Packet::Unsubscribe(_)) => p,
             Packet::Disconnect(d) => {
-                let _ = self.to_session.send(FromClient::Packet(Packet::Disconnect(d))).await;
+                let _ = self.to_session.send(FromClient::Packet(Box::new(Packet::Disconnect(d)))).await;
                 return Flow::Disconnected;
             }
             other => return Flow::Violation(ReasonCode::PROTOCOL_ERROR, other.name()),
         };
-        if self.to_session.send(FromClient::Packet(p)).await.is_err() {
+        if self.to_session.send(FromClient::Packet(Box::new(p))).await.is_err() {
             return Flow::Disconnected;
         }
         Flow::Continue

@@ -49,8 +49,9 @@ pub enum CloseCause {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum FromClient {
-    /// A validated packet (topic aliases already resolved).
-    Packet(Packet),
+    /// A validated packet (topic aliases already resolved). Boxed: channel slots are allocated per
+    /// connection, and a `Packet` is ~200 bytes while most slots sit empty.
+    Packet(Box<Packet>),
     /// The connection ended; no further messages follow.
     Closed(CloseCause),
 }
@@ -58,7 +59,8 @@ pub enum FromClient {
 /// What a session (or the connection's own reader) sends to the connection's writer.
 #[derive(Debug)]
 pub enum ToClient {
-    Packet(Packet),
+    /// Boxed for the same reason as [`FromClient::Packet`].
+    Packet(Box<Packet>),
 }
 
 /// Closes a connection from any side: the writer sends the DISCONNECT (5.0), then both halves stop.

@@ -233,6 +233,7 @@ impl SessionTask {
         if let Packet::Publish(publish) = &p {
             self.broker.stats.message_sent(publish.qos);
         }
+        let p = Box::new(p);
         if !self.out.is_empty() {
             self.out.push_back(p);
             return;

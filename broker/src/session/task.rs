@@ -56,7 +56,7 @@ pub(super) struct SessionTask {
     pub expire_at: Option<Instant>,
     /// When the client went offline (wall clock, for the stored record).
     pub offline_since: Option<SystemTime>,
-    pub out: VecDeque<Packet>,
+    pub out: VecDeque<Box<Packet>>,
     /// Acknowledgements waiting for their writes, in arrival order.
     pub pending: FuturesOrdered<PendingAck>,
     /// Releases of finished stored deliveries, written once per loop iteration.
@@ -148,7 +148,7 @@ impl SessionTask {
                     }
                 },
                 m = recv(&mut self.rx), if self.out.len() < OUT_HIGH_WATER && self.pause.is_none() => match m {
-                    Some(FromClient::Packet(p)) => self.handle(p),
+                    Some(FromClient::Packet(p)) => self.handle(*p),
                     Some(FromClient::Closed(cause)) => self.detach(cause == CloseCause::Abnormal),
                     None => self.detach(true),
                 },
@@ -227,15 +227,13 @@ impl SessionTask {
     fn take_over(&mut self) -> bool {
         while let Some(rx) = self.rx.as_mut() {
             match rx.try_recv() {
-                Ok(FromClient::Packet(Packet::Disconnect(d))) => {
-                    self.on_disconnect_keep(d);
-                }
-                // Acknowledgements still settle in-flight messages; anything else the old
-                // connection sent is dropped with it (the client resends per its QoS).
-                Ok(FromClient::Packet(p @ (Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubComp(_)))) => {
-                    self.handle(p)
-                }
-                Ok(FromClient::Packet(_)) => {}
+                Ok(FromClient::Packet(p)) => match *p {
+                    Packet::Disconnect(d) => self.on_disconnect_keep(d),
+                    // Acknowledgements still settle in-flight messages; anything else the old
+                    // connection sent is dropped with it (the client resends per its QoS).
+                    p @ (Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubComp(_)) => self.handle(p),
+                    _ => {}
+                },
                 Ok(FromClient::Closed(cause)) => {
                     self.close_link(cause == CloseCause::Abnormal);
                 }
