@@ -79,9 +79,14 @@ impl Server {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let limits = NodeLimits::new(config.limits.max_connections, config.limits.connect_rate);
         let sys_interval = config.sys.interval_ms;
-        let broker = Arc::new(
-            Broker::new(Arc::new(config), store, durability, acl, passwords, shutdown_rx).map_err(Error::Store)?,
-        );
+        // Rebuilding the retained index scans the store: off the reactor threads.
+        let broker = tokio::task::spawn_blocking(move || {
+            Broker::new(Arc::new(config), store, durability, acl, passwords, shutdown_rx)
+        })
+        .await
+        .map_err(|e| Error::Store(crate::store::Error::Engine(e.to_string())))?
+        .map(Arc::new)
+        .map_err(Error::Store)?;
         crate::session::restore_sessions(&broker, recovered);
         let tracker = TaskTracker::new();
         let mut listeners = Vec::new();
