@@ -332,17 +332,28 @@ impl Broker {
     }
 
     /// Reads retained messages that are only in the store, in the order given; missing, expired
-    /// and unreadable ones are left out. Blocks on disk: call it off the reactor threads.
+    /// and unreadable ones are left out. Reads stop at one session queue's limits (more could not
+    /// be queued; the rest are counted as dropped), so a wide subscription after a restart cannot
+    /// pull the whole retained set into memory. Blocks on disk: call it off the reactor threads.
     pub fn read_retained(&self, topics: &[Arc<str>]) -> Vec<Arc<Message>> {
         let now = Instant::now();
-        let mut out = Vec::with_capacity(topics.len());
-        for topic in topics {
+        let limits = &self.inbox_limits;
+        let mut out = Vec::with_capacity(topics.len().min(limits.max_messages));
+        let mut bytes = 0usize;
+        for (i, topic) in topics.iter().enumerate() {
+            if out.len() >= limits.max_messages || bytes >= limits.max_bytes {
+                self.stats.dropped(DropReason::QueueFull, topics.len() - i);
+                break;
+            }
             let read = self.store.get(Cf::Retained, topic.as_bytes()).and_then(|v| match v {
                 Some(v) => record::decode_message(v, now).map(Some),
                 None => Ok(None),
             });
             match read {
-                Ok(Some(m)) if !m.is_expired(now) => out.push(Arc::new(m)),
+                Ok(Some(m)) if !m.is_expired(now) => {
+                    bytes += m.cost();
+                    out.push(Arc::new(m));
+                }
                 Ok(_) => {}
                 Err(e) => {
                     self.stats.storage_read_error();

@@ -133,7 +133,9 @@ pub async fn run_writer<W: AsyncWrite + Unpin>(
                     r = write => match r {
                         Ok(()) => {
                             broker.stats.bytes_sent(len);
-                            if rx.is_empty() && buf.capacity() > IDLE_WRITE_BUFFER {
+                            if buf.capacity() > 4 * WRITE_BATCH_BYTES
+                                || (rx.is_empty() && buf.capacity() > IDLE_WRITE_BUFFER)
+                            {
                                 buf = BytesMut::new();
                             }
                         }

@@ -194,8 +194,10 @@ impl ReadLoop<'_> {
                     return Exit { peer_gone: !codec_error, cause: Some(CloseCause::Abnormal) };
                 }
                 Some(Ok(Some(p))) => {
+                    let flow = self.forward(p).await;
+                    // After forwarding: time blocked on a paused session is not the client's idling.
                     last_packet = Instant::now();
-                    match self.forward(p).await {
+                    match flow {
                         Flow::Continue => {}
                         Flow::Disconnected => return Exit { peer_gone: true, cause: None },
                         Flow::Violation(reason, what) => {

@@ -45,8 +45,6 @@ pub enum CloseCause {
 }
 
 /// What a connection forwards to its session.
-// Packets are the common case; boxing them would cost an allocation per packet.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum FromClient {
     /// A validated packet (topic aliases already resolved). Boxed: channel slots are allocated per
@@ -156,7 +154,7 @@ impl SessionShared {
         let result = {
             let mut inbox = self.inbox.lock();
             let mut r = inbox.push(d, online, limits);
-            r.congested = r.accepted && online && inbox.above_high_water(limits) && !self.slow.load(Ordering::Relaxed);
+            r.congested = online && inbox.above_high_water(limits) && !self.slow.load(Ordering::Relaxed);
             r
         };
         if result.accepted {

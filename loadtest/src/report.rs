@@ -61,8 +61,8 @@ pub struct PubSubReport {
     pub exactness: Exactness,
     /// End-to-end latency of messages sent after warm-up (µs).
     pub latency: Summary,
-    /// Publish → PUBACK (QoS 1) / PUBCOMP (QoS 2) latency of messages sent after warm-up (µs);
-    /// empty for QoS 0.
+    /// PUBLISH written → PUBACK (QoS 1) / PUBCOMP (QoS 2) received, for messages written after
+    /// warm-up (µs); empty for QoS 0.
     pub ack_latency: Summary,
     /// Completions per second since t0.
     pub published_per_second: Vec<u64>,

@@ -214,7 +214,9 @@ async fn normal_disconnect_then_fast_reconnect_publishes_no_will() {
         let connect = c2.encode();
         let disc = wire::disconnect();
         old.send(&disc).await;
-        tokio::time::sleep(Duration::from_micros(200)).await;
+        // Long enough for the old connection to have read its DISCONNECT (a server cannot act on bytes
+        // it has not read), short enough that the session may not have applied it yet.
+        tokio::time::sleep(Duration::from_millis(2)).await;
         new.send(&connect).await;
         let _ = new.expect_connack(WAIT).await;
         while watcher.try_read_packet(Duration::from_millis(200)).await.is_ok() {

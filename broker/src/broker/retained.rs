@@ -1,7 +1,8 @@
 //! The retained-message set: a topic trie for wildcard lookups plus a byte budget with an eviction
 //! order. An entry holds its message in memory, or only its metadata (cost, expiry) when the
-//! message lives in the store alone — that is how the set is rebuilt at startup, so a node with a
-//! million retained messages does not load a million payloads before it serves anyone.
+//! message lives in the store alone — that is how the set is rebuilt at startup (each record is
+//! read once to index it), so a node with a million retained messages does not keep a million
+//! payloads in memory.
 //!
 //! Invariants: `bytes` is the sum of the entries' costs (`Message::cost`, also for stored-only
 //! entries) and never exceeds the budget after an insert (eviction or rejection happens first);
@@ -48,13 +49,14 @@ pub enum Stored {
     Rejected,
 }
 
-/// A retained message found by a lookup.
+/// A retained message found by a lookup, with the version of its entry (see
+/// [`Retained::is_current`]).
 #[derive(Debug, Clone)]
 pub enum Found {
     /// The message is in memory.
-    Loaded(Arc<Message>),
+    Loaded(Arc<Message>, u64),
     /// Only the store has it; read it by topic (off the reactor threads).
-    InStore(Arc<str>),
+    InStore(Arc<str>, u64),
 }
 
 /// Retained messages of a node.
@@ -135,8 +137,8 @@ impl Retained {
                 expired.push(Arc::from(topic));
             } else {
                 found.push(match &e.msg {
-                    Some(m) => Found::Loaded(m.clone()),
-                    None => Found::InStore(Arc::from(topic)),
+                    Some(m) => Found::Loaded(m.clone(), e.seq),
+                    None => Found::InStore(Arc::from(topic), e.seq),
                 });
             }
         });
@@ -169,6 +171,13 @@ impl Retained {
             self.remove_if_expired(t, now);
         }
         expired
+    }
+
+    /// Whether `topic` still retains the entry version `seq` found by [`Retained::matching`]: a
+    /// retained message delivered late (after a store read or a commit) is dropped when a newer
+    /// one replaced it meanwhile, since the subscription already received that one live.
+    pub fn is_current(&self, topic: &str, seq: u64) -> bool {
+        self.state.read().index.get(topic).is_some_and(|e| e.seq == seq)
     }
 
     /// Number of retained topics.
@@ -252,11 +261,13 @@ mod tests {
         r.set_stored(Arc::from("s/2"), one, Some(Instant::now()));
         assert_eq!(r.bytes(), one * 2);
         let (found, expired) = r.matching("s/+", Instant::now() + std::time::Duration::from_millis(5));
-        assert!(matches!(&found[..], [Found::InStore(t)] if &**t == "s/1"), "{found:?}");
+        assert!(matches!(&found[..], [Found::InStore(t, _)] if &**t == "s/1"), "{found:?}");
         assert_eq!(expired, vec![Arc::<str>::from("s/2")]);
+        let Found::InStore(_, old) = found[0] else { unreachable!() };
         r.set(msg("s/1", 100));
+        assert!(!r.is_current("s/1", old), "replaced");
         let (found, _) = r.matching("s/1", Instant::now());
-        assert!(matches!(&found[..], [Found::Loaded(m)] if m.payload.len() == 100), "{found:?}");
+        assert!(matches!(&found[..], [Found::Loaded(m, seq)] if m.payload.len() == 100 && r.is_current("s/1", *seq)));
         assert_eq!(r.bytes(), one);
         assert_eq!(r.set_stored(Arc::from("t/1"), one, None), Stored::Yes { evicted: vec![] });
         assert_eq!(r.set(msg("u/1", 100)), Stored::Yes { evicted: vec![Arc::from("s/1")] });

@@ -37,7 +37,7 @@ fn retained_messages_go_through_the_store_and_are_rebuilt_from_it() {
     assert!(store.get(Cf::Retained, b"a/2").unwrap().is_none(), "empty payload deletes");
     let again = broker(store);
     let found = again.retained_matching("a/#", Instant::now());
-    let [Found::InStore(topic)] = &found[..] else { panic!("rebuilt entries keep payloads on disk: {found:?}") };
+    let [Found::InStore(topic, _)] = &found[..] else { panic!("rebuilt entries keep payloads on disk: {found:?}") };
     let read = again.read_retained(std::slice::from_ref(topic));
     assert_eq!(read.len(), 1);
     assert_eq!(read[0].payload, "one");

@@ -77,6 +77,8 @@ pub(crate) fn pause(congested: Vec<Arc<SessionShared>>, max_wait: Duration, limi
                 if tokio::time::timeout_at(deadline, notified).await.is_err() {
                     if !s.has_drained(&limits) {
                         s.slow.store(true, Ordering::Relaxed);
+                        // Other publishers waiting for it need not sit out their own waits.
+                        s.room.notify_waiters();
                         outcome = Outcome::TimedOut;
                     }
                     break;

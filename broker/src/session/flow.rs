@@ -28,8 +28,9 @@ pub(super) enum Deferred {
     Ack { generation: u64, qos: QoS, packet_id: u16, reason: ReasonCode },
     /// A reply computed already, sent once the write lands (PUBCOMP, PUBREL, SUBACK, UNSUBACK).
     Reply { generation: u64, packet: Box<Packet> },
-    /// Retained messages for a new subscription, queued after its SUBACK.
-    Retained { generation: u64, deliveries: Vec<Delivery> },
+    /// Retained messages for a new subscription (with their retained entries' versions), queued
+    /// after its SUBACK unless the session was reset meanwhile.
+    Retained { resets: u64, deliveries: Vec<(Delivery, u64)> },
 }
 
 /// A deferred acknowledgement with the write it waits for.
@@ -209,12 +210,16 @@ impl SessionTask {
                 }
                 self.emit(*packet);
             }
-            Deferred::Retained { generation, deliveries } => {
-                if generation != self.generation {
+            Deferred::Retained { resets, deliveries } => {
+                if resets != self.resets {
                     return;
                 }
-                for d in deliveries {
-                    self.broker.deliver(&self.shared, d, &mut self.releases);
+                for (d, version) in deliveries {
+                    // A newer retained message replaced this one meanwhile and reached the
+                    // subscription live (it was subscribed first): do not deliver the older one.
+                    if self.broker.retained.is_current(&d.msg.topic, version) {
+                        self.broker.deliver(&self.shared, d, &mut self.releases);
+                    }
                 }
             }
         }

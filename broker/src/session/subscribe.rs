@@ -33,15 +33,16 @@ struct RetainedMatch {
 }
 
 impl RetainedMatch {
-    /// The delivery for this match; a stored-only message is taken from `read` (absent when it
-    /// vanished or expired before it could be read).
-    fn delivery(self, read: Option<&mut HashMap<Arc<str>, Arc<Message>>>) -> Option<Delivery> {
-        let msg = match self.found {
-            Found::Loaded(m) => m,
-            Found::InStore(topic) => read?.get(&topic)?.clone(),
+    /// The delivery for this match with the retained entry's version; a stored-only message is
+    /// taken from `read` (absent when it vanished, expired or was not read).
+    fn delivery(self, read: Option<&mut HashMap<Arc<str>, Arc<Message>>>) -> Option<(Delivery, u64)> {
+        let (msg, version) = match self.found {
+            Found::Loaded(m, version) => (m, version),
+            Found::InStore(topic, version) => (read?.get(&topic)?.clone(), version),
         };
         let qos = msg.qos.min(self.max_qos);
-        Some(Delivery { msg, qos, retain: true, sub_ids: self.sub_id.into_iter().collect(), durable: None })
+        let d = Delivery { msg, qos, retain: true, sub_ids: self.sub_id.into_iter().collect(), durable: None };
+        Some((d, version))
     }
 }
 
@@ -112,24 +113,24 @@ impl SessionTask {
         if matches.is_empty() {
             return;
         }
-        let generation = self.generation;
+        let resets = self.resets;
         let stored: Vec<Arc<str>> = matches
             .iter()
             .filter_map(|m| match &m.found {
-                Found::InStore(topic) => Some(topic.clone()),
-                Found::Loaded(_) => None,
+                Found::InStore(topic, _) => Some(topic.clone()),
+                Found::Loaded(..) => None,
             })
             .collect();
         if stored.is_empty() {
             let deliveries = matches.into_iter().filter_map(|m| m.delivery(None)).collect();
-            return self.defer(Deferred::Retained { generation, deliveries }, None);
+            return self.defer(Deferred::Retained { resets, deliveries }, None);
         }
         let broker = self.broker.clone();
         self.pending.push_back(Box::pin(async move {
             let read = tokio::task::spawn_blocking(move || broker.read_retained(&stored)).await.unwrap_or_default();
             let mut read = read.into_iter().map(|m| (m.topic.clone(), m)).collect::<HashMap<_, _>>();
             let deliveries = matches.into_iter().filter_map(|m| m.delivery(Some(&mut read))).collect();
-            (Deferred::Retained { generation, deliveries }, Ok(()))
+            (Deferred::Retained { resets, deliveries }, Ok(()))
         }));
     }
 

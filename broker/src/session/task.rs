@@ -63,11 +63,16 @@ pub(super) struct SessionTask {
     pub releases: Batch,
     /// Counts attachments, so a late acknowledgement never reaches a newer connection.
     pub generation: u64,
+    /// Counts resets of the session state (a takeover that does not resume it), so retained
+    /// messages of a subscription made before are not queued after.
+    pub resets: u64,
     /// Recovered after a restart with deliveries still on disk, loaded at the first attach.
     pub cold: bool,
-    /// While set, the client's packets are not read: a subscriber this client published to is
-    /// congested (publisher back-pressure).
+    /// While set, a subscriber this client published to is congested (publisher back-pressure):
+    /// acknowledgements of our deliveries are still read, anything else is held in `held` and
+    /// reading stops until the pause ends.
     pub pause: Option<Pause>,
+    pub held: Option<Packet>,
     pub ended: bool,
 }
 
@@ -111,8 +116,10 @@ impl SessionTask {
             pending: FuturesOrdered::new(),
             releases: Batch::new(),
             generation: 0,
+            resets: 0,
             cold: false,
             pause: None,
+            held: None,
             ended: false,
         }
     }
@@ -136,6 +143,8 @@ impl SessionTask {
                         let _ = reply.send(attached);
                     }
                     Some(Control::Discard) => {
+                        // A DISCONNECT the old connection sent first still decides its will.
+                        self.drain_link();
                         self.kick(ReasonCode::SESSION_TAKEN_OVER);
                         self.end();
                     }
@@ -146,9 +155,16 @@ impl SessionTask {
                     if outcome == Outcome::TimedOut {
                         self.broker.stats.backpressure_timeout();
                     }
+                    if let Some(p) = self.held.take() {
+                        self.handle(p);
+                    }
                 },
-                m = recv(&mut self.rx), if self.out.len() < OUT_HIGH_WATER && self.pause.is_none() => match m {
-                    Some(FromClient::Packet(p)) => self.handle(*p),
+                m = recv(&mut self.rx), if self.out.len() < OUT_HIGH_WATER && self.held.is_none() => match m {
+                    Some(FromClient::Packet(p)) => match *p {
+                        p @ (Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubComp(_)) => self.handle(p),
+                        p if self.pause.is_some() => self.held = Some(p),
+                        p => self.handle(p),
+                    },
                     Some(FromClient::Closed(cause)) => self.detach(cause == CloseCause::Abnormal),
                     None => self.detach(true),
                 },
@@ -225,6 +241,22 @@ impl SessionTask {
     /// its will and expiry. Returns `false` if the session would have ended with the old connection
     /// (its state is then reset and the new connection starts fresh).
     fn take_over(&mut self) -> bool {
+        self.drain_link();
+        if self.link.is_some() {
+            self.kick(ReasonCode::SESSION_TAKEN_OVER);
+            self.close_link(true);
+        }
+        self.will_at = None;
+        if self.expiry_secs == 0 {
+            self.reset();
+            return false;
+        }
+        true
+    }
+
+    /// Applies what the attached connection already delivered before it is replaced: a DISCONNECT
+    /// (its will and expiry effects) and acknowledgements; anything else is dropped with it.
+    fn drain_link(&mut self) {
         while let Some(rx) = self.rx.as_mut() {
             match rx.try_recv() {
                 Ok(FromClient::Packet(p)) => match *p {
@@ -240,16 +272,6 @@ impl SessionTask {
                 Err(_) => break,
             }
         }
-        if self.link.is_some() {
-            self.kick(ReasonCode::SESSION_TAKEN_OVER);
-            self.close_link(true);
-        }
-        self.will_at = None;
-        if self.expiry_secs == 0 {
-            self.reset();
-            return false;
-        }
-        true
     }
 
     /// A DISCONNECT during takeover: its will and expiry effects apply, but the session stays.
@@ -278,6 +300,7 @@ impl SessionTask {
 
     /// Forgets all session state (subscriptions, queue, in-flight): the session starts over.
     fn reset(&mut self) {
+        self.resets += 1;
         self.unsubscribe_all();
         self.release_all();
         let mqtt = &self.broker.config.mqtt;
@@ -346,6 +369,7 @@ impl SessionTask {
         self.rx = None;
         self.out.clear();
         self.pause = None;
+        self.held = None;
         self.shared.online.store(false, Ordering::Relaxed);
         self.shared.wake_publishers(false);
         self.qos.detach();

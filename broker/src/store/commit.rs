@@ -104,7 +104,8 @@ impl Committer {
             max_batches: max_batches.max(1),
             counts: counts.clone(),
             dirty_since: None,
-            error_log: ErrorLog::default(),
+            write_errors: ErrorLog::default(),
+            sync_errors: ErrorLog::default(),
             metrics: Metrics {
                 batches: counter!("fleetmq_store_commit_batches_total"),
                 groups: counter!("fleetmq_store_commit_groups_total"),
@@ -182,7 +183,8 @@ struct Worker {
     counts: Arc<Counts>,
     /// When the oldest unsynced write was acknowledged (`Interval` mode only).
     dirty_since: Option<Instant>,
-    error_log: ErrorLog,
+    write_errors: ErrorLog,
+    sync_errors: ErrorLog,
     metrics: Metrics,
 }
 
@@ -190,17 +192,19 @@ struct Worker {
 /// disk fails every group commit, and the log must say so without flooding.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Throttle of the commit thread's error log.
+/// Throttle of one kind of commit-thread error (writes and syncs are throttled separately).
 #[derive(Default)]
 struct ErrorLog {
     last: Option<Instant>,
     suppressed: u64,
+    failing: bool,
 }
 
 impl ErrorLog {
     /// Logs `what` with `error` unless one was logged within [`ERROR_LOG_INTERVAL`].
     fn report(&mut self, what: &str, error: &Error) {
         let now = Instant::now();
+        self.failing = true;
         if self.last.is_some_and(|t| now.duration_since(t) < ERROR_LOG_INTERVAL) {
             self.suppressed += 1;
             return;
@@ -208,6 +212,13 @@ impl ErrorLog {
         tracing::error!(%error, suppressed = self.suppressed, "{what} (errors not logged since the last report: suppressed)");
         self.last = Some(now);
         self.suppressed = 0;
+    }
+
+    /// After a success: says so once if the previous attempt had failed, with the unlogged count.
+    fn recovered(&mut self, what: &str) {
+        if std::mem::take(&mut self.failing) {
+            tracing::warn!(suppressed = std::mem::take(&mut self.suppressed), "{what} succeeded again");
+        }
     }
 }
 
@@ -259,13 +270,14 @@ impl Worker {
         }
         match &result {
             Ok(()) => {
+                self.write_errors.recovered("storage write");
                 if !sync && self.dirty_since.is_none() {
                     self.dirty_since = Some(Instant::now());
                 }
             }
             Err(e) => {
                 self.metrics.errors.increment(1);
-                self.error_log.report("storage write failed; nothing in it is acknowledged", e);
+                self.write_errors.report("storage write failed; nothing in it is acknowledged", e);
             }
         }
         self.counts.batches.fetch_add(n, Ordering::Relaxed);
@@ -289,10 +301,13 @@ impl Worker {
     fn sync(&mut self) {
         let started = Instant::now();
         match self.store.sync_wal() {
-            Ok(()) => self.dirty_since = None,
+            Ok(()) => {
+                self.sync_errors.recovered("storage log sync");
+                self.dirty_since = None;
+            }
             Err(e) => {
                 self.metrics.errors.increment(1);
-                self.error_log.report("syncing the storage log failed; retrying after one interval", &e);
+                self.sync_errors.report("syncing the storage log failed; retrying after one interval", &e);
                 self.dirty_since = Some(Instant::now());
             }
         }

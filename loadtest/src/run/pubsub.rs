@@ -21,7 +21,7 @@ use crate::stats::seq::Seen;
 use crate::sys::CpuMeter;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
@@ -41,14 +41,8 @@ struct PubHandle {
     index: u32,
     client: MqttClient,
     dead: CancellationToken,
-    /// Send times of QoS 1/2 messages not acknowledged yet, oldest first (a broker acknowledges
-    /// one connection's publishes in order, so each PUBACK/PUBCOMP settles the front one).
-    unacked: SendTimes,
     events: JoinHandle<PubOutcome>,
 }
-
-/// Send times (ns since the epoch) shared by a publisher's pacer and its event task.
-type SendTimes = Arc<Mutex<VecDeque<u64>>>;
 
 /// What a publisher's event task collected.
 struct PubOutcome {
@@ -175,7 +169,6 @@ pub async fn prepare(
             }
         };
         let dead = CancellationToken::new();
-        let unacked = SendTimes::default();
         let task = publisher_events(
             i,
             load.qos,
@@ -185,10 +178,9 @@ pub async fn prepare(
             p.live.clone(),
             p.finish.clone(),
             dead.clone(),
-            unacked.clone(),
             Latency::new()?,
         );
-        p.publishers.push(PubHandle { index: i, client, dead, unacked, events: tokio::spawn(task) });
+        p.publishers.push(PubHandle { index: i, client, dead, events: tokio::spawn(task) });
     }
     Ok(p)
 }
@@ -256,14 +248,17 @@ async fn publisher_events(
     live: Arc<Live>,
     finish: CancellationToken,
     dead: CancellationToken,
-    unacked: SendTimes,
     mut ack_latency: Latency,
 ) -> PubOutcome {
     let mut stats = SenderStats { publisher: index, ..SenderStats::default() };
     let mut errors = ErrorCounts::new();
-    let acked = |latency: &mut Latency| {
-        let sent = unacked.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
-        if let (Some(sent), Some(w)) = (sent, window.get()) {
+    // When each QoS 1/2 publish went out on the wire, oldest first: a broker acknowledges one
+    // connection's publishes in order, so each PUBACK/PUBCOMP (or rejection) settles the front one.
+    // Timed from the write, not from handing the message to the client, so the client's own queue
+    // is not counted as broker latency.
+    let mut unacked: VecDeque<u64> = VecDeque::new();
+    let acked = |unacked: &mut VecDeque<u64>, latency: &mut Latency| {
+        if let (Some(sent), Some(w)) = (unacked.pop_front(), window.get()) {
             if w.measures(sent) {
                 latency.record_ns_span(sent, payload::now_ns());
             }
@@ -277,12 +272,13 @@ async fn publisher_events(
         };
         match ev {
             Ok(Event::Written) if qos == 0 => complete(&mut stats, &window, &live),
+            Ok(Event::Written) => unacked.push_back(payload::now_ns()),
             Ok(Event::Completed) if qos > 0 => {
-                acked(&mut ack_latency);
+                acked(&mut unacked, &mut ack_latency);
                 complete(&mut stats, &window, &live);
             }
             Ok(Event::Rejected(reason)) => {
-                acked(&mut ack_latency);
+                acked(&mut unacked, &mut ack_latency);
                 stats.rejected += 1;
                 live.errors.fetch_add(1, Ordering::Relaxed);
                 *errors.entry(format!("publish rejected: {reason}")).or_default() += 1;
@@ -318,7 +314,6 @@ struct Pacer {
     phase: f64,
     t0: Instant,
     end: Instant,
-    unacked: SendTimes,
 }
 
 impl Pacer {
@@ -345,9 +340,6 @@ impl Pacer {
             }
             let header = Header { publisher: self.index, seq, sent_ns: payload::now_ns() };
             let Ok(bytes) = payload::encode(&header, self.size) else { break };
-            if self.qos > 0 {
-                self.unacked.lock().unwrap_or_else(|e| e.into_inner()).push_back(header.sent_ns);
-            }
             let accepted = tokio::select! {
                 r = self.client.publish(&self.topic, self.qos, bytes) => r.is_ok(),
                 _ = stop.cancelled() => false,
@@ -389,7 +381,6 @@ impl Prepared {
                 phase: if load.rate > 0.0 { f64::from(h.index) / f64::from(load.publishers.max(1)) } else { 0.0 },
                 t0,
                 end,
-                unacked: h.unacked.clone(),
             };
             let (stop, dead, live) = (control.stop.clone(), h.dead.clone(), self.live.clone());
             pacers.spawn(async move { (pacer.index, pacer.publish(stop, dead, live).await) });
