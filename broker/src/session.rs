@@ -143,8 +143,11 @@ pub struct SessionShared {
     room: Notify,
     /// A publisher is waiting on `room`.
     room_wanted: AtomicBool,
-    /// The inbox did not drain within a pause: publishers stop waiting until it has drained.
-    slow: AtomicBool,
+    /// Until when (ms since the Unix epoch; 0: not) publishers do not wait for this session: it
+    /// hardly drained during a whole pause.
+    slow_until_ms: AtomicU64,
+    /// Deliveries the session task took from the inbox (drain progress, seen by paused publishers).
+    taken: AtomicU64,
 }
 
 impl SessionShared {
@@ -154,7 +157,7 @@ impl SessionShared {
         let result = {
             let mut inbox = self.inbox.lock();
             let mut r = inbox.push(d, online, limits);
-            r.congested = online && inbox.above_high_water(limits) && !self.slow.load(Ordering::Relaxed);
+            r.congested = online && inbox.above_high_water(limits) && !self.is_slow();
             r
         };
         if result.accepted {
@@ -284,7 +287,8 @@ pub(crate) fn new_shared(
         control,
         room: Notify::new(),
         room_wanted: AtomicBool::new(false),
-        slow: AtomicBool::new(false),
+        slow_until_ms: AtomicU64::new(0),
+        taken: AtomicU64::new(0),
     });
     (shared, rx)
 }

@@ -3,12 +3,13 @@
 //! low-water mark, so TCP slows the publishers down instead of the broker accepting messages it
 //! then drops (and instead of the publishers' tasks starving the subscriber of CPU).
 //!
-//! Invariants: a wait is bounded by `limits.backpressure_wait_ms`; a subscriber that does not drain
-//! below low water within one wait is marked slow and nobody waits for it again until it has
-//! drained (so a stalled or slow subscriber costs each publisher at most one bounded pause, and its
-//! own queue falls back to the overflow policy); offline sessions never push back (their queue is
-//! the overflow policy's business); the session task wakes waiters when it drains, goes offline or
-//! ends, so no wait outlives its cause.
+//! Invariants: a pause is bounded by `limits.backpressure_wait_ms`; a subscriber that hardly drains
+//! during a whole pause (less than a quarter of the way from high to low water, pro rata) is marked
+//! slow for [`SLOW_HOLD_FACTOR`] pauses' time, during which nobody waits for it and its queue applies
+//! the overflow policy — so a stalled subscriber costs each publisher at most one bounded pause per
+//! hold period, while a slow but draining one keeps slowing its publishers (like TCP); offline
+//! sessions never push back (their queue is the overflow policy's business); the session task wakes
+//! waiters when it drains, goes offline or ends, so no wait outlives its cause.
 
 use super::inbox::InboxLimits;
 use super::SessionShared;
@@ -16,8 +17,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
+
+/// A slow mark lasts this many times `backpressure_wait_ms`.
+pub(crate) const SLOW_HOLD_FACTOR: u32 = 20;
 
 /// A publisher's pause, polled by its session task instead of reading the connection.
 pub(crate) type Pause = Pin<Box<dyn Future<Output = Outcome> + Send>>;
@@ -25,22 +29,32 @@ pub(crate) type Pause = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 /// How a pause ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    /// Every congested inbox drained (or its session went offline).
-    Drained,
-    /// The wait ran out; the subscribers still congested were marked slow.
-    TimedOut,
+    /// Every congested inbox drained, went offline, or was still draining when the wait ran out.
+    Released,
+    /// The wait ran out on a subscriber that hardly drained: it is now marked slow.
+    MarkedSlow,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 impl SessionShared {
-    /// Whether a waiting publisher may go on: drained below low water, offline or marked slow.
-    fn has_drained(&self, limits: &InboxLimits) -> bool {
-        !self.is_online() || self.slow.load(Ordering::Relaxed) || !self.inbox.lock().above_low_water(limits)
+    /// Whether publishers currently skip waiting for this session.
+    pub(crate) fn is_slow(&self) -> bool {
+        let until = self.slow_until_ms.load(Ordering::Relaxed);
+        until != 0 && now_ms() < until
     }
 
-    /// Called by the session task after each turn of its loop: if a publisher waits or the slow
-    /// mark is set, checks the inbox and wakes or clears accordingly (two atomic loads otherwise).
+    /// Whether a waiting publisher may go on: drained below low water, offline or marked slow.
+    fn has_drained(&self, limits: &InboxLimits) -> bool {
+        !self.is_online() || self.is_slow() || !self.inbox.lock().above_low_water(limits)
+    }
+
+    /// Called by the session task after each turn of its loop: if a publisher waits or a slow mark
+    /// is set, checks the inbox and wakes or clears accordingly (two atomic loads otherwise).
     pub(crate) fn after_pump(&self, limits: &InboxLimits) {
-        if !self.room_wanted.load(Ordering::Acquire) && !self.slow.load(Ordering::Relaxed) {
+        if !self.room_wanted.load(Ordering::Acquire) && self.slow_until_ms.load(Ordering::Relaxed) == 0 {
             return;
         }
         let drained = !self.inbox.lock().above_low_water(limits);
@@ -51,12 +65,19 @@ impl SessionShared {
     /// (the session task calls it through [`SessionShared::after_pump`] and when going offline).
     pub(crate) fn wake_publishers(&self, drained: bool) {
         if drained {
-            self.slow.store(false, Ordering::Relaxed);
+            self.slow_until_ms.store(0, Ordering::Relaxed);
         }
         if self.room_wanted.load(Ordering::Acquire) && (drained || !self.is_online()) {
             self.room_wanted.store(false, Ordering::Release);
             self.room.notify_waiters();
         }
+    }
+
+    /// Marks the session slow for `hold` and releases everyone waiting for it.
+    fn mark_slow(&self, hold: Duration) {
+        let until = now_ms().saturating_add(hold.as_millis() as u64).max(1);
+        self.slow_until_ms.store(until, Ordering::Relaxed);
+        self.room.notify_waiters();
     }
 }
 
@@ -64,8 +85,12 @@ impl SessionShared {
 pub(crate) fn pause(congested: Vec<Arc<SessionShared>>, max_wait: Duration, limits: InboxLimits) -> Pause {
     Box::pin(async move {
         let deadline = Instant::now() + max_wait;
-        let mut outcome = Outcome::Drained;
+        // Draining a quarter of the way from high (1/2) to low (1/4) water during a whole pause
+        // counts as progress.
+        let progress_per_pause = (limits.max_messages / 16).max(1) as f64;
+        let mut outcome = Outcome::Released;
         for s in congested {
+            let (started, taken) = (Instant::now(), s.taken.load(Ordering::Relaxed));
             loop {
                 let notified = s.room.notified();
                 tokio::pin!(notified);
@@ -75,13 +100,13 @@ pub(crate) fn pause(congested: Vec<Arc<SessionShared>>, max_wait: Duration, limi
                     break;
                 }
                 if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                    if !s.has_drained(&limits) {
-                        s.slow.store(true, Ordering::Relaxed);
-                        // Other publishers waiting for it need not sit out their own waits.
-                        s.room.notify_waiters();
-                        outcome = Outcome::TimedOut;
+                    let waited = (started.elapsed().as_secs_f64() / max_wait.as_secs_f64().max(1e-3)).min(1.0);
+                    let drained = s.taken.load(Ordering::Relaxed).saturating_sub(taken) as f64;
+                    if !s.has_drained(&limits) && drained < progress_per_pause * waited {
+                        s.mark_slow(max_wait * SLOW_HOLD_FACTOR);
+                        outcome = Outcome::MarkedSlow;
                     }
-                    break;
+                    return outcome;
                 }
             }
         }
@@ -152,7 +177,7 @@ mod tests {
         };
         let started = Instant::now();
         let (outcome, ()) = tokio::join!(wait(&mut p), drain);
-        assert_eq!(outcome, Outcome::Drained);
+        assert_eq!(outcome, Outcome::Released);
         assert!(started.elapsed() >= Duration::from_millis(20), "released only at low water (2 of 8)");
         assert!(!s.enqueue(delivery(), &l).congested);
     }
@@ -164,7 +189,7 @@ mod tests {
             s.enqueue(delivery(), &l);
         }
         let mut p = Some(pause(vec![s.clone()], Duration::from_millis(50), l));
-        assert_eq!(wait(&mut p).await, Outcome::TimedOut);
+        assert_eq!(wait(&mut p).await, Outcome::MarkedSlow);
         assert!(!s.enqueue(delivery(), &l).congested, "a slow subscriber no longer pushes back");
         s.after_pump(&l);
         assert!(!s.enqueue(delivery(), &l).congested, "still slow while above low water");
@@ -172,6 +197,23 @@ mod tests {
         s.after_pump(&l);
         let congested: Vec<bool> = (0..4).map(|_| s.enqueue(delivery(), &l).congested).collect();
         assert_eq!(congested, [false, false, false, true], "once drained it pushes back again");
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_drains_slowly_is_not_marked_slow() {
+        let (s, l) = (online_session(), limits());
+        for _ in 0..6 {
+            s.enqueue(delivery(), &l);
+        }
+        let mut p = Some(pause(vec![s.clone()], Duration::from_millis(50), l));
+        let one = async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            s.inbox.lock().pop();
+            s.taken.fetch_add(1, Ordering::Relaxed);
+        };
+        let (outcome, ()) = tokio::join!(wait(&mut p), one);
+        assert_eq!(outcome, Outcome::Released, "progress was made: keep pushing back");
+        assert!(s.enqueue(delivery(), &l).congested);
     }
 
     #[tokio::test]
@@ -187,6 +229,6 @@ mod tests {
             s.wake_publishers(false);
         };
         let (outcome, ()) = tokio::join!(wait(&mut p), leave);
-        assert_eq!(outcome, Outcome::Drained);
+        assert_eq!(outcome, Outcome::Released);
     }
 }

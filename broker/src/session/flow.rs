@@ -288,7 +288,10 @@ impl SessionTask {
                 match inbox.front_qos() {
                     None => None,
                     Some(q) if q != QoS::AtMostOnce && !self.qos.window_open() => None,
-                    Some(_) => inbox.pop(),
+                    Some(_) => {
+                        self.shared.taken.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        inbox.pop()
+                    }
                 }
             };
             let Some(d) = next else { return };

@@ -152,7 +152,7 @@ impl SessionTask {
                 },
                 outcome = backpressure::wait(&mut self.pause) => {
                     self.pause = None;
-                    if outcome == Outcome::TimedOut {
+                    if outcome == Outcome::MarkedSlow {
                         self.broker.stats.backpressure_timeout();
                     }
                     if let Some(p) = self.held.take() {
