@@ -10,17 +10,19 @@
 //! - recursion depth of a walk is bounded by the trie depth, i.e. by the level limit the caller
 //!   validated retained topic names against.
 
-use std::collections::HashMap;
+mod children;
+
+use children::Children;
 
 #[derive(Debug)]
 struct Node<V> {
     value: Option<V>,
-    children: HashMap<String, Node<V>>,
+    children: Children<Node<V>>,
 }
 
 impl<V> Default for Node<V> {
     fn default() -> Self {
-        Node { value: None, children: HashMap::new() }
+        Node { value: None, children: Children::default() }
     }
 }
 
@@ -85,7 +87,7 @@ impl<V> Node<V> {
     /// Calls `visit` on each child a wildcard at this depth may enter, with `path` extended by the
     /// child's level. At the root, `$` levels are skipped: wildcards never match `$` topics there.
     fn each_child(&self, depth: usize, path: &mut String, mut visit: impl FnMut(&Node<V>, &mut String)) {
-        for (level, child) in &self.children {
+        for (level, child) in self.children.iter() {
             if depth == 0 && level.starts_with('$') {
                 continue;
             }
@@ -98,7 +100,7 @@ impl<V> Node<V> {
 
     #[cfg(test)]
     fn node_count(&self) -> usize {
-        1 + self.children.values().map(Node::node_count).sum::<usize>()
+        1 + self.children.iter().map(|(_, n)| n.node_count()).sum::<usize>()
     }
 }
 
@@ -132,7 +134,7 @@ impl<V> RetainedIndex<V> {
     pub fn insert(&mut self, topic: &str, value: V) -> Option<V> {
         let mut node = &mut self.root;
         for level in topic.split('/') {
-            node = node.children.entry(level.to_owned()).or_default();
+            node = node.children.get_or_insert(level);
         }
         let replaced = node.value.replace(value);
         if replaced.is_none() {
@@ -179,7 +181,7 @@ impl<V> RetainedIndex<V> {
 
     /// Every retained (topic, value), in no particular order, for persistence and expiry sweeps.
     pub fn iter(&self) -> Iter<'_, V> {
-        Iter { stack: self.root.children.iter().map(|(level, child)| (level.clone(), child)).collect() }
+        Iter { stack: self.root.children.iter().map(|(level, child)| (level.to_owned(), child)).collect() }
     }
 
     #[cfg(test)]
@@ -200,7 +202,7 @@ impl<'a, V> Iterator for Iter<'a, V> {
 
     fn next(&mut self) -> Option<Self::Item> {
         while let Some((path, node)) = self.stack.pop() {
-            for (level, child) in &node.children {
+            for (level, child) in node.children.iter() {
                 self.stack.push((format!("{path}/{level}"), child));
             }
             if let Some(value) = &node.value {
