@@ -11,7 +11,8 @@
 # open-files limit, and runs loadtest/bench/bench.py, which starts a fresh broker per run on a
 # loopback port (FleetMQ 21883, Mosquitto 21884, relay 21885) and prints one table. Before the
 # first run it waits (up to --max-wait seconds, default 600) until other processes use less than
-# --max-busy cores (default 0.2), and up to 120 s before each run. Results are in BENCHMARKS.md.
+# --max-busy cores (default 0.2), up to 300 s (--max-wait-run) before each run, and repeats a run
+# disturbed by other processes (--max-busy-run, --retries). Results are in BENCHMARKS.md.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -346,7 +346,7 @@ impl Broker {
                 break;
             }
             let read = self.store.get(Cf::Retained, topic.as_bytes()).and_then(|v| match v {
-                Some(v) => record::decode_message(v, now).map(Some),
+                Some(v) => record::decode_message(&v, now).map(Some),
                 None => Ok(None),
             });
             match read {
@@ -383,7 +383,7 @@ fn load_retained(store: &dyn Store, retained: &Retained) -> crate::store::Result
     let mut bad = 0usize;
     let mut gone = Batch::new();
     store.scan_prefix(Cf::Retained, b"", &mut |k, v| {
-        match record::decode_message(bytes::Bytes::copy_from_slice(v), now) {
+        match record::decode_message(v, now) {
             Ok(m) if !m.is_expired(now) => match retained.set_stored(m.topic.clone(), m.cost(), m.expires_at) {
                 Stored::Yes { evicted } => {
                     for t in evicted {

@@ -52,11 +52,14 @@ pub struct FrameReader<R> {
     pub protocol: Option<Protocol>,
     max_packet_size: usize,
     broker: Arc<Broker>,
+    /// The last read filled all the room it had: the client is streaming, read in big chunks.
+    streaming: bool,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(rd: R, max_packet_size: usize, broker: Arc<Broker>) -> Self {
-        FrameReader { rd, buf: BytesMut::with_capacity(READ_MIN), protocol: None, max_packet_size, broker }
+        let buf = BytesMut::with_capacity(READ_MIN);
+        FrameReader { rd, buf, protocol: None, max_packet_size, broker, streaming: false }
     }
 
     /// Reads the next packet; `Ok(None)` on a clean end of stream between packets. Cancel-safe:
@@ -67,11 +70,14 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 return Ok(Some(p));
             }
             if self.buf.capacity() - self.buf.len() < READ_MIN {
-                // Empty: reuse the allocation (kept small for idle connections); mid-packet: grow.
-                let want = if self.buf.is_empty() { READ_MIN } else { READ_CHUNK.max(self.buf.len()) };
+                // Idle and empty: stay small; streaming or mid-packet: read in big chunks.
+                let want =
+                    if self.buf.is_empty() && !self.streaming { READ_MIN } else { READ_CHUNK.max(self.buf.len()) };
                 self.buf.reserve(want);
             }
+            let room = self.buf.capacity() - self.buf.len();
             let n = self.rd.read_buf(&mut self.buf).await?;
+            self.streaming = n == room;
             if n == 0 {
                 return if self.buf.is_empty() { Ok(None) } else { Err(Error::Truncated) };
             }

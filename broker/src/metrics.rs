@@ -151,7 +151,7 @@ impl Stats {
     /// A packet was refused (5.0: reason 0x80; 3.1.1: connection closed) because the write it needed
     /// failed; the storage error itself is logged by the commit thread.
     pub fn storage_refusal(&self) {
-        counter!("fleetmq_storage_refusals_total").increment(1);
+        counter!("fleetmq_store_refusals_total").increment(1);
         self.log_throttled("not acknowledged: the storage write failed", "storage_refusal");
     }
 
@@ -160,9 +160,10 @@ impl Stats {
         counter!("fleetmq_backpressure_pauses_total").increment(1);
     }
 
-    /// A paused publisher's wait ran out: the subscriber is slow and its queue drops instead.
-    pub fn backpressure_timeout(&self) {
-        counter!("fleetmq_backpressure_timeouts_total").increment(1);
+    /// A pause ran out on a subscriber that hardly drained: it is marked slow for a while and its
+    /// queue applies the overflow policy instead of pausing publishers.
+    pub fn backpressure_slow_mark(&self) {
+        counter!("fleetmq_backpressure_slow_marks_total").increment(1);
         self.log_throttled(
             "subscriber queue did not drain within backpressure_wait_ms; it drops instead",
             "backpressure",

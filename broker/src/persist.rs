@@ -193,7 +193,7 @@ impl Durability {
                     let m = self
                         .store
                         .get(Cf::Messages, &keys::message(entry.msg_id))?
-                        .and_then(|b| record::decode_message(b, now).ok())
+                        .and_then(|b| record::decode_message(&b, now).ok())
                         .map(Arc::new);
                     cache.insert(entry.msg_id, m.clone());
                     m

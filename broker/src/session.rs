@@ -146,8 +146,6 @@ pub struct SessionShared {
     /// Until when (ms since the Unix epoch; 0: not) publishers do not wait for this session: it
     /// hardly drained during a whole pause.
     slow_until_ms: AtomicU64,
-    /// Deliveries the session task took from the inbox (drain progress, seen by paused publishers).
-    taken: AtomicU64,
 }
 
 impl SessionShared {
@@ -288,7 +286,6 @@ pub(crate) fn new_shared(
         room: Notify::new(),
         room_wanted: AtomicBool::new(false),
         slow_until_ms: AtomicU64::new(0),
-        taken: AtomicU64::new(0),
     });
     (shared, rx)
 }

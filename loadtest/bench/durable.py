@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import types
@@ -45,7 +46,13 @@ def main():
     base = base[: base.index("[storage]")] if "[storage]" in base else base
     out = args.out or tempfile.mkdtemp(prefix="fleetmq-durable-bench-")
     os.makedirs(out, exist_ok=True)
-    print(f"machine: {bench.machine()}\nraw results: {out}", flush=True)
+    tmp = tempfile.gettempdir()
+    fstype = subprocess.run(["df", "--output=fstype", tmp], capture_output=True, text=True).stdout.split()[-1:]
+    fstype = fstype[0] if fstype else "?"
+    print(f"machine: {bench.machine()}\ndata directories in {tmp} ({fstype}; set TMPDIR to move them)\n"
+          f"raw results: {out}", flush=True)
+    if fstype in ("tmpfs", "ramfs"):
+        print("warning: syncs on a RAM file system cost nothing; results say nothing about disks", flush=True)
     load = ["fan-in", "--publishers", str(args.publishers), "--subscribers", "1", "--qos", "1", "--rate", "0",
             "--persistent", "--inflight", str(args.inflight), "--payload", str(args.payload),
             "--warmup", warmup, "--duration", duration, "--drain", "10s"]

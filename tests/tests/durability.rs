@@ -154,7 +154,6 @@ async fn acknowledged_messages_survive_kill_9_exactly_once_for_qos2() {
         broker.kill9();
         for (p, h) in handles.into_iter().enumerate() {
             let last = h.await.expect("publisher task");
-            assert!(last >= next[p] - 1);
             if last >= next[p] {
                 acked.entry(p).or_default().push((next[p], last));
             }
@@ -236,7 +235,7 @@ async fn a_second_broker_on_the_same_data_dir_refuses_to_start() {
     let (status, stderr) = broker.run_another(Duration::from_secs(15));
     let status = status.expect("second broker kept running on a data dir in use");
     assert!(!status.success(), "second broker exited successfully");
-    assert!(stderr.contains("in use") || stderr.contains("lock"), "unclear error: {stderr}");
+    assert!(stderr.contains("in use by another FleetMQ process"), "unclear error: {stderr}");
     fleetmq_tests::assert_roundtrip(broker.tcp_addr()).await;
 }
 
@@ -274,11 +273,14 @@ async fn a_failing_disk_is_refused_never_acknowledged() {
     fleetmq_tests::assert_roundtrip(broker.tcp_addr()).await;
 
     let metrics = fleetmq_tests::metrics::fetch_async(&broker.metrics_url()).await;
-    let refusals = fleetmq_tests::metrics::sum(&metrics, "fleetmq_storage_refusals_total").unwrap_or(0.0);
+    let refusals = fleetmq_tests::metrics::sum(&metrics, "fleetmq_store_refusals_total").unwrap_or(0.0);
     assert!(refusals >= 2.0, "refusals not counted: {refusals}");
     assert!(fleetmq_tests::metrics::sum(&metrics, "fleetmq_store_errors_total").unwrap_or(0.0) >= 1.0);
     let log = broker.stderr();
-    assert!(log.contains("storage write failed"), "the log does not say why: {log}");
+    assert!(
+        log.contains("storage write failed; nothing in it is acknowledged") && log.contains("File too large"),
+        "the log does not say why: {log}"
+    );
 
     broker.set_file_size_limit(None);
     broker.restart();

@@ -120,7 +120,7 @@ impl WillRecord {
     }
 
     pub fn will(&self, now: Instant) -> Result<LastWill> {
-        let m = record::decode_message(Bytes::copy_from_slice(&self.message), now)?;
+        let m = record::decode_message(&self.message, now)?;
         let p = m.properties;
         Ok(LastWill {
             topic: m.topic.to_string(),
@@ -130,9 +130,9 @@ impl WillRecord {
             properties: WillProperties {
                 will_delay_interval: (self.delay_secs > 0).then_some(self.delay_secs),
                 payload_format_indicator: p.payload_format_indicator,
-                message_expiry_interval: m
-                    .expires_at
-                    .map(|t| u32::try_from(t.saturating_duration_since(now).as_secs().max(1)).unwrap_or(u32::MAX)),
+                // The interval the client gave, not what was left when the record was written: a will's
+                // expiry counts from its publication (which has not happened yet).
+                message_expiry_interval: p.message_expiry_interval,
                 content_type: p.content_type,
                 response_topic: p.response_topic,
                 correlation_data: p.correlation_data,
@@ -176,7 +176,11 @@ mod tests {
             payload: Bytes::from_static(b"offline"),
             qos: QoS::AtLeastOnce,
             retain: true,
-            properties: WillProperties { will_delay_interval: Some(30), ..Default::default() },
+            properties: WillProperties {
+                will_delay_interval: Some(30),
+                message_expiry_interval: Some(3600),
+                ..Default::default()
+            },
         };
         let mut r = SessionRecord::new(Some("alice".into()), 3600);
         r.offline_since_ms = Some(1_700_000_000_000);
@@ -192,6 +196,12 @@ mod tests {
         let w = back.will.unwrap().will(now).unwrap();
         assert_eq!((w.topic.as_str(), w.qos, w.retain), ("fleet/1/status", QoS::AtLeastOnce, true));
         assert_eq!(w.properties.will_delay_interval, Some(30));
+        let later = back_after(&r, now + std::time::Duration::from_secs(7200));
+        assert_eq!(later.properties.message_expiry_interval, Some(3600), "a will's expiry starts when it is sent");
+    }
+
+    fn back_after(r: &SessionRecord, now: Instant) -> LastWill {
+        SessionRecord::decode(&r.encode()).unwrap().will.unwrap().will(now).unwrap()
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Startup recovery of persistent session state: one pass over the session, queue, inbound and
 //! message key spaces that rebuilds reference counts and id counters and deletes orphans, without
-//! reading any payload (messages are only touched by key).
+//! decoding or keeping any payload (message records are only looked at by key; the engine still
+//! reads them off disk while scanning).
 //!
 //! Invariant: after recovery every stored message is referenced by a queue entry of a live session
 //! record, and every queue or inbound entry belongs to one; the newest incarnation of a client id

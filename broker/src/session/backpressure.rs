@@ -90,7 +90,7 @@ pub(crate) fn pause(congested: Vec<Arc<SessionShared>>, max_wait: Duration, limi
         let progress_per_pause = (limits.max_messages / 16).max(1) as f64;
         let mut outcome = Outcome::Released;
         for s in congested {
-            let (started, taken) = (Instant::now(), s.taken.load(Ordering::Relaxed));
+            let (started, taken) = (Instant::now(), s.inbox.lock().taken());
             loop {
                 let notified = s.room.notified();
                 tokio::pin!(notified);
@@ -101,7 +101,7 @@ pub(crate) fn pause(congested: Vec<Arc<SessionShared>>, max_wait: Duration, limi
                 }
                 if tokio::time::timeout_at(deadline, notified).await.is_err() {
                     let waited = (started.elapsed().as_secs_f64() / max_wait.as_secs_f64().max(1e-3)).min(1.0);
-                    let drained = s.taken.load(Ordering::Relaxed).saturating_sub(taken) as f64;
+                    let drained = s.inbox.lock().taken().saturating_sub(taken) as f64;
                     if !s.has_drained(&limits) && drained < progress_per_pause * waited {
                         s.mark_slow(max_wait * SLOW_HOLD_FACTOR);
                         outcome = Outcome::MarkedSlow;
@@ -169,10 +169,10 @@ mod tests {
             async move {
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 s.inbox.lock().pop();
-                s.wake_publishers(!s.inbox.lock().above_low_water(&l));
+                s.after_pump(&l);
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 s.inbox.lock().pop();
-                s.wake_publishers(!s.inbox.lock().above_low_water(&l));
+                s.after_pump(&l);
             }
         };
         let started = Instant::now();
@@ -209,7 +209,6 @@ mod tests {
         let one = async {
             tokio::time::sleep(Duration::from_millis(5)).await;
             s.inbox.lock().pop();
-            s.taken.fetch_add(1, Ordering::Relaxed);
         };
         let (outcome, ()) = tokio::join!(wait(&mut p), one);
         assert_eq!(outcome, Outcome::Released, "progress was made: keep pushing back");
@@ -226,7 +225,7 @@ mod tests {
         let leave = async {
             tokio::time::sleep(Duration::from_millis(5)).await;
             s.online.store(false, Ordering::Relaxed);
-            s.wake_publishers(false);
+            s.after_pump(&l);
         };
         let (outcome, ()) = tokio::join!(wait(&mut p), leave);
         assert_eq!(outcome, Outcome::Released);

@@ -32,23 +32,24 @@ impl SessionTask {
 
     /// Writes the session record (without waiting) if the session is durable.
     pub(super) fn persist_record(&mut self) {
-        if let Some(commit) = self.record_commit() {
-            tokio::spawn(async move {
-                if let Err(e) = commit.await {
-                    tracing::warn!(error = %e, "session record not stored");
-                }
-            });
+        if let Some(b) = self.record_batch() {
+            self.broker.durability.fire(b);
         }
     }
 
     /// Submits the session record; the commit resolves when it is durable.
     pub(super) fn record_commit(&self) -> Option<Commit> {
+        self.record_batch().and_then(|b| self.broker.durability.submit(b))
+    }
+
+    /// The write of the session record, if the session is durable.
+    fn record_batch(&self) -> Option<Batch> {
         if !self.shared.durable {
             return None;
         }
         let mut b = Batch::new();
         b.put(Cf::Sessions, keys::session(self.shared.client_id.as_str(), self.shared.id.0), self.record().encode());
-        self.broker.durability.submit(b)
+        Some(b)
     }
 
     /// Loads the deliveries a recovered session had on disk: QoS 2 flows already released resume

@@ -182,7 +182,7 @@ impl SessionTask {
     /// Sends a deferred acknowledgement whose write finished with `result`.
     pub(super) fn complete(&mut self, op: Deferred, result: store::Result<()>) {
         let failed = result.is_err();
-        if result.is_err() {
+        if failed {
             self.broker.stats.storage_refusal();
         }
         let v5 = self.link.as_ref().is_some_and(|l| l.protocol.is_v5());
@@ -208,7 +208,7 @@ impl SessionTask {
                 if failed {
                     return self.kick(ReasonCode::UNSPECIFIED_ERROR);
                 }
-                self.emit(*packet);
+                self.emit_boxed(packet);
             }
             Deferred::Retained { resets, deliveries } => {
                 if resets != self.resets {
@@ -234,11 +234,15 @@ impl SessionTask {
 
     /// Hands a packet to the connection, or parks it in `out` when the channel is full.
     pub(super) fn emit(&mut self, p: Packet) {
+        self.emit_boxed(Box::new(p));
+    }
+
+    /// [`SessionTask::emit`] for a packet that is boxed already (the channel carries boxes).
+    fn emit_boxed(&mut self, p: Box<Packet>) {
         let Some(link) = &self.link else { return };
-        if let Packet::Publish(publish) = &p {
+        if let Packet::Publish(publish) = &*p {
             self.broker.stats.message_sent(publish.qos);
         }
-        let p = Box::new(p);
         if !self.out.is_empty() {
             self.out.push_back(p);
             return;
@@ -288,10 +292,7 @@ impl SessionTask {
                 match inbox.front_qos() {
                     None => None,
                     Some(q) if q != QoS::AtMostOnce && !self.qos.window_open() => None,
-                    Some(_) => {
-                        self.shared.taken.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        inbox.pop()
-                    }
+                    Some(_) => inbox.pop(),
                 }
             };
             let Some(d) = next else { return };

@@ -35,6 +35,8 @@ pub struct Enqueued {
 pub struct Inbox {
     queue: VecDeque<Delivery>,
     bytes: usize,
+    /// Deliveries taken out with [`Inbox::pop`] so far (drain progress, for back-pressure).
+    taken: u64,
 }
 
 impl Inbox {
@@ -93,7 +95,13 @@ impl Inbox {
     pub fn pop(&mut self) -> Option<Delivery> {
         let d = self.queue.pop_front()?;
         self.bytes -= d.msg.cost();
+        self.taken += 1;
         Some(d)
+    }
+
+    /// How many deliveries were taken out so far.
+    pub fn taken(&self) -> u64 {
+        self.taken
     }
 
     /// QoS of the oldest delivery, if any.

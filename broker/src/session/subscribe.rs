@@ -35,7 +35,7 @@ struct RetainedMatch {
 impl RetainedMatch {
     /// The delivery for this match with the retained entry's version; a stored-only message is
     /// taken from `read` (absent when it vanished, expired or was not read).
-    fn delivery(self, read: Option<&mut HashMap<Arc<str>, Arc<Message>>>) -> Option<(Delivery, u64)> {
+    fn delivery(self, read: Option<&HashMap<Arc<str>, Arc<Message>>>) -> Option<(Delivery, u64)> {
         let (msg, version) = match self.found {
             Found::Loaded(m, version) => (m, version),
             Found::InStore(topic, version) => (read?.get(&topic)?.clone(), version),
@@ -128,8 +128,8 @@ impl SessionTask {
         let broker = self.broker.clone();
         self.pending.push_back(Box::pin(async move {
             let read = tokio::task::spawn_blocking(move || broker.read_retained(&stored)).await.unwrap_or_default();
-            let mut read = read.into_iter().map(|m| (m.topic.clone(), m)).collect::<HashMap<_, _>>();
-            let deliveries = matches.into_iter().filter_map(|m| m.delivery(Some(&mut read))).collect();
+            let read = read.into_iter().map(|m| (m.topic.clone(), m)).collect::<HashMap<_, _>>();
+            let deliveries = matches.into_iter().filter_map(|m| m.delivery(Some(&read))).collect();
             (Deferred::Retained { resets, deliveries }, Ok(()))
         }));
     }

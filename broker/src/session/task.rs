@@ -153,7 +153,7 @@ impl SessionTask {
                 outcome = backpressure::wait(&mut self.pause) => {
                     self.pause = None;
                     if outcome == Outcome::MarkedSlow {
-                        self.broker.stats.backpressure_timeout();
+                        self.broker.stats.backpressure_slow_mark();
                     }
                     if let Some(p) = self.held.take() {
                         self.handle(p);

@@ -44,8 +44,9 @@ pub fn encode_message(m: &Message, now: Instant) -> Result<Bytes> {
     Ok(buf.freeze())
 }
 
-/// Decodes a stored message; `now` anchors the restored expiry.
-pub fn decode_message(mut b: Bytes, now: Instant) -> Result<Message> {
+/// Decodes a stored message; `now` anchors the restored expiry. Takes a slice: the codec decodes
+/// from its own buffer, which is the one copy made.
+pub fn decode_message(mut b: &[u8], now: Instant) -> Result<Message> {
     if b.remaining() < 11 || b.get_u8() != VERSION {
         return Err(corrupt("bad header"));
     }
@@ -54,9 +55,9 @@ pub fn decode_message(mut b: Bytes, now: Instant) -> Result<Message> {
     if b.remaining() < len {
         return Err(corrupt("truncated publisher"));
     }
-    let publisher =
-        std::str::from_utf8(&b.split_to(len)).map(ClientId::new).map_err(|_| corrupt("publisher not UTF-8"))?;
-    let mut buf = BytesMut::from(&b[..]);
+    let (publisher, rest) = b.split_at(len);
+    let publisher = std::str::from_utf8(publisher).map(ClientId::new).map_err(|_| corrupt("publisher not UTF-8"))?;
+    let mut buf = BytesMut::from(rest);
     let publish = match codec::decode(&mut buf, Some(Protocol::V5), usize::MAX) {
         Ok(Some(Packet::Publish(p))) if buf.is_empty() => p,
         _ => return Err(corrupt("bad PUBLISH")),
@@ -102,7 +103,7 @@ mod tests {
             publisher: ClientId::new("dev-1"),
             expires_at: Some(now + Duration::from_secs(60)),
         };
-        let back = decode_message(encode_message(&m, now).unwrap(), now).unwrap();
+        let back = decode_message(&encode_message(&m, now).unwrap(), now).unwrap();
         assert_eq!(back.topic, m.topic);
         assert_eq!(back.payload, m.payload);
         assert_eq!(back.qos, m.qos);
@@ -117,7 +118,7 @@ mod tests {
     fn garbage_is_corrupt_not_a_panic() {
         let now = Instant::now();
         for bad in [&b""[..], &b"\x01"[..], &b"\x02\0\0\0\0\0\0\0\0\0\0"[..], &b"\x01\0\0\0\0\0\0\0\0\0\x05ab"[..]] {
-            assert!(decode_message(Bytes::copy_from_slice(bad), now).is_err());
+            assert!(decode_message(bad, now).is_err());
         }
     }
 }
