@@ -268,7 +268,7 @@ impl Broker {
             if self.durability.enabled() && msg.qos != QoS::AtMostOnce { self.durability.next_message_id() } else { 0 };
         for t in targets.into_iter().chain(shared) {
             let durable = (msg_id != 0 && t.session.durable && t.qos != QoS::AtMostOnce).then(|| {
-                let r = DurableRef { incarnation: t.session.id.0, seq: t.session.next_seq(), msg_id };
+                let r = DurableRef { incarnation: t.session.id.0, seq: t.session.next_seq(), msg_id, recovered: false };
                 let entry = QueueEntry::new(msg_id, t.qos, t.retain, t.sub_ids.clone());
                 self.durability.put_entry(t.session.client_id.as_str(), r, &entry, &mut batch);
                 stored += 1;

@@ -40,6 +40,9 @@ pub struct DurableRef {
     pub incarnation: u64,
     pub seq: u64,
     pub msg_id: u64,
+    /// Loaded from storage after a restart: it may have gone out before the crash, so it is sent
+    /// with DUP set (MQTT-3.3.1-1: "might be re-delivery").
+    pub recovered: bool,
 }
 
 /// The durability service of a node.
@@ -155,7 +158,9 @@ impl Durability {
         for (key, msg) in entries {
             let seq = keys::parse(&key).and_then(|(_, _, rest)| keys::parse_u64(rest)).unwrap_or(0);
             match msg {
-                Some(msg_id) => self.release(client_id, DurableRef { incarnation, seq, msg_id }, &mut batch),
+                Some(msg_id) => {
+                    self.release(client_id, DurableRef { incarnation, seq, msg_id, recovered: true }, &mut batch)
+                }
                 None => {
                     batch.delete(Cf::Queue, key);
                 }
@@ -186,7 +191,7 @@ impl Durability {
         let mut loaded = LoadedQueue::default();
         for (seq, entry) in raw {
             let (Some(seq), Ok(entry)) = (seq, entry) else { continue };
-            let r = DurableRef { incarnation, seq, msg_id: entry.msg_id };
+            let r = DurableRef { incarnation, seq, msg_id: entry.msg_id, recovered: true };
             let msg = match cache.get(&entry.msg_id) {
                 Some(m) => m.clone(),
                 None => {

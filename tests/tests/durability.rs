@@ -360,3 +360,58 @@ async fn a_session_made_persistent_by_a_takeover_is_stored() {
     assert!(ack.session_present, "the upgraded session was not stored");
     assert_eq!(c.read_publish(WAIT).await.payload, b"queued");
 }
+
+/// QoS 2 flows caught mid-way by a kill -9 resume with the same packet ids: a publisher's PUBLISH
+/// acknowledged with PUBREC but not yet released is not delivered again when it is retried after
+/// the restart, and a subscriber gets the PUBREL it was owed and the unacknowledged PUBLISH again
+/// with DUP set, under the packet ids it saw before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos2_flows_in_flight_at_a_kill_resume_with_the_same_packet_ids() {
+    let mut broker = Broker::start(DURABLE);
+    let persistent = |id: &str| {
+        let mut c = Connect::v5(&unique(id));
+        c.clean = false;
+        c.props = Props::new().u32(prop::SESSION_EXPIRY, 3600);
+        c
+    };
+    let (pub_c, sub_c, late_c) = (persistent("q2pub"), persistent("q2sub"), persistent("q2late"));
+    let mut late = RawClient::connect_ok(broker.tcp_addr(), &late_c).await;
+    assert_eq!(late.subscribe(1, &[("q2/in", 2)]).await, vec![2]);
+    late.send(&wire::disconnect()).await;
+    let mut sub = RawClient::connect_ok(broker.tcp_addr(), &sub_c).await;
+    assert_eq!(sub.subscribe(1, &[("q2/out", 2)]).await, vec![2]);
+
+    let mut publ = RawClient::connect_ok(broker.tcp_addr(), &pub_c).await;
+    publ.send(&wire::Publish::new(true, "q2/in", b"once").qos(2, 7).encode()).await;
+    assert_eq!(publ.expect_ack(kind::PUBREC, 7).await, 0, "PUBREC for a stored message");
+    let mut other = RawClient::v5(broker.tcp_addr(), &unique("q2src")).await;
+    for (pid, payload) in [(1u16, &b"released"[..]), (2, &b"unacked"[..])] {
+        assert_eq!(other.publish(&wire::Publish::new(true, "q2/out", payload).qos(2, pid)).await, 0);
+    }
+    let first = sub.read_publish(WAIT).await;
+    let second = sub.read_publish(WAIT).await;
+    let first_pid = first.pid.expect("QoS 2 packet id");
+    sub.send(&wire::pubrec(first_pid)).await;
+    assert_eq!(parse::ack(&sub.next_of_kind(kind::PUBREL, WAIT).await).expect("PUBREL").pid, first_pid);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    broker.kill9();
+    broker.restart();
+
+    let (mut publ, ack) = RawClient::handshake(broker.tcp_addr(), &pub_c).await;
+    assert!(ack.session_present);
+    publ.send(&wire::Publish::new(true, "q2/in", b"once").qos(2, 7).dup().encode()).await;
+    assert_eq!(publ.expect_ack(kind::PUBREC, 7).await, 0, "the retried PUBLISH is recognised");
+    publ.send(&wire::pubrel(7)).await;
+    assert_eq!(publ.expect_ack(kind::PUBCOMP, 7).await, 0, "the id awaiting PUBREL survived the restart");
+    let (mut late, ack) = RawClient::handshake(broker.tcp_addr(), &late_c).await;
+    assert!(ack.session_present);
+    assert_eq!(late.read_publish(WAIT).await.payload, b"once");
+    late.expect_no_publish(Duration::from_millis(500)).await;
+
+    let (mut sub, ack) = RawClient::handshake(broker.tcp_addr(), &sub_c).await;
+    assert!(ack.session_present);
+    let rel = parse::ack(&sub.next_of_kind(kind::PUBREL, WAIT).await).expect("PUBREL");
+    assert_eq!(rel.pid, first_pid, "PUBREL again for the message the subscriber had acknowledged with PUBREC");
+    let again = sub.read_publish(WAIT).await;
+    assert_eq!((again.payload.as_slice(), again.pid, again.dup), (&b"unacked"[..], second.pid, true));
+}

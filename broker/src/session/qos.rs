@@ -220,6 +220,7 @@ impl QosState {
         };
         let Some(packet_id) = id else { return Started::Blocked(delivery) };
         publish.packet_id = packet_id;
+        publish.dup = delivery.durable.is_some_and(|r| r.recovered);
         let seq = self.next_seq;
         self.next_seq += 1;
         self.outgoing.insert(packet_id, OutFlight { seq, packet_id, delivery, phase: Phase::Published });

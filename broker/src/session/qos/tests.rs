@@ -232,7 +232,7 @@ fn stored_deliveries_use_their_sequence_as_packet_id_and_wait_when_it_is_busy() 
     let now = Instant::now();
     let stored = |seq| {
         let mut d = delivery(QoS::AtLeastOnce, "s");
-        d.durable = Some(DurableRef { incarnation: 1, seq, msg_id: 1 });
+        d.durable = Some(DurableRef { incarnation: 1, seq, msg_id: 1, recovered: false });
         d
     };
     let p = sent(s.send(stored(4), now));
@@ -242,4 +242,8 @@ fn stored_deliveries_use_their_sequence_as_packet_id_and_wait_when_it_is_busy() 
     assert!(matches!(s.send(stored(4 + 65_535), now), Started::Blocked(_)), "same id still in flight");
     assert!(s.on_puback(5).is_some());
     assert_eq!(sent(s.send(stored(4 + 65_535), now)).packet_id, 5);
+    assert!(!p.dup, "a first delivery");
+    let mut recovered = stored(20);
+    recovered.durable = recovered.durable.map(|r| DurableRef { recovered: true, ..r });
+    assert!(sent(s.send(recovered, now)).dup, "loaded after a restart: it may have been sent before");
 }
