@@ -1,37 +1,46 @@
-//! Framing over one client byte stream (TCP or TLS): a reader that turns bytes into packets and a
-//! writer task that turns the session's packets into batched writes.
+//! Framing over one client byte stream (TCP or TLS): [`ClientIo`] decodes packets from a read
+//! buffer and encodes outbound packets into a write buffer that is written as the socket allows.
 //!
-//! Invariants: the reader holds at most one packet of `max_packet_size` bytes plus one read's worth
-//! of buffer (an oversize packet is refused from its fixed header); the writer encodes every packet
-//! queued at once into one buffer and issues one write per batch; between packets an idle
-//! connection keeps only small buffers (`READ_MIN` to read, at most `IDLE_WRITE_BUFFER` to write); a close request or node shutdown
-//! interrupts even a write blocked on a stalled client, so a dead peer can never pin a task.
+//! It does no waiting of its own: the task that owns the connection (first the CONNECT handler,
+//! then the session task) polls it beside its other work, so one task serves a connection and no
+//! channel sits between reading, the session and writing.
+//!
+//! Invariants: the read buffer holds at most one packet of `max_packet_size` bytes plus one read's
+//! worth (an oversize packet is refused from its fixed header); every packet queued before a poll is
+//! written in as few writes as the socket takes; an idle connection keeps only small buffers
+//! (`READ_MIN` to read, at most `IDLE_WRITE_BUFFER` to write); closing never blocks the owner — a
+//! final DISCONNECT goes out from a short-lived task bounded by `CLOSE_WRITE_TIMEOUT`, and is
+//! skipped when a packet is half written (the stream could not carry it).
 
 use crate::broker::Broker;
 use crate::codec::{self, Disconnect, Packet, Protocol, ReasonCode};
-use crate::session::ToClient;
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use std::collections::HashMap;
+use std::future::poll_fn;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
-/// Largest batch the writer builds before writing.
-const WRITE_BATCH_BYTES: usize = 64 * 1024;
-/// Write buffer kept between batches when nothing else is queued (larger ones are freed, so an
-/// idle connection holds at most this much).
+/// Bytes queued for writing beyond which the owner stops producing (and reading) until the
+/// client takes some: the per-connection bound of a stalled client.
+pub const WRITE_HIGH_WATER: usize = 64 * 1024;
+/// Write buffer kept once everything is written (larger ones are freed, so an idle connection
+/// holds at most this much).
 const IDLE_WRITE_BUFFER: usize = 4 * 1024;
 /// Read buffer of a connection between packets: enough for CONNECT, PINGREQ and small publishes.
 const READ_MIN: usize = 256;
-/// Read buffer reserved while a larger packet is being received.
+/// Read buffer reserved while a larger packet is being received or the client streams.
 const READ_CHUNK: usize = 4096;
 /// Outbound topic aliases per connection at most, whatever the client allows (bounds memory).
 const OUTBOUND_ALIAS_CAP: usize = 1024;
-/// How long the writer tries to deliver a final DISCONNECT.
+/// How long a closing connection tries to deliver its final DISCONNECT.
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Why reading from a client stopped.
+/// Why a connection stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("i/o: {0}")]
@@ -40,53 +49,60 @@ pub enum Error {
     Codec(#[from] codec::Error),
     #[error("connection closed mid-packet")]
     Truncated,
+    #[error("connection closed")]
+    Eof,
 }
 
 /// Result alias of this module.
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// Decodes packets from the read half of a client stream.
-pub struct FrameReader<R> {
-    rd: R,
-    buf: BytesMut,
-    pub protocol: Option<Protocol>,
-    max_packet_size: usize,
+/// A client byte stream: plain TCP or TLS, boxed so one session type serves both.
+pub trait ClientStream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> ClientStream for T {}
+
+/// What a connection holds for its whole life: its slots in the connection caps, its place in the
+/// node's shutdown drain, and (once attached) its count in the open-connections gauge.
+pub struct ConnGuard {
+    pub permits: (Option<OwnedSemaphorePermit>, Option<OwnedSemaphorePermit>),
+    pub token: Option<TaskTrackerToken>,
     broker: Arc<Broker>,
-    /// The last read filled all the room it had: the client is streaming, read in big chunks.
-    streaming: bool,
+    opened: bool,
 }
 
-impl<R: AsyncRead + Unpin> FrameReader<R> {
-    pub fn new(rd: R, max_packet_size: usize, broker: Arc<Broker>) -> Self {
-        let buf = BytesMut::with_capacity(READ_MIN);
-        FrameReader { rd, buf, protocol: None, max_packet_size, broker, streaming: false }
+impl ConnGuard {
+    pub fn new(broker: Arc<Broker>) -> Self {
+        ConnGuard { permits: (None, None), token: None, broker, opened: false }
     }
 
-    /// Reads the next packet; `Ok(None)` on a clean end of stream between packets. Cancel-safe:
-    /// bytes already read stay buffered.
-    pub async fn read_packet(&mut self) -> Result<Option<Packet>> {
-        loop {
-            if let Some(p) = codec::decode(&mut self.buf, self.protocol, self.max_packet_size)? {
-                return Ok(Some(p));
-            }
-            if self.buf.capacity() - self.buf.len() < READ_MIN {
-                // Idle and empty: stay small; streaming or mid-packet: read in big chunks.
-                let want =
-                    if self.buf.is_empty() && !self.streaming { READ_MIN } else { READ_CHUNK.max(self.buf.len()) };
-                self.buf.reserve(want);
-            }
-            let room = self.buf.capacity() - self.buf.len();
-            let n = self.rd.read_buf(&mut self.buf).await?;
-            self.streaming = n == room;
-            if n == 0 {
-                return if self.buf.is_empty() { Ok(None) } else { Err(Error::Truncated) };
-            }
-            self.broker.stats.bytes_received(n);
+    /// Counts the connection as open until the guard drops.
+    pub fn opened(&mut self) {
+        if !self.opened {
+            self.opened = true;
+            self.broker.stats.connection_opened();
         }
     }
 }
 
-/// Connection parameters the writer needs.
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        if self.opened {
+            self.broker.stats.connection_closed();
+        }
+    }
+}
+
+/// What polling a connection produced.
+#[derive(Debug)]
+pub enum IoEvent {
+    /// A decoded packet.
+    Packet(Packet),
+    /// The write buffer fell below [`WRITE_HIGH_WATER`]: the owner may produce again.
+    Drained,
+    /// The stream ended or failed; a codec error means the client sent an invalid packet.
+    Closed(Error),
+}
+
+/// Parameters of the outbound side, known once CONNECT is accepted.
 #[derive(Debug, Clone, Copy)]
 pub struct WriterOptions {
     pub protocol: Protocol,
@@ -96,83 +112,205 @@ pub struct WriterOptions {
     pub max_packet_size: Option<u32>,
 }
 
-/// Runs the writer until the channel closes, a close is requested or the node shuts down.
-pub async fn run_writer<W: AsyncWrite + Unpin>(
-    mut wr: W,
-    mut rx: mpsc::Receiver<ToClient>,
-    mut close: watch::Receiver<Option<Disconnect>>,
-    mut shutdown: watch::Receiver<bool>,
-    opts: WriterOptions,
-    broker: Arc<Broker>,
-) {
-    let mut buf = BytesMut::new();
-    let mut aliases = OutboundAliases::new(opts);
-    // A dropped close sender or shutdown sender means no further request can come: stop watching.
-    let (mut close_open, mut shutdown_open) = (true, true);
-    let final_disconnect: Option<Disconnect> = loop {
-        if let Some(d) = close.borrow().clone() {
-            break Some(d);
+/// One client connection: stream, read and write buffers, outbound aliases.
+pub struct ClientIo {
+    stream: Box<dyn ClientStream>,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    /// Protocol of the accepted CONNECT (`None` before it: the first packet must be CONNECT).
+    protocol: Option<Protocol>,
+    max_packet_size: usize,
+    /// The last read filled all the room it had: the client is streaming, read in big chunks.
+    streaming: bool,
+    /// Bytes were written since the last flush (TLS buffers records until flushed).
+    unflushed: bool,
+    /// The head of `wbuf` is a packet partly written: nothing else may be written before it.
+    partial: bool,
+    /// The client closed its side; packets still buffered are handled before the end is reported.
+    eof: bool,
+    aliases: Option<OutboundAliases>,
+    pub guard: ConnGuard,
+}
+
+impl ClientIo {
+    pub fn new(stream: Box<dyn ClientStream>, max_packet_size: usize, guard: ConnGuard) -> Self {
+        ClientIo {
+            stream,
+            rbuf: BytesMut::with_capacity(READ_MIN),
+            wbuf: BytesMut::new(),
+            protocol: None,
+            max_packet_size,
+            streaming: false,
+            unflushed: false,
+            partial: false,
+            eof: false,
+            aliases: None,
+            guard,
         }
-        if *shutdown.borrow() {
-            break Some(Disconnect::new(ReasonCode::SERVER_SHUTTING_DOWN));
+    }
+
+    /// Fixes the protocol and outbound options once CONNECT is accepted.
+    pub fn set_options(&mut self, opts: WriterOptions) {
+        self.protocol = Some(opts.protocol);
+        self.aliases = Some(OutboundAliases::new(opts));
+    }
+
+    /// Decodes a packet from bytes already read, without touching the socket.
+    pub fn try_decode(&mut self) -> Result<Option<Packet>> {
+        Ok(codec::decode(&mut self.rbuf, self.protocol, self.max_packet_size)?)
+    }
+
+    /// Reads until a whole packet is buffered; `Err(Eof)` on a clean end between packets.
+    fn poll_read_packet(&mut self, cx: &mut Context<'_>) -> Poll<Result<Packet>> {
+        loop {
+            if let Some(p) = self.try_decode()? {
+                return Poll::Ready(Ok(p));
+            }
+            if self.rbuf.capacity() - self.rbuf.len() < READ_MIN {
+                // Idle and empty: stay small; streaming or mid-packet: read in big chunks.
+                let want =
+                    if self.rbuf.is_empty() && !self.streaming { READ_MIN } else { READ_CHUNK.max(self.rbuf.len()) };
+                self.rbuf.reserve(want);
+            }
+            if self.eof {
+                return Poll::Ready(Err(if self.rbuf.is_empty() { Error::Eof } else { Error::Truncated }));
+            }
+            let room = self.rbuf.capacity() - self.rbuf.len();
+            let n = std::task::ready!(tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.rbuf))?;
+            self.streaming = n == room;
+            if n == 0 {
+                return Poll::Ready(Err(if self.rbuf.is_empty() { Error::Eof } else { Error::Truncated }));
+            }
+            self.guard.broker.stats.bytes_received(n);
         }
-        tokio::select! {
-            biased;
-            r = close.changed(), if close_open => close_open = r.is_ok(),
-            r = shutdown.changed(), if shutdown_open => shutdown_open = r.is_ok(),
-            m = rx.recv() => {
-                let Some(ToClient::Packet(p)) = m else { break None };
-                buf.clear();
-                aliases.encode(*p, &mut buf);
-                while buf.len() < WRITE_BATCH_BYTES {
-                    match rx.try_recv() {
-                        Ok(ToClient::Packet(p)) => aliases.encode(*p, &mut buf),
-                        Err(_) => break,
-                    }
-                }
-                let len = buf.len();
-                let write = async {
-                    wr.write_all(&buf).await?;
-                    wr.flush().await
-                };
-                tokio::select! {
-                    r = write => match r {
-                        Ok(()) => {
-                            broker.stats.bytes_sent(len);
-                            if buf.capacity() > 4 * WRITE_BATCH_BYTES
-                                || (rx.is_empty() && buf.capacity() > IDLE_WRITE_BUFFER)
-                            {
-                                buf = BytesMut::new();
-                            }
+    }
+
+    /// Reads the next packet (the CONNECT phase, before a session owns the connection).
+    pub async fn read_packet(&mut self) -> Result<Packet> {
+        poll_fn(|cx| self.poll_read_packet(cx)).await
+    }
+
+    /// Writes what is queued as far as the socket takes it, then (if `read`) reads. Returns when a
+    /// packet is decoded, the write buffer drained below the high-water mark, or the stream ended.
+    /// Cancel-safe: progress is kept in the buffers.
+    pub fn poll_event(&mut self, cx: &mut Context<'_>, read: bool) -> Poll<IoEvent> {
+        loop {
+            if !self.wbuf.is_empty() {
+                match Pin::new(&mut self.stream).poll_write(cx, &self.wbuf) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(IoEvent::Closed(Error::Eof)),
+                    Poll::Ready(Ok(n)) => {
+                        self.guard.broker.stats.bytes_sent(n);
+                        let was_full = self.out_full();
+                        self.wbuf.advance(n);
+                        self.unflushed = true;
+                        self.partial = !self.wbuf.is_empty();
+                        if self.wbuf.is_empty() && self.wbuf.capacity() > IDLE_WRITE_BUFFER {
+                            self.wbuf = BytesMut::new();
                         }
-                        Err(_) => break None,
-                    },
-                    // Abandoning a half-written batch: the stream cannot carry a DISCONNECT any more.
-                    r = close.changed(), if close_open => match r {
-                        Ok(()) => break None,
-                        Err(_) => close_open = false,
-                    },
-                    r = shutdown.changed(), if shutdown_open => match r {
-                        Ok(()) => break None,
-                        Err(_) => shutdown_open = false,
-                    },
+                        if was_full && !self.out_full() {
+                            return Poll::Ready(IoEvent::Drained);
+                        }
+                        continue;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(IoEvent::Closed(e.into())),
+                    Poll::Pending => {}
+                }
+            } else if self.unflushed {
+                match Pin::new(&mut self.stream).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => self.unflushed = false,
+                    Poll::Ready(Err(e)) => return Poll::Ready(IoEvent::Closed(e.into())),
+                    Poll::Pending => {}
                 }
             }
+            if !read {
+                return self.poll_eof(cx);
+            }
+            return self.poll_read_packet(cx).map(|r| match r {
+                Ok(p) => IoEvent::Packet(p),
+                Err(e) => IoEvent::Closed(e),
+            });
         }
-    };
-    if let Some(d) = final_disconnect {
-        if opts.protocol.is_v5() {
-            buf.clear();
-            if codec::encode(&Packet::Disconnect(d), opts.protocol, &mut buf).is_ok() {
-                let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, async {
-                    wr.write_all(&buf).await?;
-                    wr.flush().await
-                })
-                .await;
+    }
+
+    /// While the owner takes no packets: still reads (into a bounded buffer, nothing decoded) so a
+    /// client that closed its side is noticed, not left holding its connection slot.
+    fn poll_eof(&mut self, cx: &mut Context<'_>) -> Poll<IoEvent> {
+        while !self.eof && self.rbuf.len() < READ_CHUNK {
+            if self.rbuf.capacity() == self.rbuf.len() {
+                self.rbuf.reserve(READ_MIN);
+            }
+            match tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.rbuf) {
+                Poll::Ready(Ok(0)) => self.eof = true,
+                Poll::Ready(Ok(n)) => self.guard.broker.stats.bytes_received(n),
+                Poll::Ready(Err(e)) => return Poll::Ready(IoEvent::Closed(e.into())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        // Buffered packets are handled once the owner reads again; only a bare end is final now.
+        if self.eof && self.rbuf.is_empty() {
+            return Poll::Ready(IoEvent::Closed(Error::Eof));
+        }
+        Poll::Pending
+    }
+
+    /// Polls once without waiting (a takeover collecting what the old connection already sent).
+    pub fn poll_now(&mut self) -> Poll<IoEvent> {
+        self.poll_event(&mut Context::from_waker(std::task::Waker::noop()), true)
+    }
+
+    /// Queues a packet for writing (outbound topic aliases applied).
+    pub fn send(&mut self, p: Packet) {
+        match &mut self.aliases {
+            Some(a) => a.encode(p, &mut self.wbuf),
+            None => {
+                let protocol = self.protocol.unwrap_or(Protocol::V3_1_1);
+                if let Err(e) = codec::encode(&p, protocol, &mut self.wbuf) {
+                    tracing::warn!(error = %e, packet = p.name(), "dropping packet that cannot be encoded");
+                }
             }
         }
     }
-    let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, wr.shutdown()).await;
+
+    /// Whether enough is queued that the owner should stop producing until the client reads.
+    pub fn out_full(&self) -> bool {
+        self.wbuf.len() >= WRITE_HIGH_WATER
+    }
+
+    /// Writes one packet and waits until it is written (CONNACK refusals, before any session).
+    pub async fn write_now(&mut self, p: &Packet, protocol: Protocol) -> bool {
+        let mut buf = BytesMut::new();
+        if codec::encode(p, protocol, &mut buf).is_err() {
+            return false;
+        }
+        self.stream.write_all(&buf).await.is_ok() && self.stream.flush().await.is_ok()
+    }
+
+    /// Closes from the server side: unwritten packets are dropped, a DISCONNECT goes out to 5.0
+    /// clients (unless a packet is half written), then the stream is shut down — on a task of its
+    /// own, bounded in time, so the caller never waits on a client that stopped reading.
+    pub fn close(mut self, reason: Option<ReasonCode>) {
+        if !self.partial {
+            self.wbuf.clear();
+            if let (Some(reason), Some(Protocol::V5)) = (reason, self.protocol) {
+                let _ = codec::encode(&Packet::Disconnect(Disconnect::new(reason)), Protocol::V5, &mut self.wbuf);
+            }
+        }
+        if self.partial {
+            // The stream cannot carry anything more: close it now.
+            return;
+        }
+        let ClientIo { mut stream, wbuf, guard, .. } = self;
+        tokio::spawn(async move {
+            // Held until the last write is done: the node's shutdown drain waits for it.
+            let _guard = guard;
+            let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, async {
+                stream.write_all(&wbuf).await?;
+                stream.flush().await?;
+                stream.shutdown().await
+            })
+            .await;
+        });
+    }
 }
 
 /// Assigns outbound topic aliases up to the client's Topic Alias Maximum: the first PUBLISH on a

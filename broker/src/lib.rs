@@ -1,8 +1,8 @@
 //! FleetMQ: an MQTT 3.1/3.1.1/5.0 broker for IoT device fleets.
 //!
 //! Layers, from the wire inwards: [`listener`] accepts sockets, [`handler`] runs the CONNECT phase
-//! and the read loop of one connection over [`connection`] framing and the [`codec`]; packets cross
-//! into the [`session`] layer, whose tasks own session state and use the [`broker`] (subscription
+//! over [`connection`] framing and the [`codec`], then hands the connection to the [`session`]
+//! layer, whose tasks (one per session) serve it and use the [`broker`] (subscription
 //! [`router`], retained messages, [`acl`]) to route messages. [`server`] starts and stops a node.
 #![forbid(unsafe_code)]
 

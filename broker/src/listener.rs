@@ -2,13 +2,14 @@
 //! connection caps and the connect rate, doing the TLS handshake, and spawning a handler per stream.
 //!
 //! Invariants: the number of live client connections never exceeds `limits.max_connections` (a
-//! permit is held for the connection's whole life); connections over a limit are answered with a
+//! permit travels with the connection, in its [`ConnGuard`], for its whole life); connections over a limit are answered with a
 //! CONNACK reason by a small, separately bounded pool and otherwise closed at once; accept errors
 //! (e.g. out of file descriptors) back off exponentially instead of spinning.
 
 use crate::broker::Broker;
 use crate::codec::ReasonCode;
 use crate::config::{ListenerConfig, ListenerKind};
+use crate::connection::ConnGuard;
 use crate::handler::{serve, Accepted};
 use crate::tls;
 use parking_lot::Mutex;
@@ -156,12 +157,17 @@ impl Listener {
                 },
                 None => None,
             };
+            let mut guard = ConnGuard::new(broker.clone());
+            guard.permits = (node_permit, own_permit);
+            // The session task serves the connection once it is accepted: the token keeps the
+            // shutdown drain waiting for it after this accept task is gone.
+            guard.token = Some(tracker.token());
             let broker = broker.clone();
             let tls = self.tls.clone();
             let cn_as_username = self.cn_as_username;
             tracker.spawn(async move {
-                let _permits = (node_permit, own_permit, refusing_permit);
-                accept_stream(broker, stream, peer, tls, cn_as_username, refuse).await;
+                let _refusing = refusing_permit;
+                accept_stream(broker, stream, peer, tls, cn_as_username, refuse, guard).await;
             });
         }
     }
@@ -184,10 +190,11 @@ async fn accept_stream(
     tls: Option<TlsAcceptor>,
     cn_as_username: bool,
     refuse: Option<ReasonCode>,
+    guard: ConnGuard,
 ) {
     let at = tokio::time::Instant::now();
     let Some(acceptor) = tls else {
-        serve(broker, stream, Accepted { peer, cert_username: None, refuse, at }).await;
+        serve(broker, stream, Accepted { peer, cert_username: None, refuse, at }, guard).await;
         return;
     };
     let timeout = Duration::from_millis(broker.config.mqtt.connect_timeout_ms);
@@ -214,5 +221,5 @@ async fn accept_stream(
     } else {
         None
     };
-    serve(broker, tls_stream, Accepted { peer, cert_username, refuse, at }).await;
+    serve(broker, tls_stream, Accepted { peer, cert_username, refuse, at }, guard).await;
 }

@@ -105,6 +105,9 @@ fn run(config: Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let timeout = Duration::from_millis(config.node.shutdown_timeout_ms);
+        // Handlers go in before `fleetmq ready`: a signal sent right after it must shut down
+        // gracefully, not kill the process with the default action.
+        let signals = Signals::install()?;
         let server = Server::start(config, true).await?;
         let mut out = std::io::stdout().lock();
         for (kind, addr) in &server.listeners {
@@ -117,7 +120,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         out.flush()?;
         drop(out);
         tracing::info!(listeners = ?server.listeners, "FleetMQ started");
-        wait_for_signal().await?;
+        signals.wait().await;
         tracing::info!("shutting down");
         if !server.shutdown(timeout).await {
             tracing::warn!("connections still open at the shutdown deadline");
@@ -130,11 +133,22 @@ fn kind_name(kind: ListenerKind) -> &'static str {
     kind.as_str()
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
+/// SIGTERM and SIGINT, the signals that shut a node down gracefully.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
     }
-    Ok(())
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }

@@ -1,9 +1,10 @@
 //! The session layer: sessions are values owned by their own task, separate from the network
 //! connection that currently carries them.
 //!
-//! A connection talks to its session only through the message types here ([`AttachRequest`],
-//! [`FromClient`], [`ToClient`], [`ConnHandle`]); nothing else crosses the boundary, so putting the
-//! connection on another node later only changes how these messages travel.
+//! A connection reaches its session through [`attach`]; from then on the session task owns it
+//! (one task per connection and session, no channel between reading, the session and writing).
+//! Everything the task does with the connection goes through its `Link`, the one place a
+//! connection carried by another node would plug in.
 //!
 //! Invariants:
 //! - The registry maps a client id to at most one live session; replacing an entry is a
@@ -12,7 +13,8 @@
 //! - A session task has at most one attached connection; attaching a new one first closes the old
 //!   one (5.0: DISCONNECT 0x8E), so there are never two live owners.
 
-use crate::codec::{Connect, Disconnect, Packet, Protocol, ReasonCode};
+use crate::codec::{ConnAck, Connect, Protocol, ReasonCode};
+use crate::connection::ClientIo;
 use crate::ids::{ClientId, SessionId};
 use crate::message::Delivery;
 use parking_lot::Mutex;
@@ -20,12 +22,13 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::sync::{mpsc, Notify};
 
 mod backpressure;
 mod durable;
 mod flow;
 pub mod inbox;
+mod link;
 pub mod qos;
 mod subscribe;
 mod task;
@@ -35,93 +38,24 @@ pub(crate) use durable::restore_sessions;
 use inbox::{Enqueued, Inbox, InboxLimits};
 use task::spawn_session;
 
-/// Why a connection went away, as the session needs to know it (will or no will).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseCause {
-    /// Socket closed or failed, keepalive timeout, protocol error: the will is published.
-    Abnormal,
-    /// The connection was closed because of a takeover or server shutdown.
-    Server,
-}
-
-/// What a connection forwards to its session.
-#[derive(Debug)]
-pub enum FromClient {
-    /// A validated packet (topic aliases already resolved). Boxed: channel slots are allocated per
-    /// connection, and a `Packet` is ~200 bytes while most slots sit empty.
-    Packet(Box<Packet>),
-    /// The connection ended; no further messages follow.
-    Closed(CloseCause),
-}
-
-/// What a session (or the connection's own reader) sends to the connection's writer.
-#[derive(Debug)]
-pub enum ToClient {
-    /// Boxed for the same reason as [`FromClient::Packet`].
-    Packet(Box<Packet>),
-}
-
-/// Closes a connection from any side: the writer sends the DISCONNECT (5.0), then both halves stop.
-#[derive(Debug, Clone)]
-pub struct Closer(Arc<watch::Sender<Option<Disconnect>>>);
-
-impl Closer {
-    /// A new closer and the receiver the connection tasks watch.
-    pub fn new() -> (Closer, watch::Receiver<Option<Disconnect>>) {
-        let (tx, rx) = watch::channel(None);
-        (Closer(Arc::new(tx)), rx)
-    }
-
-    /// Asks the connection to close with this DISCONNECT (sent only to 5.0 clients). The first
-    /// reason given wins.
-    pub fn close(&self, d: Disconnect) {
-        self.0.send_if_modified(|cur| {
-            if cur.is_none() {
-                *cur = Some(d);
-                true
-            } else {
-                false
-            }
-        });
-    }
-
-    /// Closes with only a reason code.
-    pub fn close_with(&self, reason: ReasonCode) {
-        self.close(Disconnect::new(reason));
-    }
-}
-
-/// The session's handle on its current connection.
-#[derive(Debug, Clone)]
-pub struct ConnHandle {
-    pub to_client: mpsc::Sender<ToClient>,
-    pub closer: Closer,
-}
-
-/// A connection asking to be attached to the session of `connect.client_id`.
-#[derive(Debug)]
+/// A connection asking to be attached to the session of `connect.client_id`. Once attached, the
+/// session task serves the connection itself: reads, writes and keep-alive.
 pub struct AttachRequest {
     /// Validated CONNECT; `client_id` is non-empty (assigned by the connection layer if needed).
     pub connect: Box<Connect>,
     pub username: Option<String>,
     pub peer: SocketAddr,
-    pub conn: ConnHandle,
-    /// Packets from the client to this session.
-    pub from_client: mpsc::Receiver<FromClient>,
-}
-
-/// The session's answer to an attach.
-#[derive(Debug, Clone, Copy)]
-pub struct Attached {
-    pub session_present: bool,
-    /// Session expiry granted (after the configured cap).
-    pub session_expiry: u32,
+    /// The client connection, CONNECT consumed, outbound options set.
+    pub io: ClientIo,
+    /// The CONNACK to send, properties filled; the session sets `session_present` and expiry.
+    pub connack: ConnAck,
+    /// Keep-alive enforced, in seconds (0: none).
+    pub keepalive: u16,
 }
 
 /// Messages to a session task from outside its connection.
-#[derive(Debug)]
 pub(crate) enum Control {
-    Attach(Box<AttachRequest>, oneshot::Sender<Attached>),
+    Attach(Box<AttachRequest>),
     /// End the session now: a clean-start CONNECT with the same client id took over.
     Discard,
 }
@@ -224,9 +158,10 @@ impl Sessions {
     }
 }
 
-/// Attaches a connection to its session, creating, resuming or replacing it as the CONNECT asks.
-/// Fails only if the session task vanished mid-attach (answer CONNACK 0x88 and let the client retry).
-pub async fn attach(broker: &Arc<crate::broker::Broker>, mut req: AttachRequest) -> Result<Attached, ReasonCode> {
+/// Attaches a connection to its session, creating, resuming or replacing it as the CONNECT asks;
+/// the session answers the CONNACK. A session that ends with the request still queued passes it
+/// on to a fresh session, so the request is never lost while the node runs.
+pub fn attach(broker: &Arc<crate::broker::Broker>, mut req: AttachRequest) -> Result<(), ReasonCode> {
     let client_id = ClientId::new(&req.connect.client_id);
     loop {
         let existing = broker.sessions.get(&client_id);
@@ -236,10 +171,9 @@ pub async fn attach(broker: &Arc<crate::broker::Broker>, mut req: AttachRequest)
             // starts a new (stored) session either way; doing it here makes that one durable.
             let upgrade = durable && !old.durable;
             if !req.connect.clean_start && !upgrade {
-                let (tx, rx) = oneshot::channel();
-                match old.control.send(Control::Attach(Box::new(req), tx)) {
-                    Ok(()) => return rx.await.map_err(|_| ReasonCode::SERVER_UNAVAILABLE),
-                    Err(mpsc::error::SendError(Control::Attach(back, _))) => {
+                match old.control.send(Control::Attach(Box::new(req))) {
+                    Ok(()) => return Ok(()),
+                    Err(mpsc::error::SendError(Control::Attach(back))) => {
                         req = *back;
                         broker.sessions.remove(&client_id, old.id);
                         continue;
@@ -255,7 +189,8 @@ pub async fn attach(broker: &Arc<crate::broker::Broker>, mut req: AttachRequest)
         if let Some(old) = existing {
             let _ = old.control.send(Control::Discard);
         }
-        return Ok(spawn_session(broker.clone(), shared, control_rx, req));
+        spawn_session(broker.clone(), shared, control_rx, req);
+        return Ok(());
     }
 }
 

@@ -5,14 +5,13 @@
 //! express (the encoder maps 5.0 reasons to 3.1.1 return codes), and authentication never runs the
 //! slow password hash on a reactor thread.
 
-use super::{reason_label, write_raw, Accepted};
+use super::{reason_label, Accepted};
 use crate::broker::Broker;
 use crate::codec::{self, ConnAck, ConnAckProperties, Connect, Packet, Protocol, QoS, ReasonCode};
-use crate::connection::Error;
+use crate::connection::{ClientIo, Error};
 use crate::topic;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::io::AsyncWrite;
 
 /// A CONNECT that passed every check.
 pub(super) struct Admitted {
@@ -24,12 +23,7 @@ pub(super) struct Admitted {
 }
 
 /// Answers an undecodable first packet: a CONNACK where the protocol lets us say why, then close.
-pub(super) async fn refuse_decode_error<W: AsyncWrite + Unpin>(
-    broker: &Broker,
-    wr: &mut W,
-    e: &Error,
-    peer: SocketAddr,
-) {
+pub(super) async fn refuse_decode_error(broker: &Broker, io: &mut ClientIo, e: &Error, peer: SocketAddr) {
     let Error::Codec(c) = e else { return };
     broker.stats.malformed(reason_label(c.reason_code()));
     tracing::debug!(%peer, error = %c, "refusing CONNECT");
@@ -39,7 +33,7 @@ pub(super) async fn refuse_decode_error<W: AsyncWrite + Unpin>(
         _ => return,
     };
     let connack = ConnAck { reason, ..Default::default() };
-    write_raw(wr, &Packet::ConnAck(connack), protocol).await;
+    io.write_now(&Packet::ConnAck(connack), protocol).await;
 }
 
 fn refuse(reason: ReasonCode) -> ConnAck {

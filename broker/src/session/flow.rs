@@ -9,7 +9,7 @@
 
 use super::qos::{Inbound, PubRecOutcome, Started};
 use super::task::SessionTask;
-use super::{backpressure, SessionShared, ToClient};
+use super::{backpressure, SessionShared};
 use crate::codec::{self, Disconnect, Packet, PubResp, Publish, QoS, ReasonCode};
 use crate::message::{Delivery, Message};
 use crate::metrics::DropReason;
@@ -20,7 +20,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::error::TrySendError;
 
 /// An acknowledgement waiting for its write.
 pub(super) enum Deferred {
@@ -195,7 +194,7 @@ impl SessionTask {
                 }
                 if failed && !v5 {
                     // 3.1.1 cannot say "not stored" in an acknowledgement: close rather than ack.
-                    return self.kick(ReasonCode::UNSPECIFIED_ERROR);
+                    return self.close_for(ReasonCode::UNSPECIFIED_ERROR, false);
                 }
                 if let Some(ack) = ack {
                     self.emit(ack);
@@ -206,9 +205,9 @@ impl SessionTask {
                     return;
                 }
                 if failed {
-                    return self.kick(ReasonCode::UNSPECIFIED_ERROR);
+                    return self.close_for(ReasonCode::UNSPECIFIED_ERROR, false);
                 }
-                self.emit_boxed(packet);
+                self.emit(*packet);
             }
             Deferred::Retained { resets, deliveries } => {
                 if resets != self.resets {
@@ -232,47 +231,24 @@ impl SessionTask {
         }
     }
 
-    /// Hands a packet to the connection, or parks it in `out` when the channel is full.
+    /// Queues a packet for the attached connection (dropped when none is attached).
     pub(super) fn emit(&mut self, p: Packet) {
-        self.emit_boxed(Box::new(p));
-    }
-
-    /// [`SessionTask::emit`] for a packet that is boxed already (the channel carries boxes).
-    fn emit_boxed(&mut self, p: Box<Packet>) {
-        let Some(link) = &self.link else { return };
-        if let Packet::Publish(publish) = &*p {
+        let Some(link) = self.link.as_mut() else { return };
+        if let Packet::Publish(publish) = &p {
             self.broker.stats.message_sent(publish.qos);
         }
-        if !self.out.is_empty() {
-            self.out.push_back(p);
-            return;
-        }
-        match link.conn.to_client.try_send(ToClient::Packet(p)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(ToClient::Packet(p))) => self.out.push_back(p),
-            Err(TrySendError::Closed(_)) => {}
-        }
+        link.io.send(p);
     }
 
-    pub(super) fn flush_out(&mut self) {
-        let Some(link) = &self.link else { return };
-        while let Some(p) = self.out.pop_front() {
-            match link.conn.to_client.try_send(ToClient::Packet(p)) {
-                Ok(()) => {}
-                Err(TrySendError::Full(ToClient::Packet(p))) => {
-                    self.out.push_front(p);
-                    return;
-                }
-                Err(TrySendError::Closed(_)) => return,
-            }
-        }
-    }
-
-    /// Moves deliveries from the inbox to the connection while the channel and window allow.
+    /// Moves deliveries from the inbox to the connection while its write buffer and the send
+    /// window allow.
     pub(super) fn pump(&mut self) {
         let now = Instant::now();
-        while self.out.is_empty() {
+        loop {
             let Some(link) = &self.link else { return };
+            if link.io.out_full() {
+                return;
+            }
             let (protocol, max_packet) = (link.protocol, link.max_packet_size);
             let too_large = |p: &Packet| max_packet.is_some_and(|max| codec::encoded_len(p, protocol) > max as usize);
             if let Some(p) = self.qos.next_resend(now) {

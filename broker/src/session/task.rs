@@ -1,43 +1,37 @@
-//! The task that owns one session: it applies client packets to the session's state, pulls
-//! deliveries from the session's inbox into the connection as the send window allows, and runs the
-//! will-delay and session-expiry timers while the client is away.
+//! The task that owns one session and, while a client is attached, its connection: it reads and
+//! validates client packets, applies them to the session's state, pulls deliveries from the
+//! session's inbox into the connection's write buffer as the send window allows, writes, and runs
+//! the keep-alive, will-delay and session-expiry timers.
 //!
-//! Invariants: the task never awaits a full connection channel (packets it cannot hand over wait in
-//! `out`, and while `out` is non-empty it neither pulls deliveries nor reads more client packets), so
-//! a stalled client only fills its own bounded inbox; while `pause` is set (a subscriber this client
-//! published to is congested) it reads no client packets either; when the session ends, its
+//! One task per connection and session: a QoS 1 message costs one wake-up of the publisher's task
+//! and one of each subscriber's, with no channel between reading, the session and writing.
+//!
+//! Invariants: the task never waits on a client (writes go out as the socket takes them; while the
+//! write buffer is past its high-water mark the task neither pulls deliveries nor reads, so a
+//! stalled client only fills its own bounded inbox); while `pause` is set (a subscriber this client
+//! published to is congested) it reads acknowledgements only; when the session ends, its
 //! subscriptions and registry entry are removed before the task exits.
 
 use super::backpressure::{self, Outcome, Pause};
 use super::flow::PendingAck;
+use super::link::Link;
 use super::qos::QosState;
-use super::{AttachRequest, Attached, CloseCause, ConnHandle, Control, FromClient, SessionShared, ToClient};
+use super::{AttachRequest, Control, SessionShared};
 use crate::broker::Broker;
 use crate::codec::{Disconnect, LastWill, Packet, Protocol, ReasonCode, SubOptions};
+use crate::connection::{ClientIo, IoEvent};
 use crate::message::Message;
 use crate::metrics::DropReason;
 use crate::store::Batch;
 use futures_util::stream::{FuturesOrdered, StreamExt};
-use std::collections::{HashMap, VecDeque};
-use std::future::pending;
+use std::collections::HashMap;
+use std::future::{pending, poll_fn};
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::mpsc;
-use tokio::time::sleep_until;
-
-/// Packets waiting for channel space beyond which the task stops reading from the client.
-const OUT_HIGH_WATER: usize = 256;
-
-/// The attached connection.
-pub(super) struct Link {
-    pub protocol: Protocol,
-    pub conn: ConnHandle,
-    pub username: Option<String>,
-    pub max_packet_size: Option<u32>,
-    /// Session expiry of the CONNECT was 0 (then DISCONNECT may not raise it).
-    pub connect_expiry_zero: bool,
-}
+use tokio::sync::{mpsc, watch};
+use tokio::time::Sleep;
 
 pub(super) struct SessionTask {
     pub broker: Arc<Broker>,
@@ -48,7 +42,6 @@ pub(super) struct SessionTask {
     pub subscriptions: HashMap<String, (SubOptions, Option<u32>)>,
     pub expiry_secs: u32,
     pub link: Option<Link>,
-    pub rx: Option<mpsc::Receiver<FromClient>>,
     /// Username of the connection that owns the session (resuming under another one starts fresh).
     pub owner: Option<String>,
     pub will: Option<(LastWill, Option<String>)>,
@@ -56,7 +49,6 @@ pub(super) struct SessionTask {
     pub expire_at: Option<Instant>,
     /// When the client went offline (wall clock, for the stored record).
     pub offline_since: Option<SystemTime>,
-    pub out: VecDeque<Box<Packet>>,
     /// Acknowledgements waiting for their writes, in arrival order.
     pub pending: FuturesOrdered<PendingAck>,
     /// Releases of finished stored deliveries, written once per loop iteration.
@@ -69,11 +61,15 @@ pub(super) struct SessionTask {
     /// Recovered after a restart with deliveries still on disk, loaded at the first attach.
     pub cold: bool,
     /// While set, a subscriber this client published to is congested (publisher back-pressure):
-    /// acknowledgements of our deliveries are still read, anything else is held in `held` and
-    /// reading stops until the pause ends.
+    /// acknowledgements and PINGREQ are still read, anything else is held in `held` and reading
+    /// stops until the pause ends.
     pub pause: Option<Pause>,
     pub held: Option<Packet>,
     pub ended: bool,
+    /// The one timer of the session: keep-alive while online, will delay and expiry while not.
+    timer: Pin<Box<Sleep>>,
+    /// When `timer` fires (`None`: not armed). It may fire early; the handler re-checks.
+    timer_at: Option<Instant>,
 }
 
 /// Creates a new session for `req`, attaches the connection and starts the session task.
@@ -82,11 +78,10 @@ pub(crate) fn spawn_session(
     shared: Arc<SessionShared>,
     control: mpsc::UnboundedReceiver<Control>,
     req: AttachRequest,
-) -> Attached {
+) {
     let mut task = SessionTask::new(broker, shared, control);
-    let attached = task.attach(req, false);
+    task.attach(req, false);
     tokio::spawn(task.run());
-    attached
 }
 
 impl SessionTask {
@@ -106,13 +101,11 @@ impl SessionTask {
             subscriptions: HashMap::new(),
             expiry_secs: 0,
             link: None,
-            rx: None,
             owner: None,
             will: None,
             will_at: None,
             expire_at: None,
             offline_since: None,
-            out: VecDeque::new(),
             pending: FuturesOrdered::new(),
             releases: Batch::new(),
             generation: 0,
@@ -121,26 +114,28 @@ impl SessionTask {
             pause: None,
             held: None,
             ended: false,
+            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            timer_at: None,
         }
     }
 
     pub(super) async fn run(mut self) {
         while !self.ended {
-            let deadline = match (self.will_at, self.expire_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
+            self.arm_timer();
+            let reading = self.reading();
+            let pumpable = self.link.as_ref().is_some_and(|l| !l.io.out_full());
+            let timer_on = self.timer_at.is_some();
+            let (io, shutdown) = match self.link.as_mut() {
+                Some(Link { io, shutdown, .. }) => (Some(io), Some(shutdown)),
+                None => (None, None),
             };
-            let out_pending = !self.out.is_empty();
-            let online = self.link.is_some();
-            let tx = self.link.as_ref().map(|l| l.conn.to_client.clone());
             tokio::select! {
                 c = self.control.recv() => match c {
-                    Some(Control::Attach(req, reply)) => {
+                    Some(Control::Attach(req)) => {
                         if self.cold {
                             self.load_cold().await;
                         }
-                        let attached = self.attach(*req, true);
-                        let _ = reply.send(attached);
+                        self.attach(*req, true);
                     }
                     Some(Control::Discard) => {
                         // A DISCONNECT the old connection sent first still decides its will.
@@ -155,32 +150,21 @@ impl SessionTask {
                     if outcome == Outcome::MarkedSlow {
                         self.broker.stats.backpressure_slow_mark();
                     }
+                    // Time spent paused is not the client's idling.
+                    if let Some(link) = self.link.as_mut() {
+                        link.last_packet = Instant::now();
+                    }
                     if let Some(p) = self.held.take() {
                         self.handle(p);
                     }
                 },
-                m = recv(&mut self.rx), if self.out.len() < OUT_HIGH_WATER && self.held.is_none() => match m {
-                    Some(FromClient::Packet(p)) => match *p {
-                        p @ (Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubComp(_)) => self.handle(p),
-                        p if self.pause.is_some() => self.held = Some(p),
-                        p => self.handle(p),
-                    },
-                    Some(FromClient::Closed(cause)) => self.detach(cause == CloseCause::Abnormal),
-                    None => self.detach(true),
-                },
-                permit = reserve(tx), if out_pending => {
-                    match (permit, self.out.pop_front()) {
-                        (Some(permit), Some(p)) => {
-                            permit.send(ToClient::Packet(p));
-                            self.flush_out();
-                        }
-                        // The writer is gone: nothing parked can be delivered on this connection.
-                        (None, _) => self.out.clear(),
-                        (Some(_), None) => {}
-                    }
-                },
-                _ = self.shared.notify.notified(), if online && !out_pending => {}
-                _ = sleep_until(deadline.unwrap_or_else(far_future).into()), if deadline.is_some() => self.on_timer(),
+                ev = link_event(io, reading) => self.on_io(ev),
+                () = shutdown_signal(shutdown) => self.close_for(ReasonCode::SERVER_SHUTTING_DOWN, false),
+                _ = self.shared.notify.notified(), if pumpable => {}
+                () = &mut self.timer, if timer_on => {
+                    self.timer_at = None;
+                    self.on_timer();
+                }
                 Some((op, result)) = self.pending.next(), if !self.pending.is_empty() => self.complete(op, result),
             }
             self.pump();
@@ -192,8 +176,28 @@ impl SessionTask {
         self.finish();
     }
 
-    /// Attaches a connection; `existing` says whether this session already existed.
-    fn attach(&mut self, req: AttachRequest, mut existing: bool) -> Attached {
+    /// Arms the timer for the earliest deadline (keep-alive online; will delay or expiry offline).
+    /// Keep-alive only moves later, so an armed timer stays and re-checks when it fires.
+    fn arm_timer(&mut self) {
+        let want = match &self.link {
+            Some(link) => link.keepalive_due(),
+            None => match (self.will_at, self.expire_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+        };
+        match want {
+            None => self.timer_at = None,
+            Some(t) if self.timer_at.is_none_or(|at| t < at) => {
+                self.timer.as_mut().reset(t.into());
+                self.timer_at = Some(t);
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// Attaches a connection and queues its CONNACK; `existing` says whether this session existed.
+    fn attach(&mut self, req: AttachRequest, mut existing: bool) {
         if self.link.is_some() && !self.take_over() {
             existing = false;
         }
@@ -203,8 +207,8 @@ impl SessionTask {
             self.reset();
             existing = false;
         }
-        self.owner = req.username.clone();
-        let c = &req.connect;
+        let AttachRequest { connect: c, username, io, mut connack, keepalive, .. } = req;
+        self.owner = username.clone();
         let mqtt = &self.broker.config.mqtt;
         let requested = match c.protocol {
             Protocol::V5 => c.properties.session_expiry_interval.unwrap_or(0),
@@ -216,24 +220,26 @@ impl SessionTask {
         // 3.1.1 clients were never told our Receive Maximum, so it is not enforced on them.
         let receive_maximum = if c.protocol.is_v5() { mqtt.receive_maximum } else { u16::MAX };
         self.qos.set_limits(receive_maximum, send_window);
-        self.will = c.will.clone().map(|w| (w, req.username.clone()));
+        self.will = c.will.clone().map(|w| (w, username.clone()));
         self.will_at = None;
         self.expire_at = None;
-        self.out.clear();
-        self.link = Some(Link {
-            protocol: c.protocol,
-            conn: req.conn,
-            username: req.username,
-            max_packet_size: c.properties.maximum_packet_size,
-            connect_expiry_zero: requested == 0,
-        });
-        self.rx = Some(req.from_client);
+        let mut link = Link::new(&self.broker, io, c.protocol, keepalive);
+        link.username = username;
+        link.max_packet_size = c.properties.maximum_packet_size;
+        link.connect_expiry_zero = requested == 0;
+        connack.session_present = existing;
+        connack.reason = ReasonCode::SUCCESS;
+        if c.protocol.is_v5() {
+            connack.properties.session_expiry_interval = Some(self.expiry_secs);
+        }
+        link.io.send(Packet::ConnAck(connack));
+        link.io.guard.opened();
+        self.link = Some(link);
         self.shared.online.store(true, Ordering::Relaxed);
         self.offline_since = None;
         self.generation += 1;
         self.qos.resume();
         self.persist_record();
-        Attached { session_present: existing, session_expiry: self.expiry_secs }
     }
 
     /// Ends the attached connection because a new one takes the session over. Packets the old
@@ -254,28 +260,8 @@ impl SessionTask {
         true
     }
 
-    /// Applies what the attached connection already delivered before it is replaced: a DISCONNECT
-    /// (its will and expiry effects) and acknowledgements; anything else is dropped with it.
-    fn drain_link(&mut self) {
-        while let Some(rx) = self.rx.as_mut() {
-            match rx.try_recv() {
-                Ok(FromClient::Packet(p)) => match *p {
-                    Packet::Disconnect(d) => self.on_disconnect_keep(d),
-                    // Acknowledgements still settle in-flight messages; anything else the old
-                    // connection sent is dropped with it (the client resends per its QoS).
-                    p @ (Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubComp(_)) => self.handle(p),
-                    _ => {}
-                },
-                Ok(FromClient::Closed(cause)) => {
-                    self.close_link(cause == CloseCause::Abnormal);
-                }
-                Err(_) => break,
-            }
-        }
-    }
-
     /// A DISCONNECT during takeover: its will and expiry effects apply, but the session stays.
-    fn on_disconnect_keep(&mut self, d: Disconnect) {
+    pub(super) fn on_disconnect_keep(&mut self, d: Disconnect) {
         if let Some(new) = d.properties.session_expiry_interval {
             if !self.link.as_ref().is_some_and(|l| l.connect_expiry_zero && new != 0) {
                 self.expiry_secs = new.min(self.broker.config.mqtt.max_session_expiry_secs);
@@ -286,7 +272,7 @@ impl SessionTask {
 
     /// Drops the link, publishing the will now if it has no delay (a takeover ends the old
     /// connection; a delayed will is cancelled by the new connection arriving).
-    fn close_link(&mut self, publish_will: bool) {
+    pub(super) fn close_link(&mut self, publish_will: bool) {
         if !self.drop_link() {
             return;
         }
@@ -326,13 +312,6 @@ impl SessionTask {
         }
     }
 
-    /// Closes the attached connection from the server side.
-    pub(super) fn kick(&mut self, reason: ReasonCode) {
-        if let Some(link) = &self.link {
-            link.conn.closer.close_with(reason);
-        }
-    }
-
     /// The connection is gone: start will-delay and expiry timers, or end the session.
     pub(super) fn detach(&mut self, publish_will: bool) {
         if !self.drop_link() {
@@ -361,13 +340,10 @@ impl SessionTask {
         }
     }
 
-    /// Forgets the attached connection; `false` if there was none.
+    /// Closes and forgets the attached connection; `false` if there was none.
     fn drop_link(&mut self) -> bool {
-        if self.link.take().is_none() {
-            return false;
-        }
-        self.rx = None;
-        self.out.clear();
+        let Some(link) = self.link.take() else { return false };
+        link.close();
         self.pause = None;
         self.held = None;
         self.shared.online.store(false, Ordering::Relaxed);
@@ -378,6 +354,19 @@ impl SessionTask {
 
     fn on_timer(&mut self) {
         let now = Instant::now();
+        if let Some(link) = self.link.as_mut() {
+            if link.keepalive_due().is_some_and(|t| t <= now) {
+                if self.pause.is_some() || self.held.is_some() {
+                    // Not reading is our doing, not the client's silence.
+                    link.last_packet = now;
+                    return;
+                }
+                tracing::debug!(client_id = %self.shared.client_id, "keepalive timeout");
+                self.broker.stats.limit_rejection("keepalive_timeout");
+                self.close_for(ReasonCode::KEEP_ALIVE_TIMEOUT, true);
+            }
+            return;
+        }
         if self.will_at.is_some_and(|t| t <= now) {
             self.will_at = None;
             self.publish_will();
@@ -422,32 +411,27 @@ impl SessionTask {
     fn finish(mut self) {
         self.control.close();
         while let Ok(c) = self.control.try_recv() {
-            if let Control::Attach(req, reply) = c {
-                let broker = self.broker.clone();
-                tokio::spawn(async move {
-                    if let Ok(attached) = super::attach(&broker, *req).await {
-                        let _ = reply.send(attached);
-                    }
-                });
+            if let Control::Attach(req) = c {
+                let _ = super::attach(&self.broker, *req);
             }
         }
     }
 }
 
-async fn recv(rx: &mut Option<mpsc::Receiver<FromClient>>) -> Option<FromClient> {
-    match rx {
-        Some(rx) => rx.recv().await,
+/// The next event of the attached connection (never, when offline).
+async fn link_event(io: Option<&mut ClientIo>, read: bool) -> IoEvent {
+    match io {
+        Some(io) => poll_fn(|cx| io.poll_event(cx, read)).await,
         None => pending().await,
     }
 }
 
-async fn reserve(tx: Option<mpsc::Sender<ToClient>>) -> Option<mpsc::OwnedPermit<ToClient>> {
-    match tx {
-        Some(tx) => tx.reserve_owned().await.ok(),
-        None => pending().await,
+/// Resolves when the node starts shutting down (never, when offline or the signal is gone).
+async fn shutdown_signal(rx: Option<&mut watch::Receiver<bool>>) {
+    if let Some(rx) = rx {
+        if rx.wait_for(|s| *s).await.is_ok() {
+            return;
+        }
     }
-}
-
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86_400 * 365)
+    pending().await
 }
