@@ -8,7 +8,7 @@
 //! Invariants: the read buffer holds at most one packet of `max_packet_size` bytes plus one read's
 //! worth (an oversize packet is refused from its fixed header); every packet queued before a poll is
 //! written in as few writes as the socket takes; an idle connection keeps only small buffers
-//! (`READ_MIN` to read, at most `IDLE_WRITE_BUFFER` to write); closing never blocks the owner — a
+//! (none at all for plain TCP; `READ_MIN` to read for TLS); closing never blocks the owner — a
 //! final DISCONNECT goes out from a short-lived task bounded by `CLOSE_WRITE_TIMEOUT`, and is
 //! skipped when a packet is half written (the stream could not carry it).
 
@@ -21,16 +21,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio_rustls::server::TlsStream;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 /// Bytes queued for writing beyond which the owner stops producing (and reading) until the
 /// client takes some: the per-connection bound of a stalled client.
 pub const WRITE_HIGH_WATER: usize = 64 * 1024;
-/// Write buffer kept once everything is written (larger ones are freed, so an idle connection
-/// holds at most this much).
-const IDLE_WRITE_BUFFER: usize = 4 * 1024;
 /// Read buffer of a connection between packets: enough for CONNECT, PINGREQ and small publishes.
 const READ_MIN: usize = 256;
 /// Read buffer reserved while a larger packet is being received or the client streams.
@@ -56,9 +55,54 @@ pub enum Error {
 /// Result alias of this module.
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// A client byte stream: plain TCP or TLS, boxed so one session type serves both.
-pub trait ClientStream: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> ClientStream for T {}
+/// A client byte stream. An enum rather than a trait object: plain TCP needs no extra allocation
+/// and can wait for readability without a read buffer (TLS may hold decrypted bytes, so it reads).
+pub enum ClientStream {
+    Tcp(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl ClientStream {
+    /// Ready when a read may make progress; always for TLS.
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self {
+            ClientStream::Tcp(s) => s.poll_read_ready(cx),
+            ClientStream::Tls(_) => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
 
 /// What a connection holds for its whole life: its slots in the connection caps, its place in the
 /// node's shutdown drain, and (once attached) its count in the open-connections gauge.
@@ -114,7 +158,7 @@ pub struct WriterOptions {
 
 /// One client connection: stream, read and write buffers, outbound aliases.
 pub struct ClientIo {
-    stream: Box<dyn ClientStream>,
+    stream: ClientStream,
     rbuf: BytesMut,
     wbuf: BytesMut,
     /// Protocol of the accepted CONNECT (`None` before it: the first packet must be CONNECT).
@@ -133,10 +177,10 @@ pub struct ClientIo {
 }
 
 impl ClientIo {
-    pub fn new(stream: Box<dyn ClientStream>, max_packet_size: usize, guard: ConnGuard) -> Self {
+    pub fn new(stream: ClientStream, max_packet_size: usize, guard: ConnGuard) -> Self {
         ClientIo {
             stream,
-            rbuf: BytesMut::with_capacity(READ_MIN),
+            rbuf: BytesMut::new(),
             wbuf: BytesMut::new(),
             protocol: None,
             max_packet_size,
@@ -165,6 +209,15 @@ impl ClientIo {
         loop {
             if let Some(p) = self.try_decode()? {
                 return Poll::Ready(Ok(p));
+            }
+            if self.rbuf.is_empty() && !self.streaming && !self.eof {
+                // Between packets: an idle TCP connection waits for data without a buffer.
+                if let ClientStream::Tcp(_) = self.stream {
+                    if self.rbuf.capacity() > 0 {
+                        self.rbuf = BytesMut::new();
+                    }
+                }
+                std::task::ready!(self.stream.poll_read_ready(cx))?;
             }
             if self.rbuf.capacity() - self.rbuf.len() < READ_MIN {
                 // Idle and empty: stay small; streaming or mid-packet: read in big chunks.
@@ -204,7 +257,8 @@ impl ClientIo {
                         self.wbuf.advance(n);
                         self.unflushed = true;
                         self.partial = !self.wbuf.is_empty();
-                        if self.wbuf.is_empty() && self.wbuf.capacity() > IDLE_WRITE_BUFFER {
+                        if self.wbuf.is_empty() {
+                            // Nothing kept between batches: an idle connection holds no buffer.
                             self.wbuf = BytesMut::new();
                         }
                         if was_full && !self.out_full() {

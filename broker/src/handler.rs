@@ -27,9 +27,9 @@ pub struct Accepted {
 }
 
 /// Serves one client stream until its session owns it (or it is refused).
-pub async fn serve<S: ClientStream + 'static>(broker: Arc<Broker>, stream: S, accepted: Accepted, guard: ConnGuard) {
+pub async fn serve(broker: Arc<Broker>, stream: ClientStream, accepted: Accepted, guard: ConnGuard) {
     let max_packet = broker.config.mqtt.max_packet_size as usize;
-    let mut io = ClientIo::new(Box::new(stream), max_packet, guard);
+    let mut io = ClientIo::new(stream, max_packet, guard);
     let deadline = accepted.at + Duration::from_millis(broker.config.mqtt.connect_timeout_ms);
     let mut shutdown = broker.shutdown_signal();
     let first = tokio::select! {

@@ -9,7 +9,7 @@
 use crate::broker::Broker;
 use crate::codec::ReasonCode;
 use crate::config::{ListenerConfig, ListenerKind};
-use crate::connection::ConnGuard;
+use crate::connection::{ClientStream, ConnGuard};
 use crate::handler::{serve, Accepted};
 use crate::tls;
 use parking_lot::Mutex;
@@ -194,7 +194,7 @@ async fn accept_stream(
 ) {
     let at = tokio::time::Instant::now();
     let Some(acceptor) = tls else {
-        serve(broker, stream, Accepted { peer, cert_username: None, refuse, at }, guard).await;
+        serve(broker, ClientStream::Tcp(stream), Accepted { peer, cert_username: None, refuse, at }, guard).await;
         return;
     };
     let timeout = Duration::from_millis(broker.config.mqtt.connect_timeout_ms);
@@ -221,5 +221,5 @@ async fn accept_stream(
     } else {
         None
     };
-    serve(broker, tls_stream, Accepted { peer, cert_username, refuse, at }, guard).await;
+    serve(broker, ClientStream::Tls(Box::new(tls_stream)), Accepted { peer, cert_username, refuse, at }, guard).await;
 }

@@ -18,11 +18,11 @@ use crate::connection::ClientIo;
 use crate::ids::{ClientId, SessionId};
 use crate::message::Delivery;
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 mod backpressure;
 mod durable;
@@ -72,7 +72,11 @@ pub struct SessionShared {
     inbox: Mutex<Inbox>,
     notify: Notify,
     online: AtomicBool,
-    control: mpsc::UnboundedSender<Control>,
+    /// Attach and discard requests for the task: rare, so a locked list and a `Notify` rather
+    /// than a channel (which allocates a block of slots per session up front). `true`: the task
+    /// ended and takes no more.
+    control: Mutex<(VecDeque<Control>, bool)>,
+    control_ready: Notify,
     /// Paused publishers wait here for the inbox to drain (see [`backpressure`]).
     room: Notify,
     /// A publisher is waiting on `room`.
@@ -106,6 +110,35 @@ impl SessionShared {
     /// Whether a connection is attached.
     pub fn is_online(&self) -> bool {
         self.online.load(Ordering::Relaxed)
+    }
+
+    /// Hands a request to the session task; gives it back if the task has ended.
+    fn send_control(&self, c: Control) -> Result<(), Control> {
+        let mut control = self.control.lock();
+        if control.1 {
+            return Err(c);
+        }
+        control.0.push_back(c);
+        drop(control);
+        self.control_ready.notify_one();
+        Ok(())
+    }
+
+    /// The next request for the session task.
+    async fn next_control(&self) -> Control {
+        loop {
+            if let Some(c) = self.control.lock().0.pop_front() {
+                return c;
+            }
+            self.control_ready.notified().await;
+        }
+    }
+
+    /// Refuses further requests and returns those not taken yet (the task is ending).
+    fn close_control(&self) -> VecDeque<Control> {
+        let mut control = self.control.lock();
+        control.1 = true;
+        std::mem::take(&mut control.0)
     }
 
     /// Whether the inbox can take a delivery without dropping (used for shared-subscription fall-over).
@@ -171,9 +204,9 @@ pub fn attach(broker: &Arc<crate::broker::Broker>, mut req: AttachRequest) -> Re
             // starts a new (stored) session either way; doing it here makes that one durable.
             let upgrade = durable && !old.durable;
             if !req.connect.clean_start && !upgrade {
-                match old.control.send(Control::Attach(Box::new(req))) {
+                match old.send_control(Control::Attach(Box::new(req))) {
                     Ok(()) => return Ok(()),
-                    Err(mpsc::error::SendError(Control::Attach(back))) => {
+                    Err(Control::Attach(back)) => {
                         req = *back;
                         broker.sessions.remove(&client_id, old.id);
                         continue;
@@ -182,14 +215,14 @@ pub fn attach(broker: &Arc<crate::broker::Broker>, mut req: AttachRequest) -> Re
                 }
             }
         }
-        let (shared, control_rx) = new_shared(client_id.clone(), SessionId::next(), durable, 0);
+        let shared = new_shared(client_id.clone(), SessionId::next(), durable, 0);
         if !broker.sessions.replace(existing.as_ref().map(|s| s.id), shared.clone()) {
             continue;
         }
         if let Some(old) = existing {
-            let _ = old.control.send(Control::Discard);
+            let _ = old.send_control(Control::Discard);
         }
-        spawn_session(broker.clone(), shared, control_rx, req);
+        spawn_session(broker.clone(), shared, req);
         return Ok(());
     }
 }
@@ -202,14 +235,8 @@ fn requests_persistence(c: &Connect) -> bool {
     }
 }
 
-pub(crate) fn new_shared(
-    client_id: ClientId,
-    id: SessionId,
-    durable: bool,
-    next_seq: u64,
-) -> (Arc<SessionShared>, mpsc::UnboundedReceiver<Control>) {
-    let (control, rx) = mpsc::unbounded_channel();
-    let shared = Arc::new(SessionShared {
+pub(crate) fn new_shared(client_id: ClientId, id: SessionId, durable: bool, next_seq: u64) -> Arc<SessionShared> {
+    Arc::new(SessionShared {
         id,
         durable,
         next_seq: AtomicU64::new(next_seq),
@@ -217,10 +244,10 @@ pub(crate) fn new_shared(
         inbox: Mutex::new(Inbox::default()),
         notify: Notify::new(),
         online: AtomicBool::new(false),
-        control,
+        control: Mutex::new((VecDeque::new(), false)),
+        control_ready: Notify::new(),
         room: Notify::new(),
         room_wanted: AtomicBool::new(false),
         slow_until_ms: AtomicU64::new(0),
-    });
-    (shared, rx)
+    })
 }

@@ -153,7 +153,7 @@ mod tests {
     }
 
     fn online_session() -> Arc<SessionShared> {
-        let (s, _rx) = super::super::new_shared(ClientId::new("s"), SessionId::next(), false, 0);
+        let s = super::super::new_shared(ClientId::new("s"), SessionId::next(), false, 0);
         s.online.store(true, Ordering::Relaxed);
         s
     }

@@ -5,9 +5,9 @@
 //! anything; a recovered session keeps its incarnation, so its storage keys stay valid; its stored
 //! deliveries come back before anything queued since the restart, in their original order.
 
+use super::new_shared;
 use super::qos::stored_packet_id;
 use super::task::SessionTask;
-use super::{new_shared, Control};
 use crate::broker::Broker;
 use crate::ids::{ClientId, SessionId};
 use crate::message::Delivery;
@@ -16,7 +16,6 @@ use crate::persist::{keys, Commit, RecoveredSession};
 use crate::store::{Batch, Cf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
 
 impl SessionTask {
     /// The stored form of this session.
@@ -26,7 +25,7 @@ impl SessionTask {
         r.offline_since_ms =
             self.offline_since.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_millis() as u64);
         r.subscriptions = self.subscriptions.iter().map(|(f, (o, id))| SubscriptionRecord::new(f, *o, *id)).collect();
-        r.will = self.will.as_ref().and_then(|(w, _)| WillRecord::new(w, &self.shared.client_id, now).ok());
+        r.will = self.will.as_deref().and_then(|(w, _)| WillRecord::new(w, &self.shared.client_id, now).ok());
         r
     }
 
@@ -94,11 +93,11 @@ pub(crate) fn restore_sessions(broker: &Arc<Broker>, sessions: Vec<RecoveredSess
     let wall = SystemTime::now();
     let mut tasks = Vec::with_capacity(sessions.len());
     for rs in sessions {
-        let (shared, control) = new_shared(ClientId::new(&rs.client_id), SessionId(rs.incarnation), true, rs.next_seq);
+        let shared = new_shared(ClientId::new(&rs.client_id), SessionId(rs.incarnation), true, rs.next_seq);
         if !broker.sessions.replace(None, shared.clone()) {
             continue;
         }
-        tasks.push(restore_one(broker, shared, control, rs, now, wall));
+        tasks.push(restore_one(broker, shared, rs, now, wall));
     }
     broker.stats.subscriptions.set(broker.router.len() as f64);
     for task in tasks {
@@ -109,12 +108,11 @@ pub(crate) fn restore_sessions(broker: &Arc<Broker>, sessions: Vec<RecoveredSess
 fn restore_one(
     broker: &Arc<Broker>,
     shared: Arc<super::SessionShared>,
-    control: mpsc::UnboundedReceiver<Control>,
     rs: RecoveredSession,
     now: Instant,
     wall: SystemTime,
 ) -> SessionTask {
-    let mut task = SessionTask::new(broker.clone(), shared.clone(), control);
+    let mut task = SessionTask::new(broker.clone(), shared.clone());
     let r = rs.record;
     task.owner = r.owner;
     task.expiry_secs = r.expiry_secs;
@@ -135,7 +133,7 @@ fn restore_one(
     if let Some(w) = r.will.and_then(|w| w.will(now).ok()) {
         let delay = w.properties.will_delay_interval.unwrap_or(0).min(r.expiry_secs);
         task.will_at = Some(at(delay));
-        task.will = Some((w, task.owner.clone()));
+        task.will = Some(Box::new((w, task.owner.clone())));
     }
     if r.expiry_secs != u32::MAX {
         task.expire_at = Some(at(r.expiry_secs));

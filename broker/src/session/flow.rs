@@ -16,6 +16,7 @@ use crate::metrics::DropReason;
 use crate::persist::records::QueueEntry;
 use crate::persist::{keys, Commit};
 use crate::store::{self, Batch, Cf};
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -34,6 +35,32 @@ pub(super) enum Deferred {
 
 /// A deferred acknowledgement with the write it waits for.
 pub(super) type PendingAck = Pin<Box<dyn Future<Output = (Deferred, store::Result<()>)> + Send>>;
+
+/// Deferred acknowledgements in arrival order, allocated at first use (an empty `FuturesOrdered`
+/// allocates, and a session that never waits for storage never needs one).
+#[derive(Default)]
+pub(super) struct PendingAcks(Option<Box<FuturesOrdered<PendingAck>>>);
+
+impl PendingAcks {
+    pub fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|q| q.is_empty())
+    }
+
+    pub fn push_back(&mut self, ack: PendingAck) {
+        self.0.get_or_insert_with(Default::default).push_back(ack);
+    }
+
+    /// The next acknowledgement whose write finished (never, when there is none).
+    pub async fn next(&mut self) -> (Deferred, store::Result<()>) {
+        match self.0.as_mut() {
+            Some(q) if !q.is_empty() => match q.next().await {
+                Some(done) => done,
+                None => std::future::pending().await,
+            },
+            _ => std::future::pending().await,
+        }
+    }
+}
 
 impl SessionTask {
     pub(super) fn handle(&mut self, p: Packet) {

@@ -157,7 +157,7 @@ impl SessionTask {
         match link.validate(p, &self.broker) {
             Err((reason, what)) => self.violation(reason, what),
             Ok(p @ (Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubComp(_) | Packet::PingReq)) => self.handle(p),
-            Ok(p) if self.pause.is_some() => self.held = Some(p),
+            Ok(p) if self.pause.is_some() => self.held = Some(Box::new(p)),
             Ok(p) => self.handle(p),
         }
     }

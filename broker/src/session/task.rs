@@ -13,7 +13,7 @@
 //! subscriptions and registry entry are removed before the task exits.
 
 use super::backpressure::{self, Outcome, Pause};
-use super::flow::PendingAck;
+use super::flow::PendingAcks;
 use super::link::Link;
 use super::qos::QosState;
 use super::{AttachRequest, Control, SessionShared};
@@ -23,20 +23,18 @@ use crate::connection::{ClientIo, IoEvent};
 use crate::message::Message;
 use crate::metrics::DropReason;
 use crate::store::Batch;
-use futures_util::stream::{FuturesOrdered, StreamExt};
 use std::collections::HashMap;
 use std::future::{pending, poll_fn};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Sleep;
 
 pub(super) struct SessionTask {
     pub broker: Arc<Broker>,
     pub shared: Arc<SessionShared>,
-    control: mpsc::UnboundedReceiver<Control>,
     pub qos: QosState,
     /// Full filters (with any `$share/group/` prefix) this session subscribed to, with options.
     pub subscriptions: HashMap<String, (SubOptions, Option<u32>)>,
@@ -44,13 +42,14 @@ pub(super) struct SessionTask {
     pub link: Option<Link>,
     /// Username of the connection that owns the session (resuming under another one starts fresh).
     pub owner: Option<String>,
-    pub will: Option<(LastWill, Option<String>)>,
+    /// The will and the username it is published under (boxed: most clients have none).
+    pub will: Option<Box<(LastWill, Option<String>)>>,
     pub will_at: Option<Instant>,
     pub expire_at: Option<Instant>,
     /// When the client went offline (wall clock, for the stored record).
     pub offline_since: Option<SystemTime>,
     /// Acknowledgements waiting for their writes, in arrival order.
-    pub pending: FuturesOrdered<PendingAck>,
+    pub pending: PendingAcks,
     /// Releases of finished stored deliveries, written once per loop iteration.
     pub releases: Batch,
     /// Counts attachments, so a late acknowledgement never reaches a newer connection.
@@ -64,7 +63,7 @@ pub(super) struct SessionTask {
     /// acknowledgements and PINGREQ are still read, anything else is held in `held` and reading
     /// stops until the pause ends.
     pub pause: Option<Pause>,
-    pub held: Option<Packet>,
+    pub held: Option<Box<Packet>>,
     pub ended: bool,
     /// The one timer of the session: keep-alive while online, will delay and expiry while not.
     timer: Pin<Box<Sleep>>,
@@ -73,31 +72,21 @@ pub(super) struct SessionTask {
 }
 
 /// Creates a new session for `req`, attaches the connection and starts the session task.
-pub(crate) fn spawn_session(
-    broker: Arc<Broker>,
-    shared: Arc<SessionShared>,
-    control: mpsc::UnboundedReceiver<Control>,
-    req: AttachRequest,
-) {
-    let mut task = SessionTask::new(broker, shared, control);
+pub(crate) fn spawn_session(broker: Arc<Broker>, shared: Arc<SessionShared>, req: AttachRequest) {
+    let mut task = SessionTask::new(broker, shared);
     task.attach(req, false);
     tokio::spawn(task.run());
 }
 
 impl SessionTask {
     /// A session with no state yet.
-    pub(super) fn new(
-        broker: Arc<Broker>,
-        shared: Arc<SessionShared>,
-        control: mpsc::UnboundedReceiver<Control>,
-    ) -> Self {
+    pub(super) fn new(broker: Arc<Broker>, shared: Arc<SessionShared>) -> Self {
         broker.stats.sessions.increment(1.0);
         let mqtt = &broker.config.mqtt;
         SessionTask {
             qos: QosState::new(mqtt.receive_maximum, broker.config.limits.max_inflight),
             broker: broker.clone(),
             shared,
-            control,
             subscriptions: HashMap::new(),
             expiry_secs: 0,
             link: None,
@@ -106,7 +95,7 @@ impl SessionTask {
             will_at: None,
             expire_at: None,
             offline_since: None,
-            pending: FuturesOrdered::new(),
+            pending: PendingAcks::default(),
             releases: Batch::new(),
             generation: 0,
             resets: 0,
@@ -130,20 +119,20 @@ impl SessionTask {
                 None => (None, None),
             };
             tokio::select! {
-                c = self.control.recv() => match c {
-                    Some(Control::Attach(req)) => {
+                c = self.shared.next_control() => match c {
+                    Control::Attach(req) => {
                         if self.cold {
-                            self.load_cold().await;
+                            // Boxed: its state would otherwise sit in every session's task.
+                            Box::pin(self.load_cold()).await;
                         }
                         self.attach(*req, true);
                     }
-                    Some(Control::Discard) => {
+                    Control::Discard => {
                         // A DISCONNECT the old connection sent first still decides its will.
                         self.drain_link();
                         self.kick(ReasonCode::SESSION_TAKEN_OVER);
                         self.end();
                     }
-                    None => self.end(),
                 },
                 outcome = backpressure::wait(&mut self.pause) => {
                     self.pause = None;
@@ -155,7 +144,7 @@ impl SessionTask {
                         link.last_packet = Instant::now();
                     }
                     if let Some(p) = self.held.take() {
-                        self.handle(p);
+                        self.handle(*p);
                     }
                 },
                 ev = link_event(io, reading) => self.on_io(ev),
@@ -165,7 +154,7 @@ impl SessionTask {
                     self.timer_at = None;
                     self.on_timer();
                 }
-                Some((op, result)) = self.pending.next(), if !self.pending.is_empty() => self.complete(op, result),
+                (op, result) = self.pending.next(), if !self.pending.is_empty() => self.complete(op, result),
             }
             self.pump();
             self.shared.after_pump(&self.broker.inbox_limits);
@@ -220,7 +209,7 @@ impl SessionTask {
         // 3.1.1 clients were never told our Receive Maximum, so it is not enforced on them.
         let receive_maximum = if c.protocol.is_v5() { mqtt.receive_maximum } else { u16::MAX };
         self.qos.set_limits(receive_maximum, send_window);
-        self.will = c.will.clone().map(|w| (w, username.clone()));
+        self.will = c.will.clone().map(|w| Box::new((w, username.clone())));
         self.will_at = None;
         self.expire_at = None;
         let mut link = Link::new(&self.broker, io, c.protocol, keepalive);
@@ -279,7 +268,7 @@ impl SessionTask {
         if !publish_will {
             self.will = None;
         }
-        if self.will.as_ref().is_some_and(|(w, _)| w.properties.will_delay_interval.unwrap_or(0) == 0) {
+        if self.will.as_deref().is_some_and(|(w, _)| w.properties.will_delay_interval.unwrap_or(0) == 0) {
             self.publish_will();
         }
     }
@@ -321,7 +310,7 @@ impl SessionTask {
         if !publish_will {
             self.will = None;
         }
-        if let Some((will, _)) = &self.will {
+        if let Some((will, _)) = self.will.as_deref() {
             let delay = will.properties.will_delay_interval.unwrap_or(0).min(self.expiry_secs);
             if delay == 0 {
                 self.publish_will();
@@ -377,7 +366,7 @@ impl SessionTask {
     }
 
     fn publish_will(&mut self) {
-        let Some((will, username)) = self.will.take() else { return };
+        let Some((will, username)) = self.will.take().map(|w| *w) else { return };
         if !self.broker.may_publish(username.as_deref(), self.shared.client_id.as_str(), &will.topic) {
             self.broker.stats.dropped(DropReason::NotAuthorized, 1);
             return;
@@ -408,9 +397,8 @@ impl SessionTask {
     }
 
     /// After the session ended: hand any attach that raced with the end to a fresh session.
-    fn finish(mut self) {
-        self.control.close();
-        while let Ok(c) = self.control.try_recv() {
+    fn finish(self) {
+        for c in self.shared.close_control() {
             if let Control::Attach(req) = c {
                 let _ = super::attach(&self.broker, *req);
             }
