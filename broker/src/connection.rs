@@ -8,7 +8,7 @@
 //! Invariants: the read buffer holds at most one packet of `max_packet_size` bytes plus one read's
 //! worth (an oversize packet is refused from its fixed header); every packet queued before a poll is
 //! written in as few writes as the socket takes; an idle connection keeps only small buffers
-//! (none at all for plain TCP; `READ_MIN` to read for TLS); closing never blocks the owner — a
+//! (no read buffer for plain TCP, `READ_MIN` for TLS; at most `IDLE_WRITE_BUFFER` to write); closing never blocks the owner — a
 //! final DISCONNECT goes out from a short-lived task bounded by `CLOSE_WRITE_TIMEOUT`, and is
 //! skipped when a packet is half written (the stream could not carry it).
 
@@ -30,6 +30,8 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 /// Bytes queued for writing beyond which the owner stops producing (and reading) until the
 /// client takes some: the per-connection bound of a stalled client.
 pub const WRITE_HIGH_WATER: usize = 64 * 1024;
+/// Write buffer kept once everything is written (larger ones are freed).
+const IDLE_WRITE_BUFFER: usize = 4 * 1024;
 /// Read buffer of a connection between packets: enough for CONNECT, PINGREQ and small publishes.
 const READ_MIN: usize = 256;
 /// Read buffer reserved while a larger packet is being received or the client streams.
@@ -210,13 +212,8 @@ impl ClientIo {
             if let Some(p) = self.try_decode()? {
                 return Poll::Ready(Ok(p));
             }
-            if self.rbuf.is_empty() && !self.streaming && !self.eof {
-                // Between packets: an idle TCP connection waits for data without a buffer.
-                if let ClientStream::Tcp(_) = self.stream {
-                    if self.rbuf.capacity() > 0 {
-                        self.rbuf = BytesMut::new();
-                    }
-                }
+            if self.rbuf.capacity() == 0 {
+                // Released while idle: allocate only once there is something to read.
                 std::task::ready!(self.stream.poll_read_ready(cx))?;
             }
             if self.rbuf.capacity() - self.rbuf.len() < READ_MIN {
@@ -229,7 +226,16 @@ impl ClientIo {
                 return Poll::Ready(Err(if self.rbuf.is_empty() { Error::Eof } else { Error::Truncated }));
             }
             let room = self.rbuf.capacity() - self.rbuf.len();
-            let n = std::task::ready!(tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.rbuf))?;
+            let n = match tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.rbuf) {
+                Poll::Ready(r) => r?,
+                Poll::Pending => {
+                    // Nothing more to read between packets: an idle TCP connection keeps no buffer.
+                    if self.rbuf.is_empty() && matches!(self.stream, ClientStream::Tcp(_)) {
+                        self.rbuf = BytesMut::new();
+                    }
+                    return Poll::Pending;
+                }
+            };
             self.streaming = n == room;
             if n == 0 {
                 return Poll::Ready(Err(if self.rbuf.is_empty() { Error::Eof } else { Error::Truncated }));
@@ -257,8 +263,7 @@ impl ClientIo {
                         self.wbuf.advance(n);
                         self.unflushed = true;
                         self.partial = !self.wbuf.is_empty();
-                        if self.wbuf.is_empty() {
-                            // Nothing kept between batches: an idle connection holds no buffer.
+                        if self.wbuf.is_empty() && self.wbuf.capacity() > IDLE_WRITE_BUFFER {
                             self.wbuf = BytesMut::new();
                         }
                         if was_full && !self.out_full() {

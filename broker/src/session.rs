@@ -17,6 +17,7 @@ use crate::codec::{ConnAck, Connect, Protocol, ReasonCode};
 use crate::connection::ClientIo;
 use crate::ids::{ClientId, SessionId};
 use crate::message::Delivery;
+use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -76,7 +77,9 @@ pub struct SessionShared {
     /// than a channel (which allocates a block of slots per session up front). `true`: the task
     /// ended and takes no more.
     control: Mutex<(VecDeque<Control>, bool)>,
-    control_ready: Notify,
+    /// Set while `control` holds requests: the task checks it without locking.
+    control_pending: AtomicBool,
+    control_waker: AtomicWaker,
     /// Paused publishers wait here for the inbox to drain (see [`backpressure`]).
     room: Notify,
     /// A publisher is waiting on `room`.
@@ -119,19 +122,29 @@ impl SessionShared {
             return Err(c);
         }
         control.0.push_back(c);
+        self.control_pending.store(true, Ordering::Release);
         drop(control);
-        self.control_ready.notify_one();
+        self.control_waker.wake();
         Ok(())
     }
 
-    /// The next request for the session task.
+    /// The next request for the session task (a waker registration per poll, no lock while
+    /// there is none: this is polled on every turn of the task's loop).
     async fn next_control(&self) -> Control {
-        loop {
-            if let Some(c) = self.control.lock().0.pop_front() {
-                return c;
+        std::future::poll_fn(|cx| {
+            self.control_waker.register(cx.waker());
+            if !self.control_pending.load(Ordering::Acquire) {
+                return std::task::Poll::Pending;
             }
-            self.control_ready.notified().await;
-        }
+            let mut control = self.control.lock();
+            let c = control.0.pop_front();
+            self.control_pending.store(!control.0.is_empty(), Ordering::Release);
+            match c {
+                Some(c) => std::task::Poll::Ready(c),
+                None => std::task::Poll::Pending,
+            }
+        })
+        .await
     }
 
     /// Refuses further requests and returns those not taken yet (the task is ending).
@@ -245,7 +258,8 @@ pub(crate) fn new_shared(client_id: ClientId, id: SessionId, durable: bool, next
         notify: Notify::new(),
         online: AtomicBool::new(false),
         control: Mutex::new((VecDeque::new(), false)),
-        control_ready: Notify::new(),
+        control_pending: AtomicBool::new(false),
+        control_waker: AtomicWaker::new(),
         room: Notify::new(),
         room_wanted: AtomicBool::new(false),
         slow_until_ms: AtomicU64::new(0),
