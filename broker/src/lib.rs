@@ -19,6 +19,7 @@ pub mod listener;
 pub mod message;
 pub mod metrics;
 pub mod persist;
+pub mod proxy;
 pub mod router;
 pub mod server;
 pub mod session;

@@ -8,7 +8,7 @@
 
 use crate::broker::Broker;
 use crate::codec::ReasonCode;
-use crate::config::{ListenerConfig, ListenerKind};
+use crate::config::{ListenerConfig, ListenerKind, ProxyProtocol};
 use crate::connection::{ClientStream, ConnGuard};
 use crate::handler::{serve, Accepted};
 use crate::tls;
@@ -81,9 +81,16 @@ struct RateWindow {
 pub struct Listener {
     pub kind: ListenerKind,
     tcp: TcpListener,
+    accept: AcceptOptions,
+    own_limit: Option<Arc<Semaphore>>,
+}
+
+/// What every accepted stream of a listener goes through before MQTT.
+#[derive(Clone)]
+struct AcceptOptions {
     tls: Option<TlsAcceptor>,
     cn_as_username: bool,
-    own_limit: Option<Arc<Semaphore>>,
+    proxy_protocol: ProxyProtocol,
 }
 
 impl Listener {
@@ -104,7 +111,8 @@ impl Listener {
         };
         let tcp = bind_tcp(&cfg.bind).map_err(|source| Error::Bind { bind: cfg.bind.clone(), source })?;
         let own_limit = (cfg.max_connections > 0).then(|| Arc::new(Semaphore::new(cfg.max_connections)));
-        Ok(Listener { kind: cfg.kind, tcp, tls, cn_as_username: cfg.cn_as_username, own_limit })
+        let accept = AcceptOptions { tls, cn_as_username: cfg.cn_as_username, proxy_protocol: cfg.proxy_protocol };
+        Ok(Listener { kind: cfg.kind, tcp, accept, own_limit })
     }
 
     /// The address actually bound (port 0 resolved).
@@ -163,11 +171,10 @@ impl Listener {
             // shutdown drain waiting for it after this accept task is gone.
             guard.token = Some(tracker.token());
             let broker = broker.clone();
-            let tls = self.tls.clone();
-            let cn_as_username = self.cn_as_username;
+            let accept = self.accept.clone();
             tracker.spawn(async move {
                 let _refusing = refusing_permit;
-                accept_stream(broker, stream, peer, tls, cn_as_username, refuse, guard).await;
+                accept_stream(broker, stream, peer, accept, refuse, guard).await;
             });
         }
     }
@@ -185,19 +192,32 @@ fn bind_tcp(bind: &str) -> std::io::Result<TcpListener> {
 
 async fn accept_stream(
     broker: Arc<Broker>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    tls: Option<TlsAcceptor>,
-    cn_as_username: bool,
+    mut stream: TcpStream,
+    mut peer: SocketAddr,
+    accept: AcceptOptions,
     refuse: Option<ReasonCode>,
     guard: ConnGuard,
 ) {
     let at = tokio::time::Instant::now();
-    let Some(acceptor) = tls else {
+    let timeout = Duration::from_millis(broker.config.mqtt.connect_timeout_ms);
+    if accept.proxy_protocol != ProxyProtocol::Off {
+        match tokio::time::timeout(timeout, crate::proxy::read_header(&mut stream, accept.proxy_protocol)).await {
+            Ok(Ok(client)) => peer = client.unwrap_or(peer),
+            Ok(Err(e)) => {
+                broker.stats.limit_rejection("proxy_header");
+                tracing::debug!(%peer, error = %e, "PROXY header refused");
+                return;
+            }
+            Err(_) => {
+                broker.stats.limit_rejection("proxy_header_timeout");
+                return;
+            }
+        }
+    }
+    let Some(acceptor) = accept.tls else {
         serve(broker, ClientStream::Tcp(stream), Accepted { peer, cert_username: None, refuse, at }, guard).await;
         return;
     };
-    let timeout = Duration::from_millis(broker.config.mqtt.connect_timeout_ms);
     let tls_stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -210,7 +230,7 @@ async fn accept_stream(
             return;
         }
     };
-    let cert_username = if cn_as_username {
+    let cert_username = if accept.cn_as_username {
         match tls_stream.get_ref().1.peer_certificates().and_then(tls::peer_common_name) {
             Some(cn) => Some(cn),
             None => {

@@ -68,6 +68,20 @@ pub struct ListenerConfig {
     pub client_ca: Option<PathBuf>,
     /// Use the client certificate's subject CN as the MQTT username.
     pub cn_as_username: bool,
+    /// PROXY protocol header expected from a load balancer before anything else (before TLS).
+    pub proxy_protocol: ProxyProtocol,
+}
+
+/// Which PROXY protocol header a listener requires (`off`: none; connections come directly).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyProtocol {
+    #[default]
+    Off,
+    V1,
+    V2,
+    /// Either version, told apart by the v2 signature.
+    Any,
 }
 
 impl Default for ListenerConfig {
@@ -80,6 +94,7 @@ impl Default for ListenerConfig {
             key: None,
             client_ca: None,
             cn_as_username: false,
+            proxy_protocol: ProxyProtocol::Off,
         }
     }
 }
