@@ -14,6 +14,7 @@ pub mod codec;
 pub mod config;
 pub mod connection;
 pub mod handler;
+pub mod http;
 pub mod ids;
 pub mod listener;
 pub mod message;

@@ -174,7 +174,13 @@ impl Listener {
             let accept = self.accept.clone();
             tracker.spawn(async move {
                 let _refusing = refusing_permit;
-                accept_stream(broker, stream, peer, accept, refuse, guard).await;
+                // Before its session owns it, a connection (TLS handshake, PROXY header, CONNECT)
+                // ends with the node's shutdown instead of holding the drain until its timeout.
+                let mut shutdown = broker.shutdown_signal();
+                tokio::select! {
+                    () = accept_stream(broker.clone(), stream, peer, accept, refuse, guard) => {}
+                    _ = shutdown.wait_for(|s| *s) => {}
+                }
             });
         }
     }

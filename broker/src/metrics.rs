@@ -9,7 +9,6 @@ use crate::codec::QoS;
 use metrics::{counter, gauge, Counter, Gauge};
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -205,15 +204,9 @@ impl Stats {
     }
 }
 
-/// Installs the Prometheus exporter on `bind` and returns the bound address.
-pub fn install_prometheus(bind: SocketAddr) -> Result<SocketAddr, String> {
-    // Bind first to learn the real port (bind may use port 0), then hand the address to the exporter.
-    let probe = std::net::TcpListener::bind(bind).map_err(|e| format!("metrics.bind {bind}: {e}"))?;
-    let addr = probe.local_addr().map_err(|e| e.to_string())?;
-    drop(probe);
+/// Installs the process-wide Prometheus recorder; the handle renders `/metrics` (see [`crate::http`]).
+pub fn install_prometheus() -> Result<metrics_exporter_prometheus::PrometheusHandle, String> {
     metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(addr)
-        .install()
-        .map_err(|e| format!("metrics.bind {addr}: {e}"))?;
-    Ok(addr)
+        .install_recorder()
+        .map_err(|e| format!("metrics recorder: {e}"))
 }

@@ -1,5 +1,5 @@
-//! Starting and stopping a node: loads auth material, binds listeners, starts the metrics exporter
-//! and the `$SYS` publisher, and on shutdown stops accepting, disconnects clients (5.0: 0x8B) and
+//! Starting and stopping a node: loads auth material, binds listeners, starts the operations
+//! endpoint (`/metrics`, `/health`, `/ready`) and the `$SYS` publisher, and on shutdown stops accepting, disconnects clients (5.0: 0x8B) and
 //! waits for connection tasks to drain within a bound.
 //!
 //! Invariant: every startup failure (bad file, port in use) is reported before anything listens, so
@@ -59,10 +59,14 @@ impl Server {
             Some(p) => Some(Acl::load(p).map_err(Error::Acl)?),
             None => None,
         };
-        let metrics = match (&config.metrics.bind, install_metrics) {
+        // The operations endpoint is bound here, so a taken port fails the start.
+        let http = match (&config.metrics.bind, install_metrics) {
             (Some(bind), true) => {
-                let addr = bind.parse().map_err(|_| Error::Metrics(format!("metrics.bind: bad address {bind}")))?;
-                Some(crate::metrics::install_prometheus(addr).map_err(Error::Metrics)?)
+                let listener = tokio::net::TcpListener::bind(bind.as_str())
+                    .await
+                    .map_err(|e| Error::Metrics(format!("metrics.bind {bind}: {e}")))?;
+                let handle = crate::metrics::install_prometheus().map_err(Error::Metrics)?;
+                Some((listener, handle))
             }
             _ => None,
         };
@@ -96,6 +100,11 @@ impl Server {
             })?;
             listeners.push((l.kind, addr));
             tokio::spawn(l.run(broker.clone(), limits.clone(), tracker.clone()));
+        }
+        let mut metrics = None;
+        if let Some((listener, handle)) = http {
+            metrics = listener.local_addr().ok();
+            tokio::spawn(crate::http::serve(listener, broker.clone(), handle));
         }
         tokio::spawn(maintenance(broker.clone()));
         if sys_interval > 0 {

@@ -136,3 +136,28 @@ async fn sys_uptime_grows_and_version_is_published() {
         assert!(Instant::now() < deadline, "uptime stuck at {first}");
     }
 }
+
+/// One GET on the operations endpoint: (status code, body).
+fn http_get(b: &Broker, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = b.metrics_url().trim_start_matches("http://").split('/').next().unwrap().to_string();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP head: {reply:?}"));
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_ready_endpoints_answer_load_balancers() {
+    let b = Broker::start(NO_SYS);
+    assert_eq!(http_get(&b, "/health"), (200, "ok\n".to_string()));
+    assert_eq!(http_get(&b, "/ready"), (200, "ready\n".to_string()));
+    assert_eq!(http_get(&b, "/nope").0, 404);
+    let (code, body) = http_get(&b, "/metrics");
+    assert_eq!(code, 200);
+    assert!(body.contains("fleetmq_"), "metrics body: {body}");
+}
