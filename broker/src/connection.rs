@@ -27,9 +27,13 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::server::TlsStream;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
-/// Bytes queued for writing beyond which the owner stops producing (and reading) until the
-/// client takes some: the per-connection bound of a stalled client.
+/// Bytes queued for writing beyond which the owner stops reading until the client takes some:
+/// the per-connection bound of a stalled client.
 pub const WRITE_HIGH_WATER: usize = 64 * 1024;
+/// Bytes queued beyond which the owner stops pulling deliveries. Below the read mark, so a steady
+/// backlog of deliveries never keeps the client's own packets (PINGREQ, acks) unread.
+pub const PUMP_HIGH_WATER: usize = WRITE_HIGH_WATER / 2;
+const _: () = assert!(PUMP_HIGH_WATER < WRITE_HIGH_WATER, "pumping must stop before reading does");
 /// Write buffer kept once everything is written (larger ones are freed).
 const IDLE_WRITE_BUFFER: usize = 4 * 1024;
 /// Read buffer of a connection between packets: enough for CONNECT, PINGREQ and small publishes.
@@ -142,7 +146,7 @@ impl Drop for ConnGuard {
 pub enum IoEvent {
     /// A decoded packet.
     Packet(Packet),
-    /// The write buffer fell below [`WRITE_HIGH_WATER`]: the owner may produce again.
+    /// The write buffer fell below [`PUMP_HIGH_WATER`]: the owner may pull deliveries again.
     Drained,
     /// The stream ended or failed; a codec error means the client sent an invalid packet.
     Closed(Error),
@@ -172,6 +176,9 @@ pub struct ClientIo {
     unflushed: bool,
     /// The head of `wbuf` is a packet partly written: nothing else may be written before it.
     partial: bool,
+    /// Leading bytes of `wbuf` a close still writes: an unwritten CONNACK (the client must see it
+    /// before a DISCONNECT).
+    keep_on_close: usize,
     /// The client closed its side; packets still buffered are handled before the end is reported.
     eof: bool,
     aliases: Option<OutboundAliases>,
@@ -189,6 +196,7 @@ impl ClientIo {
             streaming: false,
             unflushed: false,
             partial: false,
+            keep_on_close: 0,
             eof: false,
             aliases: None,
             guard,
@@ -259,14 +267,15 @@ impl ClientIo {
                     Poll::Ready(Ok(0)) => return Poll::Ready(IoEvent::Closed(Error::Eof)),
                     Poll::Ready(Ok(n)) => {
                         self.guard.broker.stats.bytes_sent(n);
-                        let was_full = self.out_full();
+                        let was_full = !self.pump_room();
                         self.wbuf.advance(n);
                         self.unflushed = true;
                         self.partial = !self.wbuf.is_empty();
                         if self.wbuf.is_empty() && self.wbuf.capacity() > IDLE_WRITE_BUFFER {
                             self.wbuf = BytesMut::new();
                         }
-                        if was_full && !self.out_full() {
+                        self.keep_on_close = self.keep_on_close.saturating_sub(n);
+                        if was_full && self.pump_room() {
                             return Poll::Ready(IoEvent::Drained);
                         }
                         continue;
@@ -319,6 +328,14 @@ impl ClientIo {
 
     /// Queues a packet for writing (outbound topic aliases applied).
     pub fn send(&mut self, p: Packet) {
+        let connack = matches!(p, Packet::ConnAck(_));
+        self.encode(p);
+        if connack {
+            self.keep_on_close = self.wbuf.len();
+        }
+    }
+
+    fn encode(&mut self, p: Packet) {
         match &mut self.aliases {
             Some(a) => a.encode(p, &mut self.wbuf),
             None => {
@@ -330,9 +347,14 @@ impl ClientIo {
         }
     }
 
-    /// Whether enough is queued that the owner should stop producing until the client reads.
+    /// Whether enough is queued that the owner should stop reading until the client reads.
     pub fn out_full(&self) -> bool {
         self.wbuf.len() >= WRITE_HIGH_WATER
+    }
+
+    /// Whether the owner may queue more deliveries.
+    pub fn pump_room(&self) -> bool {
+        self.wbuf.len() < PUMP_HIGH_WATER
     }
 
     /// Writes one packet and waits until it is written (CONNACK refusals, before any session).
@@ -348,15 +370,14 @@ impl ClientIo {
     /// clients (unless a packet is half written), then the stream is shut down — on a task of its
     /// own, bounded in time, so the caller never waits on a client that stopped reading.
     pub fn close(mut self, reason: Option<ReasonCode>) {
-        if !self.partial {
-            self.wbuf.clear();
-            if let (Some(reason), Some(Protocol::V5)) = (reason, self.protocol) {
-                let _ = codec::encode(&Packet::Disconnect(Disconnect::new(reason)), Protocol::V5, &mut self.wbuf);
-            }
-        }
-        if self.partial {
-            // The stream cannot carry anything more: close it now.
+        if self.partial && self.keep_on_close == 0 {
+            // A packet is half written: the stream cannot carry anything more, close it now.
             return;
+        }
+        // What is left of an unwritten CONNACK goes out first; other unwritten packets are dropped.
+        self.wbuf.truncate(self.keep_on_close);
+        if let (Some(reason), Some(Protocol::V5)) = (reason, self.protocol) {
+            let _ = codec::encode(&Packet::Disconnect(Disconnect::new(reason)), Protocol::V5, &mut self.wbuf);
         }
         let ClientIo { mut stream, wbuf, guard, .. } = self;
         tokio::spawn(async move {

@@ -87,3 +87,65 @@ async fn a_stalled_subscriber_pauses_publishers_once_then_drops() {
     fleetmq_tests::assert_roundtrip(b.tcp_addr()).await;
     drop(stalled);
 }
+
+/// A DISCONNECT that arrives while its publisher is paused (held back, unread by the session) still
+/// decides the will when the client closes the socket right after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_held_by_a_pause_still_suppresses_the_will() {
+    use fleetmq_tests::wire::{Connect, Props, Will};
+    let b = Broker::start("[limits]\nmax_queued_messages = 2\nbackpressure_wait_ms = 5000\n");
+    let (topic, will_topic) = (unique("bp"), unique("will"));
+    let mut watcher = RawClient::v4(b.tcp_addr(), &unique("watch")).await;
+    watcher.subscribe(1, &[(&will_topic, 0)]).await;
+    // Takes one QoS 1 message at a time (Receive Maximum 1) and never acknowledges it.
+    let mut c = Connect::v5(&unique("sub"));
+    c.props = Props::new().u16(0x21, 1);
+    let mut sub = RawClient::connect_ok(b.tcp_addr(), &c).await;
+    sub.subscribe(1, &[(&topic, 1)]).await;
+    let mut pc = Connect::v4(&unique("pub"));
+    pc.will =
+        Some(Will { topic: will_topic.clone(), payload: b"gone".to_vec(), qos: 0, retain: false, props: Props::new() });
+    let mut p = RawClient::connect_ok(b.tcp_addr(), &pc).await;
+    assert_eq!(p.publish(&wire::Publish::new(false, &topic, b"1").qos(1, 1)).await, 0);
+    sub.read_publish(Duration::from_secs(5)).await;
+    // The second message stays queued at the high-water mark (1 of 2): the publisher is paused, so
+    // the DISCONNECT behind it is held; then the socket closes.
+    let mut bytes = wire::Publish::new(false, &topic, b"2").qos(1, 2).encode();
+    bytes.extend_from_slice(&wire::disconnect());
+    p.send(&bytes).await;
+    p.shutdown_write().await;
+    let got = watcher.try_read_packet(Duration::from_secs(2)).await;
+    assert!(got.is_err(), "will published although the client sent DISCONNECT 0x00: {got:?}");
+}
+
+/// While a subscriber's queue holds a long QoS 0 backlog, the session keeps reading the client's
+/// own packets: a PINGREQ is answered long before the backlog is through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pingreq_is_answered_while_a_backlog_drains() {
+    const BACKLOG: usize = 40_000;
+    let b = Broker::start(
+        "[limits]\nmax_queued_messages = 50000\nmax_queued_bytes = 500000000\nbackpressure_wait_ms = 0\n",
+    );
+    let topic = unique("backlog");
+    let mut sub = RawClient::v4(b.tcp_addr(), &unique("sub")).await;
+    sub.subscribe(1, &[(&topic, 0)]).await;
+    let mut p = RawClient::v4(b.tcp_addr(), &unique("pub")).await;
+    let one = wire::Publish::new(false, &topic, vec![b'x'; 1000]).encode();
+    let batch: Vec<u8> = one.iter().copied().cycle().take(one.len() * 100).collect();
+    for _ in 0..BACKLOG / 100 {
+        p.send(&batch).await;
+    }
+    // Everything is accepted once the publisher's PINGREQ is answered (packets are handled in order).
+    p.send(&[0xC0, 0x00]).await;
+    p.next_of_kind(kind::PINGRESP, Duration::from_secs(30)).await;
+    sub.send(&[0xC0, 0x00]).await;
+    let mut publishes = 0;
+    loop {
+        let packet = sub.read_packet(Duration::from_secs(30)).await;
+        if packet.kind() == kind::PINGRESP {
+            break;
+        }
+        publishes += 1;
+    }
+    assert!(publishes < BACKLOG * 3 / 4, "PINGRESP only after {publishes} of {BACKLOG} queued messages");
+}

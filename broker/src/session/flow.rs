@@ -273,7 +273,7 @@ impl SessionTask {
         let now = Instant::now();
         loop {
             let Some(link) = &self.link else { return };
-            if link.io.out_full() {
+            if !link.io.pump_room() {
                 return;
             }
             let (protocol, max_packet) = (link.protocol, link.max_packet_size);

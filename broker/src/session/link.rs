@@ -164,6 +164,11 @@ impl SessionTask {
 
     /// The connection ended: the peer closed or broke it, or sent an undecodable packet.
     fn on_closed(&mut self, e: connection::Error) {
+        // A packet held back by a pause came before the end: it still counts (a DISCONNECT
+        // decides the will and expiry).
+        if let Some(p) = self.held.take() {
+            self.handle(*p);
+        }
         if let connection::Error::Codec(c) = &e {
             let reason = c.reason_code();
             self.broker.stats.malformed(crate::handler::reason_label(reason));
@@ -177,6 +182,11 @@ impl SessionTask {
     /// (its will and expiry effects) and acknowledgements; anything else is dropped with it (the
     /// client resends per its QoS).
     pub(super) fn drain_link(&mut self) {
+        if let Some(p) = self.held.take() {
+            if let Packet::Disconnect(d) = *p {
+                self.on_disconnect_keep(d);
+            }
+        }
         for _ in 0..DRAIN_LIMIT {
             let Some(link) = self.link.as_mut() else { return };
             match link.io.poll_now() {

@@ -6,9 +6,10 @@
 //! One task per connection and session: a QoS 1 message costs one wake-up of the publisher's task
 //! and one of each subscriber's, with no channel between reading, the session and writing.
 //!
-//! Invariants: the task never waits on a client (writes go out as the socket takes them; while the
-//! write buffer is past its high-water mark the task neither pulls deliveries nor reads, so a
-//! stalled client only fills its own bounded inbox); while `pause` is set (a subscriber this client
+//! Invariants: the task never waits on a client (writes go out as the socket takes them; past
+//! 32 KiB unwritten it stops pulling deliveries, so a stalled client only fills its own bounded
+//! inbox, and past 64 KiB — only replies get there — it stops reading as well; a delivery backlog
+//! alone never stops it reading the client's PINGREQs and acknowledgements); while `pause` is set (a subscriber this client
 //! published to is congested) it reads acknowledgements only; when the session ends, its
 //! subscriptions and registry entry are removed before the task exits.
 
@@ -112,7 +113,7 @@ impl SessionTask {
         while !self.ended {
             self.arm_timer();
             let reading = self.reading();
-            let pumpable = self.link.as_ref().is_some_and(|l| !l.io.out_full());
+            let pumpable = self.link.as_ref().is_some_and(|l| l.io.pump_room());
             let timer_on = self.timer_at.is_some();
             let (io, shutdown) = match self.link.as_mut() {
                 Some(Link { io, shutdown, .. }) => (Some(io), Some(shutdown)),
