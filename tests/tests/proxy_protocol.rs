@@ -91,3 +91,59 @@ async fn missing_or_wrong_header_is_refused_and_counted() {
     fleetmq_tests::raw::assert_roundtrip(b.tcp_addr()).await;
     connect_through(behind, &v2_header([10, 1, 2, 3], 1), &unique("ok")).await;
 }
+
+/// A real load balancer: HAProxy (Debian's package) in TCP mode with `send-proxy-v2`, connecting
+/// to the broker from another loopback address and health-checking `/ready`. The broker must log
+/// the client's own address, not HAProxy's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_haproxy_with_proxy_v2_the_client_address_is_real() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (b, behind) = broker("v2");
+    let metrics_port = b.metrics_url().trim_start_matches("http://").split(['/', ':']).nth(1).unwrap().to_string();
+    let front_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = format!(
+        "global\n    maxconn 100\ndefaults\n    mode tcp\n    timeout connect 5s\n    timeout client 60s\n    \
+         timeout server 60s\nfrontend mqtt\n    bind 127.0.0.1:{front_port}\n    default_backend fleetmq\n\
+         backend fleetmq\n    option httpchk GET /ready\n    server node1 {behind} send-proxy-v2 source 127.0.0.2 \
+         check port {metrics_port} inter 300ms\n"
+    );
+    let cfg_path = b.dir().join("haproxy.cfg");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let bin = if std::path::Path::new("/usr/sbin/haproxy").exists() { "/usr/sbin/haproxy" } else { "haproxy" };
+    let log = std::fs::File::create(b.dir().join("haproxy.log")).unwrap();
+    let child = std::process::Command::new(bin)
+        .args(["-db", "-f"])
+        .arg(&cfg_path)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {bin} (installed by .ci/run): {e}"));
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _haproxy = Kill(child);
+    let front: SocketAddr = format!("127.0.0.1:{front_port}").parse().unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let id = unique("lb");
+    let (local, connack) = loop {
+        assert!(tokio::time::Instant::now() < deadline, "HAProxy never forwarded a CONNECT");
+        let Ok(mut s) = tokio::net::TcpStream::connect(front).await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let local = s.local_addr().unwrap();
+        s.write_all(&Connect::v4(&id).encode()).await.unwrap();
+        let mut ack = [0u8; 4];
+        match tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut ack)).await {
+            Ok(Ok(_)) => break (local, ack),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    assert_eq!(connack, [0x20, 0x02, 0x00, 0x00], "CONNACK through HAProxy");
+    wait_for_log(&b, &format!("client connected client_id={id} peer={local}")).await;
+    assert!(!b.stderr().contains("peer=127.0.0.2:"), "the balancer's own address leaked into the log");
+}
