@@ -7,10 +7,10 @@
 //!
 //! Invariants: the read buffer holds at most one packet of `max_packet_size` bytes plus one read's
 //! worth (an oversize packet is refused from its fixed header); every packet queued before a poll is
-//! written in as few writes as the socket takes; an idle connection keeps only small buffers
-//! (no read buffer for plain TCP, `READ_MIN` for TLS; at most `IDLE_WRITE_BUFFER` to write); closing never blocks the owner — a
-//! final DISCONNECT goes out from a short-lived task bounded by `CLOSE_WRITE_TIMEOUT`, and is
-//! skipped when a packet is half written (the stream could not carry it).
+//! written in as few writes as the socket takes; an idle plain-TCP connection keeps no read buffer
+//! and at most `IDLE_WRITE_BUFFER` to write; packets the owner does not take yet stay in the read
+//! buffer, in order; closing never blocks the owner — what is queued, then the final DISCONNECT,
+//! goes out from a short-lived task bounded by `CLOSE_WRITE_TIMEOUT`.
 
 use crate::broker::Broker;
 use crate::codec::{self, Disconnect, Packet, Protocol, ReasonCode};
@@ -27,12 +27,11 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::server::TlsStream;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
-/// Bytes queued for writing beyond which the owner stops reading until the client takes some:
-/// the per-connection bound of a stalled client.
-pub const WRITE_HIGH_WATER: usize = 64 * 1024;
+/// Bytes queued for writing beyond which the owner stops reading until the client takes some.
+const WRITE_HIGH_WATER: usize = 64 * 1024;
 /// Bytes queued beyond which the owner stops pulling deliveries. Below the read mark, so a steady
 /// backlog of deliveries never keeps the client's own packets (PINGREQ, acks) unread.
-pub const PUMP_HIGH_WATER: usize = WRITE_HIGH_WATER / 2;
+const PUMP_HIGH_WATER: usize = WRITE_HIGH_WATER / 2;
 const _: () = assert!(PUMP_HIGH_WATER < WRITE_HIGH_WATER, "pumping must stop before reading does");
 /// Write buffer kept once everything is written (larger ones are freed).
 const IDLE_WRITE_BUFFER: usize = 4 * 1024;
@@ -141,6 +140,28 @@ impl Drop for ConnGuard {
     }
 }
 
+/// Which client packets the owner takes now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMode {
+    All,
+    /// Only PUBACK, PUBREC, PUBCOMP and PINGREQ (a paused publisher): the first other packet and
+    /// everything after it wait in the read buffer.
+    AcksOnly,
+    /// None (too much is waiting to be written); the end of the stream is still noticed.
+    None,
+}
+
+impl ReadMode {
+    /// Whether a packet with this first byte is taken now.
+    fn takes(self, first_byte: u8) -> bool {
+        match self {
+            ReadMode::All => true,
+            ReadMode::AcksOnly => matches!(first_byte >> 4, 4 | 5 | 7 | 12),
+            ReadMode::None => false,
+        }
+    }
+}
+
 /// What polling a connection produced.
 #[derive(Debug)]
 pub enum IoEvent {
@@ -174,14 +195,9 @@ pub struct ClientIo {
     streaming: bool,
     /// Bytes were written since the last flush (TLS buffers records until flushed).
     unflushed: bool,
-    /// The head of `wbuf` is a packet partly written: nothing else may be written before it.
-    partial: bool,
-    /// Leading bytes of `wbuf` a close still writes: an unwritten CONNACK (the client must see it
-    /// before a DISCONNECT).
-    keep_on_close: usize,
     /// The client closed its side; packets still buffered are handled before the end is reported.
     eof: bool,
-    aliases: Option<OutboundAliases>,
+    aliases: OutboundAliases,
     pub guard: ConnGuard,
 }
 
@@ -195,10 +211,13 @@ impl ClientIo {
             max_packet_size,
             streaming: false,
             unflushed: false,
-            partial: false,
-            keep_on_close: 0,
             eof: false,
-            aliases: None,
+            // Replaced by `set_options` once CONNECT is accepted.
+            aliases: OutboundAliases::new(WriterOptions {
+                protocol: Protocol::V3_1_1,
+                topic_alias_maximum: 0,
+                max_packet_size: None,
+            }),
             guard,
         }
     }
@@ -206,19 +225,26 @@ impl ClientIo {
     /// Fixes the protocol and outbound options once CONNECT is accepted.
     pub fn set_options(&mut self, opts: WriterOptions) {
         self.protocol = Some(opts.protocol);
-        self.aliases = Some(OutboundAliases::new(opts));
+        self.aliases = OutboundAliases::new(opts);
     }
 
-    /// Decodes a packet from bytes already read, without touching the socket.
-    pub fn try_decode(&mut self) -> Result<Option<Packet>> {
+    /// Decodes a packet the mode takes from bytes already read, without touching the socket.
+    pub fn try_decode(&mut self, mode: ReadMode) -> Result<Option<Packet>> {
+        if self.rbuf.first().is_some_and(|b| !mode.takes(*b)) {
+            return Ok(None);
+        }
         Ok(codec::decode(&mut self.rbuf, self.protocol, self.max_packet_size)?)
     }
 
-    /// Reads until a whole packet is buffered; `Err(Eof)` on a clean end between packets.
-    fn poll_read_packet(&mut self, cx: &mut Context<'_>) -> Poll<Result<Packet>> {
+    /// Reads until a whole packet is buffered; `Err(Eof)` on a clean end between packets;
+    /// `Ok(None)` if the next packet is one the mode does not take.
+    fn poll_read_packet(&mut self, cx: &mut Context<'_>, mode: ReadMode) -> Poll<Result<Option<Packet>>> {
         loop {
-            if let Some(p) = self.try_decode()? {
-                return Poll::Ready(Ok(p));
+            if self.rbuf.first().is_some_and(|b| !mode.takes(*b)) {
+                return Poll::Ready(Ok(None));
+            }
+            if let Some(p) = self.try_decode(mode)? {
+                return Poll::Ready(Ok(Some(p)));
             }
             if self.rbuf.capacity() == 0 {
                 // Released while idle: allocate only once there is something to read.
@@ -254,13 +280,14 @@ impl ClientIo {
 
     /// Reads the next packet (the CONNECT phase, before a session owns the connection).
     pub async fn read_packet(&mut self) -> Result<Packet> {
-        poll_fn(|cx| self.poll_read_packet(cx)).await
+        let p = poll_fn(|cx| self.poll_read_packet(cx, ReadMode::All)).await?;
+        Ok(p.expect("ReadMode::All takes every packet"))
     }
 
-    /// Writes what is queued as far as the socket takes it, then (if `read`) reads. Returns when a
-    /// packet is decoded, the write buffer drained below the high-water mark, or the stream ended.
-    /// Cancel-safe: progress is kept in the buffers.
-    pub fn poll_event(&mut self, cx: &mut Context<'_>, read: bool) -> Poll<IoEvent> {
+    /// Writes what is queued as far as the socket takes it, then reads what `mode` takes. Returns
+    /// when a packet is decoded, the write buffer fell below the delivery mark, or the stream
+    /// ended. Cancel-safe: progress is kept in the buffers.
+    pub fn poll_event(&mut self, cx: &mut Context<'_>, mode: ReadMode) -> Poll<IoEvent> {
         loop {
             if !self.wbuf.is_empty() {
                 match Pin::new(&mut self.stream).poll_write(cx, &self.wbuf) {
@@ -270,11 +297,9 @@ impl ClientIo {
                         let was_full = !self.pump_room();
                         self.wbuf.advance(n);
                         self.unflushed = true;
-                        self.partial = !self.wbuf.is_empty();
                         if self.wbuf.is_empty() && self.wbuf.capacity() > IDLE_WRITE_BUFFER {
                             self.wbuf = BytesMut::new();
                         }
-                        self.keep_on_close = self.keep_on_close.saturating_sub(n);
                         if was_full && self.pump_room() {
                             return Poll::Ready(IoEvent::Drained);
                         }
@@ -290,17 +315,16 @@ impl ClientIo {
                     Poll::Pending => {}
                 }
             }
-            if !read {
-                return self.poll_eof(cx);
-            }
-            return self.poll_read_packet(cx).map(|r| match r {
-                Ok(p) => IoEvent::Packet(p),
-                Err(e) => IoEvent::Closed(e),
-            });
+            return match self.poll_read_packet(cx, mode) {
+                Poll::Ready(Ok(Some(p))) => Poll::Ready(IoEvent::Packet(p)),
+                Poll::Ready(Ok(None)) => self.poll_eof(cx),
+                Poll::Ready(Err(e)) => Poll::Ready(IoEvent::Closed(e)),
+                Poll::Pending => Poll::Pending,
+            };
         }
     }
 
-    /// While the owner takes no packets: still reads (into a bounded buffer, nothing decoded) so a
+    /// While the owner takes no more packets: still reads (into a bounded buffer, nothing decoded) so a
     /// client that closed its side is noticed, not left holding its connection slot.
     fn poll_eof(&mut self, cx: &mut Context<'_>) -> Poll<IoEvent> {
         while !self.eof && self.rbuf.len() < READ_CHUNK {
@@ -323,28 +347,12 @@ impl ClientIo {
 
     /// Polls once without waiting (a takeover collecting what the old connection already sent).
     pub fn poll_now(&mut self) -> Poll<IoEvent> {
-        self.poll_event(&mut Context::from_waker(std::task::Waker::noop()), true)
+        self.poll_event(&mut Context::from_waker(std::task::Waker::noop()), ReadMode::All)
     }
 
     /// Queues a packet for writing (outbound topic aliases applied).
     pub fn send(&mut self, p: Packet) {
-        let connack = matches!(p, Packet::ConnAck(_));
-        self.encode(p);
-        if connack {
-            self.keep_on_close = self.wbuf.len();
-        }
-    }
-
-    fn encode(&mut self, p: Packet) {
-        match &mut self.aliases {
-            Some(a) => a.encode(p, &mut self.wbuf),
-            None => {
-                let protocol = self.protocol.unwrap_or(Protocol::V3_1_1);
-                if let Err(e) = codec::encode(&p, protocol, &mut self.wbuf) {
-                    tracing::warn!(error = %e, packet = p.name(), "dropping packet that cannot be encoded");
-                }
-            }
-        }
+        self.aliases.encode(p, &mut self.wbuf);
     }
 
     /// Whether enough is queued that the owner should stop reading until the client reads.
@@ -366,16 +374,10 @@ impl ClientIo {
         self.stream.write_all(&buf).await.is_ok() && self.stream.flush().await.is_ok()
     }
 
-    /// Closes from the server side: unwritten packets are dropped, a DISCONNECT goes out to 5.0
-    /// clients (unless a packet is half written), then the stream is shut down — on a task of its
-    /// own, bounded in time, so the caller never waits on a client that stopped reading.
+    /// Closes: what is queued (a CONNACK, a half-written packet) goes out, then a DISCONNECT with
+    /// `reason` to 5.0 clients, then the stream is shut down — on a task of its own, bounded in
+    /// time, so the caller never waits on a client that stopped reading.
     pub fn close(mut self, reason: Option<ReasonCode>) {
-        if self.partial && self.keep_on_close == 0 {
-            // A packet is half written: the stream cannot carry anything more, close it now.
-            return;
-        }
-        // What is left of an unwritten CONNACK goes out first; other unwritten packets are dropped.
-        self.wbuf.truncate(self.keep_on_close);
         if let (Some(reason), Some(Protocol::V5)) = (reason, self.protocol) {
             let _ = codec::encode(&Packet::Disconnect(Disconnect::new(reason)), Protocol::V5, &mut self.wbuf);
         }

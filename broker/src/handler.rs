@@ -22,7 +22,7 @@ pub struct Accepted {
     pub cert_username: Option<String>,
     /// Set when a limit refuses this connection: its CONNECT is answered with this reason.
     pub refuse: Option<ReasonCode>,
-    /// When the socket was accepted: the TLS handshake and CONNECT share one connect timeout.
+    /// When the socket was accepted: PROXY header, TLS handshake and CONNECT share one connect timeout.
     pub at: tokio::time::Instant,
 }
 
@@ -31,12 +31,8 @@ pub async fn serve(broker: Arc<Broker>, stream: ClientStream, accepted: Accepted
     let max_packet = broker.config.mqtt.max_packet_size as usize;
     let mut io = ClientIo::new(stream, max_packet, guard);
     let deadline = accepted.at + Duration::from_millis(broker.config.mqtt.connect_timeout_ms);
-    let mut shutdown = broker.shutdown_signal();
-    let first = tokio::select! {
-        r = tokio::time::timeout_at(deadline, io.read_packet()) => r,
-        _ = shutdown.wait_for(|s| *s) => return,
-    };
-    let connect = match first {
+    // The listener ends this future when the node shuts down.
+    let connect = match tokio::time::timeout_at(deadline, io.read_packet()).await {
         Err(_) => {
             tracing::debug!(peer = %accepted.peer, "no CONNECT within connect_timeout_ms");
             broker.stats.limit_rejection("connect_timeout");
@@ -67,11 +63,8 @@ pub async fn serve(broker: Arc<Broker>, stream: ClientStream, accepted: Accepted
     let client_id = connect.client_id.clone();
     let connack = ConnAck { properties: connack_props, ..Default::default() };
     let req = AttachRequest { connect, username, peer: accepted.peer, io, connack, keepalive };
-    match session::attach(&broker, req) {
-        Ok(()) => tracing::debug!(%client_id, peer = %accepted.peer, ?protocol, "client connected"),
-        // Unreachable while the node runs (a vanished session hands the request on).
-        Err(reason) => tracing::debug!(%client_id, ?reason, "attach failed"),
-    }
+    session::attach(&broker, req);
+    tracing::debug!(%client_id, peer = %accepted.peer, ?protocol, "client connected");
 }
 
 /// Metric label for a codec rejection.

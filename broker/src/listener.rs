@@ -205,36 +205,24 @@ async fn accept_stream(
     guard: ConnGuard,
 ) {
     let at = tokio::time::Instant::now();
-    let timeout = Duration::from_millis(broker.config.mqtt.connect_timeout_ms);
+    // PROXY header, TLS handshake and CONNECT share one connect timeout.
+    let deadline = at + Duration::from_millis(broker.config.mqtt.connect_timeout_ms);
     if accept.proxy_protocol != ProxyProtocol::Off {
-        match tokio::time::timeout(timeout, crate::proxy::read_header(&mut stream, accept.proxy_protocol)).await {
-            Ok(Ok(client)) => peer = client.unwrap_or(peer),
-            Ok(Err(e)) => {
-                broker.stats.limit_rejection("proxy_header");
-                tracing::debug!(%peer, error = %e, "PROXY header refused");
-                return;
-            }
-            Err(_) => {
-                broker.stats.limit_rejection("proxy_header_timeout");
-                return;
-            }
-        }
+        let header = crate::proxy::read_header(&mut stream, accept.proxy_protocol);
+        let Some(client) = within(&broker, peer, deadline, ("proxy_header", "proxy_header_timeout"), header).await
+        else {
+            return;
+        };
+        peer = client.unwrap_or(peer);
     }
     let Some(acceptor) = accept.tls else {
         serve(broker, ClientStream::Tcp(stream), Accepted { peer, cert_username: None, refuse, at }, guard).await;
         return;
     };
-    let tls_stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            broker.stats.limit_rejection("tls_handshake");
-            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            broker.stats.limit_rejection("tls_handshake_timeout");
-            return;
-        }
+    let Some(tls_stream) =
+        within(&broker, peer, deadline, ("tls_handshake", "tls_handshake_timeout"), acceptor.accept(stream)).await
+    else {
+        return;
     };
     let cert_username = if accept.cn_as_username {
         match tls_stream.get_ref().1.peer_certificates().and_then(tls::peer_common_name) {
@@ -248,4 +236,27 @@ async fn accept_stream(
         None
     };
     serve(broker, ClientStream::Tls(Box::new(tls_stream)), Accepted { peer, cert_username, refuse, at }, guard).await;
+}
+
+/// Runs a pre-MQTT step (PROXY header, TLS handshake) until the connect deadline; a failure is
+/// counted under the first label (a timeout under the second) and ends the connection.
+async fn within<T, E: std::fmt::Display>(
+    broker: &Broker,
+    peer: SocketAddr,
+    deadline: tokio::time::Instant,
+    (limit, timeout_limit): (&'static str, &'static str),
+    step: impl std::future::Future<Output = std::result::Result<T, E>>,
+) -> Option<T> {
+    match tokio::time::timeout_at(deadline, step).await {
+        Ok(Ok(v)) => Some(v),
+        Ok(Err(e)) => {
+            broker.stats.limit_rejection(limit);
+            tracing::debug!(%peer, error = %e, limit, "connection refused before MQTT");
+            None
+        }
+        Err(_) => {
+            broker.stats.limit_rejection(timeout_limit);
+            None
+        }
+    }
 }

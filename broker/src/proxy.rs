@@ -1,6 +1,6 @@
 //! The PROXY protocol (HAProxy's v1 text and v2 binary headers) on listeners behind a load
 //! balancer: the header the balancer sends before any client byte carries the client's real
-//! address, which then stands for the peer in logs, metrics and authentication.
+//! address, which then stands for the peer (connection and authentication logs).
 //!
 //! Invariants: only the header's own bytes are consumed (the socket is peeked until the header is
 //! complete, then exactly that many bytes are read), so the client's first packet stays in the

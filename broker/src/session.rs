@@ -13,7 +13,7 @@
 //! - A session task has at most one attached connection; attaching a new one first closes the old
 //!   one (5.0: DISCONNECT 0x8E), so there are never two live owners.
 
-use crate::codec::{ConnAck, Connect, Protocol, ReasonCode};
+use crate::codec::{ConnAck, Connect, Protocol};
 use crate::connection::ClientIo;
 use crate::ids::{ClientId, SessionId};
 use crate::message::Delivery;
@@ -207,7 +207,7 @@ impl Sessions {
 /// Attaches a connection to its session, creating, resuming or replacing it as the CONNECT asks;
 /// the session answers the CONNACK. A session that ends with the request still queued passes it
 /// on to a fresh session, so the request is never lost while the node runs.
-pub fn attach(broker: &Arc<crate::broker::Broker>, mut req: AttachRequest) -> Result<(), ReasonCode> {
+pub fn attach(broker: &Arc<crate::broker::Broker>, mut req: AttachRequest) {
     let client_id = ClientId::new(&req.connect.client_id);
     loop {
         let existing = broker.sessions.get(&client_id);
@@ -217,15 +217,11 @@ pub fn attach(broker: &Arc<crate::broker::Broker>, mut req: AttachRequest) -> Re
             // starts a new (stored) session either way; doing it here makes that one durable.
             let upgrade = durable && !old.durable;
             if !req.connect.clean_start && !upgrade {
-                match old.send_control(Control::Attach(Box::new(req))) {
-                    Ok(()) => return Ok(()),
-                    Err(Control::Attach(back)) => {
-                        req = *back;
-                        broker.sessions.remove(&client_id, old.id);
-                        continue;
-                    }
-                    Err(_) => return Err(ReasonCode::SERVER_UNAVAILABLE),
-                }
+                // Refused only by a session that ended meanwhile: forget it and go again.
+                let Err(Control::Attach(back)) = old.send_control(Control::Attach(Box::new(req))) else { return };
+                req = *back;
+                broker.sessions.remove(&client_id, old.id);
+                continue;
             }
         }
         let shared = new_shared(client_id.clone(), SessionId::next(), durable, 0);
@@ -236,7 +232,7 @@ pub fn attach(broker: &Arc<crate::broker::Broker>, mut req: AttachRequest) -> Re
             let _ = old.send_control(Control::Discard);
         }
         spawn_session(broker.clone(), shared, req);
-        return Ok(());
+        return;
     }
 }
 

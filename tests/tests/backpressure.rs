@@ -119,13 +119,14 @@ async fn disconnect_held_by_a_pause_still_suppresses_the_will() {
 }
 
 /// While a subscriber's queue holds a long QoS 0 backlog, the session keeps reading the client's
-/// own packets: a PINGREQ is answered long before the backlog is through.
+/// own packets: a PINGREQ is answered long before the backlog is through. With
+/// `backpressure_wait_ms = 0` the flooding publisher is never paused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pingreq_is_answered_while_a_backlog_drains() {
     const BACKLOG: usize = 40_000;
-    let b = Broker::start(
-        "[limits]\nmax_queued_messages = 50000\nmax_queued_bytes = 500000000\nbackpressure_wait_ms = 0\n",
-    );
+    let b = Broker::start(&format!(
+        "{METRICS}[limits]\nmax_queued_messages = 50000\nmax_queued_bytes = 500000000\nbackpressure_wait_ms = 0\n"
+    ));
     let topic = unique("backlog");
     let mut sub = RawClient::v4(b.tcp_addr(), &unique("sub")).await;
     sub.subscribe(1, &[(&topic, 0)]).await;
@@ -148,4 +149,5 @@ async fn pingreq_is_answered_while_a_backlog_drains() {
         publishes += 1;
     }
     assert!(publishes < BACKLOG * 3 / 4, "PINGRESP only after {publishes} of {BACKLOG} queued messages");
+    assert_eq!(counter(&b, "fleetmq_backpressure_pauses_total", "").await, 0.0, "paused with back-pressure off");
 }

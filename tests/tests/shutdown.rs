@@ -45,3 +45,20 @@ async fn sigkill_closes_client_connections() {
     assert!(b.wait_exit(WAIT).is_some());
     c.expect_closed(WAIT).await;
 }
+
+/// Connections that have not reached a session yet (no CONNECT, no PROXY header) do not hold the
+/// shutdown drain until their connect timeout (10 s, beyond the 5 s drain limit, which would log
+/// "connections still open").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_before_connect_do_not_delay_shutdown() {
+    let mut b = Broker::start(
+        "[sys]\ninterval_ms = 0\n[[listener]]\nkind = \"tcp\"\nbind = \"127.0.0.1:0\"\nproxy_protocol = \"v2\"\n",
+    );
+    let _silent = tokio::net::TcpStream::connect(b.tcp_addr()).await.unwrap();
+    let _no_header = tokio::net::TcpStream::connect(b.listeners()[1].1).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    b.sigterm();
+    let status = b.wait_exit(WAIT).expect("broker still running 10 s after SIGTERM");
+    assert!(status.success(), "exit status {status}");
+    assert!(!b.stderr().contains("still open"), "drain timed out:\n{}", b.stderr());
+}

@@ -4,14 +4,15 @@
 //! The second half of the file is the session task's side of the link: reading and validating
 //! client packets, closing from the server side, and a takeover's last look at the old link.
 //!
-//! Invariants: every packet the session handles passed [`Link::validate`] (a client-to-server
-//! packet, topic alias resolved, topic name valid); a link is closed exactly once, by being
-//! dropped through [`Link::close`], which sends the recorded server reason (5.0) if any.
+//! Invariants: every packet the session handles in the normal flow passed [`Link::validate`] (a
+//! client-to-server packet, topic alias resolved, topic name valid; a takeover's last look at the
+//! old link takes only DISCONNECT and acknowledgements); a link ends exactly once, consumed by
+//! [`Link::close`], which sends the recorded server reason (5.0) if any.
 
 use super::task::SessionTask;
 use crate::broker::Broker;
 use crate::codec::{Packet, Protocol, Publish, ReasonCode};
-use crate::connection::{self, ClientIo, IoEvent};
+use crate::connection::{self, ClientIo, IoEvent, ReadMode};
 use crate::topic;
 use std::collections::HashMap;
 use std::task::Poll;
@@ -124,9 +125,14 @@ impl Link {
 }
 
 impl SessionTask {
-    /// Whether client packets are read now: attached, nothing held back, room to answer.
-    pub(super) fn reading(&self) -> bool {
-        self.held.is_none() && self.link.as_ref().is_some_and(|l| !l.io.out_full())
+    /// Which client packets are taken now: none while too much waits to be written, only
+    /// acknowledgements and PINGREQ while paused (the rest waits in the read buffer, in order).
+    pub(super) fn read_mode(&self) -> ReadMode {
+        match &self.link {
+            Some(l) if !l.io.out_full() && self.pause.is_none() => ReadMode::All,
+            Some(l) if !l.io.out_full() => ReadMode::AcksOnly,
+            _ => ReadMode::None,
+        }
     }
 
     pub(super) fn on_io(&mut self, ev: IoEvent) {
@@ -137,11 +143,9 @@ impl SessionTask {
                 self.on_client_packet(p);
                 // Packets that arrived in the same read are handled in this turn.
                 for _ in 0..READ_BATCH {
-                    if !self.reading() {
-                        break;
-                    }
+                    let mode = self.read_mode();
                     let Some(link) = self.link.as_mut() else { break };
-                    match link.io.try_decode() {
+                    match link.io.try_decode(mode) {
                         Ok(Some(p)) => self.on_client_packet(p),
                         Ok(None) => break,
                         Err(e) => return self.on_closed(e),
@@ -156,19 +160,12 @@ impl SessionTask {
         link.last_packet = Instant::now();
         match link.validate(p, &self.broker) {
             Err((reason, what)) => self.violation(reason, what),
-            Ok(p @ (Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubComp(_) | Packet::PingReq)) => self.handle(p),
-            Ok(p) if self.pause.is_some() => self.held = Some(Box::new(p)),
             Ok(p) => self.handle(p),
         }
     }
 
     /// The connection ended: the peer closed or broke it, or sent an undecodable packet.
     fn on_closed(&mut self, e: connection::Error) {
-        // A packet held back by a pause came before the end: it still counts (a DISCONNECT
-        // decides the will and expiry).
-        if let Some(p) = self.held.take() {
-            self.handle(*p);
-        }
         if let connection::Error::Codec(c) = &e {
             let reason = c.reason_code();
             self.broker.stats.malformed(crate::handler::reason_label(reason));
@@ -182,11 +179,6 @@ impl SessionTask {
     /// (its will and expiry effects) and acknowledgements; anything else is dropped with it (the
     /// client resends per its QoS).
     pub(super) fn drain_link(&mut self) {
-        if let Some(p) = self.held.take() {
-            if let Packet::Disconnect(d) = *p {
-                self.on_disconnect_keep(d);
-            }
-        }
         for _ in 0..DRAIN_LIMIT {
             let Some(link) = self.link.as_mut() else { return };
             match link.io.poll_now() {

@@ -6,10 +6,10 @@
 //! One task per connection and session: a QoS 1 message costs one wake-up of the publisher's task
 //! and one of each subscriber's, with no channel between reading, the session and writing.
 //!
-//! Invariants: the task never waits on a client (writes go out as the socket takes them; past
-//! 32 KiB unwritten it stops pulling deliveries, so a stalled client only fills its own bounded
-//! inbox, and past 64 KiB — only replies get there — it stops reading as well; a delivery backlog
-//! alone never stops it reading the client's PINGREQs and acknowledgements); while `pause` is set (a subscriber this client
+//! Invariants: the task never waits on a client (writes go out as the socket takes them; past the
+//! connection's delivery mark it stops pulling deliveries, so a stalled client only fills its own
+//! bounded inbox, and past the higher read mark it stops reading as well, so a delivery backlog
+//! alone never keeps the client's PINGREQs and acknowledgements unread); while `pause` is set (a subscriber this client
 //! published to is congested) it reads acknowledgements only; when the session ends, its
 //! subscriptions and registry entry are removed before the task exits.
 
@@ -20,7 +20,7 @@ use super::qos::QosState;
 use super::{AttachRequest, Control, SessionShared};
 use crate::broker::Broker;
 use crate::codec::{Disconnect, LastWill, Packet, Protocol, ReasonCode, SubOptions};
-use crate::connection::{ClientIo, IoEvent};
+use crate::connection::{ClientIo, IoEvent, ReadMode};
 use crate::message::Message;
 use crate::metrics::DropReason;
 use crate::store::Batch;
@@ -61,10 +61,8 @@ pub(super) struct SessionTask {
     /// Recovered after a restart with deliveries still on disk, loaded at the first attach.
     pub cold: bool,
     /// While set, a subscriber this client published to is congested (publisher back-pressure):
-    /// acknowledgements and PINGREQ are still read, anything else is held in `held` and reading
-    /// stops until the pause ends.
+    /// only acknowledgements and PINGREQ are read until the pause ends.
     pub pause: Option<Pause>,
-    pub held: Option<Box<Packet>>,
     pub ended: bool,
     /// The one timer of the session: keep-alive while online, will delay and expiry while not.
     timer: Pin<Box<Sleep>>,
@@ -102,7 +100,6 @@ impl SessionTask {
             resets: 0,
             cold: false,
             pause: None,
-            held: None,
             ended: false,
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             timer_at: None,
@@ -112,7 +109,7 @@ impl SessionTask {
     pub(super) async fn run(mut self) {
         while !self.ended {
             self.arm_timer();
-            let reading = self.reading();
+            let mode = self.read_mode();
             let pumpable = self.link.as_ref().is_some_and(|l| l.io.pump_room());
             let timer_on = self.timer_at.is_some();
             let (io, shutdown) = match self.link.as_mut() {
@@ -144,11 +141,8 @@ impl SessionTask {
                     if let Some(link) = self.link.as_mut() {
                         link.last_packet = Instant::now();
                     }
-                    if let Some(p) = self.held.take() {
-                        self.handle(*p);
-                    }
                 },
-                ev = link_event(io, reading) => self.on_io(ev),
+                ev = link_event(io, mode) => self.on_io(ev),
                 () = shutdown_signal(shutdown) => self.close_for(ReasonCode::SERVER_SHUTTING_DOWN, false),
                 _ = self.shared.notify.notified(), if pumpable => {}
                 () = &mut self.timer, if timer_on => {
@@ -335,7 +329,6 @@ impl SessionTask {
         let Some(link) = self.link.take() else { return false };
         link.close();
         self.pause = None;
-        self.held = None;
         self.shared.online.store(false, Ordering::Relaxed);
         self.shared.wake_publishers(false);
         self.qos.detach();
@@ -346,7 +339,7 @@ impl SessionTask {
         let now = Instant::now();
         if let Some(link) = self.link.as_mut() {
             if link.keepalive_due().is_some_and(|t| t <= now) {
-                if self.pause.is_some() || self.held.is_some() {
+                if self.pause.is_some() {
                     // Not reading is our doing, not the client's silence.
                     link.last_packet = now;
                     return;
@@ -401,16 +394,16 @@ impl SessionTask {
     fn finish(self) {
         for c in self.shared.close_control() {
             if let Control::Attach(req) = c {
-                let _ = super::attach(&self.broker, *req);
+                super::attach(&self.broker, *req);
             }
         }
     }
 }
 
 /// The next event of the attached connection (never, when offline).
-async fn link_event(io: Option<&mut ClientIo>, read: bool) -> IoEvent {
+async fn link_event(io: Option<&mut ClientIo>, mode: ReadMode) -> IoEvent {
     match io {
-        Some(io) => poll_fn(|cx| io.poll_event(cx, read)).await,
+        Some(io) => poll_fn(|cx| io.poll_event(cx, mode)).await,
         None => pending().await,
     }
 }

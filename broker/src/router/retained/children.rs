@@ -103,11 +103,14 @@ impl<N> Children<N> {
     }
 
     /// Every (level, child), in no particular order.
-    pub fn iter(&self) -> Box<dyn Iterator<Item = (&str, &N)> + '_> {
-        match self {
-            Children::Few(v) => Box::new(v.iter().map(|(l, n)| (&**l, n))),
-            Children::Many(m) => Box::new(m.iter().map(|(l, n)| (&**l, n))),
-        }
+    /// Not boxed: wildcard walks and sweeps call this for every node they visit.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &N)> + '_ {
+        let (few, many) = match self {
+            Children::Few(v) => (Some(v), None),
+            Children::Many(m) => (None, Some(m)),
+        };
+        let few = few.into_iter().flatten().map(|(l, n)| (&**l, n));
+        few.chain(many.into_iter().flat_map(|m| m.iter()).map(|(l, n)| (&**l, n)))
     }
 }
 
