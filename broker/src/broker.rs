@@ -64,6 +64,8 @@ pub struct Broker {
     pub started: Instant,
     pub store: Arc<dyn Store>,
     pub durability: Arc<Durability>,
+    /// On a front node: the shards its clients' sessions are forwarded to.
+    pub front: Option<Arc<crate::cluster::front::Front>>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -112,6 +114,8 @@ impl Broker {
             started: Instant::now(),
             store,
             durability,
+            front: (config.node.role == crate::config::NodeRole::Front)
+                .then(|| Arc::new(crate::cluster::front::Front::new(&config))),
             shutdown,
             config,
         })

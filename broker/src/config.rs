@@ -8,8 +8,10 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+mod cluster;
 mod sections;
 
+pub use cluster::*;
 pub use sections::*;
 
 /// Why a configuration could not be loaded.
@@ -40,6 +42,7 @@ pub struct Config {
     pub sys: SysConfig,
     pub metrics: MetricsConfig,
     pub storage: StorageConfig,
+    pub cluster: ClusterConfig,
 }
 
 impl Config {
@@ -57,7 +60,8 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config> {
         let mut config: Config = toml::from_str(text)
             .map_err(|e| Error::Parse { path: PathBuf::new(), message: e.to_string().trim_end().to_string() })?;
-        if config.listeners.is_empty() {
+        // A shard serves clients only through fronts, so it gets no default listener.
+        if config.listeners.is_empty() && config.node.role != NodeRole::Shard {
             config.listeners.push(ListenerConfig::default());
         }
         config.validate()?;
@@ -69,6 +73,13 @@ impl Config {
         let invalid = |key: &str, message: &str| Err(Error::Invalid { key: key.into(), message: message.into() });
         if self.node.id.is_empty() {
             return invalid("node.id", "must not be empty");
+        }
+        self.cluster.validate(self.node.role, &self.node.id)?;
+        if self.node.role == NodeRole::Shard && !self.listeners.is_empty() {
+            return invalid("listener", "a shard serves clients through fronts: remove its [[listener]] sections");
+        }
+        if self.node.role == NodeRole::Front && self.storage.engine != StorageEngine::Memory {
+            return invalid("storage.engine", "a front stores nothing (sessions live on shards): remove it");
         }
         for (i, l) in self.listeners.iter().enumerate() {
             let key = |k: &str| format!("listener[{i}].{k}");

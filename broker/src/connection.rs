@@ -13,6 +13,7 @@
 //! goes out from a short-lived task bounded by `CLOSE_WRITE_TIMEOUT`.
 
 use crate::broker::Broker;
+use crate::cluster::mux::MuxStream;
 use crate::codec::{self, Disconnect, Packet, Protocol, ReasonCode};
 use bytes::{Buf, BytesMut};
 use std::collections::HashMap;
@@ -65,6 +66,8 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub enum ClientStream {
     Tcp(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    /// A client connected through a front node: its session's stream on an internal link.
+    Remote(MuxStream),
 }
 
 impl ClientStream {
@@ -72,7 +75,7 @@ impl ClientStream {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self {
             ClientStream::Tcp(s) => s.poll_read_ready(cx),
-            ClientStream::Tls(_) => Poll::Ready(Ok(())),
+            ClientStream::Tls(_) | ClientStream::Remote(_) => Poll::Ready(Ok(())),
         }
     }
 }
@@ -82,6 +85,7 @@ impl AsyncRead for ClientStream {
         match self.get_mut() {
             ClientStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            ClientStream::Remote(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -91,6 +95,7 @@ impl AsyncWrite for ClientStream {
         match self.get_mut() {
             ClientStream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            ClientStream::Remote(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -98,6 +103,7 @@ impl AsyncWrite for ClientStream {
         match self.get_mut() {
             ClientStream::Tcp(s) => Pin::new(s).poll_flush(cx),
             ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            ClientStream::Remote(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -105,6 +111,7 @@ impl AsyncWrite for ClientStream {
         match self.get_mut() {
             ClientStream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            ClientStream::Remote(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }
@@ -121,6 +128,11 @@ pub struct ConnGuard {
 impl ConnGuard {
     pub fn new(broker: Arc<Broker>) -> Self {
         ConnGuard { permits: (None, None), token: None, broker, opened: false }
+    }
+
+    /// The node's statistics (a front counting forwarded bytes).
+    pub fn stats(&self) -> &crate::metrics::Stats {
+        &self.broker.stats
     }
 
     /// Counts the connection as open until the guard drops.
@@ -226,6 +238,12 @@ impl ClientIo {
     pub fn set_options(&mut self, opts: WriterOptions) {
         self.protocol = Some(opts.protocol);
         self.aliases = OutboundAliases::new(opts);
+    }
+
+    /// Takes the connection apart (a front forwarding it): the stream, the bytes read past the
+    /// CONNECT, and the guard.
+    pub fn into_parts(self) -> (ClientStream, BytesMut, ConnGuard) {
+        (self.stream, self.rbuf, self.guard)
     }
 
     /// Decodes a packet the mode takes from bytes already read, without touching the socket.

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-mod connect;
+pub(crate) mod connect;
 
 /// What the listener knows about an accepted stream.
 pub struct Accepted {
@@ -55,6 +55,21 @@ pub async fn serve(broker: Arc<Broker>, stream: ClientStream, accepted: Accepted
         }
     };
     let connect::Admitted { connect, username, connack_props, keepalive } = admitted;
+    if let Some(front) = &broker.front {
+        let admitted = crate::cluster::front::Admitted {
+            connect,
+            username,
+            peer: accepted.peer,
+            keepalive,
+            assigned_client_id: connack_props.assigned_client_identifier.is_some(),
+            server_keep_alive: connack_props.server_keep_alive,
+        };
+        // A task of its own, like a session's: the listener ends this future at shutdown, while
+        // forwarding must live on to tell the client where to go (the guard keeps the drain waiting).
+        let front = front.clone();
+        tokio::spawn(async move { crate::cluster::front::serve(&broker, &front, io, admitted).await });
+        return;
+    }
     io.set_options(WriterOptions {
         protocol,
         topic_alias_maximum: connect.properties.topic_alias_maximum.unwrap_or(0),

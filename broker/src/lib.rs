@@ -4,12 +4,14 @@
 //! over [`connection`] framing and the [`codec`], then hands the connection to the [`session`]
 //! layer, whose tasks (one per session) serve it and use the [`broker`] (subscription
 //! [`router`], retained messages, [`acl`]) to route messages. [`server`] starts and stops a node.
+//! In a [`cluster`], front nodes forward each session to the shard node that owns it.
 #![forbid(unsafe_code)]
 
 pub mod acl;
 pub mod auth;
 pub mod broker;
 pub mod certs;
+pub mod cluster;
 pub mod codec;
 pub mod config;
 pub mod connection;

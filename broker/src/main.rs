@@ -115,6 +115,9 @@ fn run(config: Config) -> anyhow::Result<()> {
         for (kind, addr) in &server.listeners {
             writeln!(out, "fleetmq listening {} {addr}", kind_name(*kind))?;
         }
+        if let Some(addr) = server.internal {
+            writeln!(out, "fleetmq listening cluster {addr}")?;
+        }
         if let Some(addr) = server.metrics {
             writeln!(out, "fleetmq metrics http://{addr}/metrics")?;
         }

@@ -8,7 +8,7 @@
 use crate::acl::Acl;
 use crate::auth::PasswordFile;
 use crate::broker::Broker;
-use crate::config::{Config, ListenerKind, StorageEngine};
+use crate::config::{Config, ListenerKind, NodeRole, StorageEngine};
 use crate::listener::{Listener, NodeLimits};
 use crate::persist::{Durability, RecoveredSession};
 use crate::store::commit::{Committer, SyncMode};
@@ -43,6 +43,8 @@ pub struct Server {
     /// Bound listener addresses in config order.
     pub listeners: Vec<(ListenerKind, SocketAddr)>,
     pub metrics: Option<SocketAddr>,
+    /// A shard's internal listener (fronts and shards connect here).
+    pub internal: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tracker: TaskTracker,
 }
@@ -80,6 +82,16 @@ impl Server {
         for l in &config.listeners {
             bound.push(Listener::bind(l).await?);
         }
+        let internal = match config.node.role {
+            NodeRole::Shard => {
+                let bind = config.cluster.internal_bind(&config.node.id).unwrap_or_default().to_string();
+                let l = tokio::net::TcpListener::bind(&bind).await.map_err(|source| {
+                    Error::Listener(crate::listener::Error::Bind { bind: format!("cluster.bind {bind}"), source })
+                })?;
+                Some(l)
+            }
+            _ => None,
+        };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let limits = NodeLimits::new(config.limits.max_connections, config.limits.connect_rate);
         let sys_interval = config.sys.interval_ms;
@@ -101,6 +113,14 @@ impl Server {
             listeners.push((l.kind, addr));
             tokio::spawn(l.run(broker.clone(), limits.clone(), tracker.clone()));
         }
+        let mut internal_addr = None;
+        if let Some(l) = internal {
+            internal_addr = l.local_addr().ok();
+            tokio::spawn(crate::cluster::shard::run(l, broker.clone(), tracker.clone()));
+        }
+        if let Some(front) = &broker.front {
+            tokio::spawn(front.clone().keep_links(broker.shutdown_signal()));
+        }
         let mut metrics = None;
         if let Some((listener, handle)) = http {
             metrics = listener.local_addr().ok();
@@ -110,7 +130,7 @@ impl Server {
         if sys_interval > 0 {
             tokio::spawn(crate::sys::run(broker.clone(), Duration::from_millis(sys_interval)));
         }
-        Ok(Server { broker, listeners, metrics, shutdown, tracker })
+        Ok(Server { broker, listeners, metrics, internal: internal_addr, shutdown, tracker })
     }
 
     /// Stops accepting, disconnects every client and waits up to `timeout` for connections to close.

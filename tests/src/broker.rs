@@ -79,6 +79,13 @@ impl Broker {
 
     fn start_limited(dir: TempDir, config_toml_extra: &str, file_size_limit: Option<u64>) -> Broker {
         let config = build_config(&dir, config_toml_extra);
+        Broker::start_exact(dir, &config, file_size_limit)
+    }
+
+    /// Starts a broker on exactly `config` (no base config merged in, no bind rewritten): for
+    /// cluster nodes, whose addresses the test chose.
+    pub fn start_exact(dir: TempDir, config: &str, file_size_limit: Option<u64>) -> Broker {
+        let config = config.to_string();
         dir.write("fleetmq.toml", &config);
         let stderr_path = dir.join("stderr.log");
         let (child, lines) = spawn_broker(&dir, &stderr_path, false, file_size_limit);
@@ -345,17 +352,7 @@ fn spawn_broker(
 /// with `extra` merged over it. Every listener's bind address, and the metrics endpoint's when
 /// configured, is forced to `127.0.0.1:0`.
 pub fn build_config(dir: &TempDir, extra: &str) -> String {
-    // FLEETMQ_TEST_ENGINE=rocksdb runs every suite on the durable engine (tests that set
-    // `[storage]` themselves keep their choice).
-    let engine = std::env::var("FLEETMQ_TEST_ENGINE").unwrap_or_else(|_| "memory".into());
-    let base = format!(
-        "[node]\nid = \"e2e\"\ndata_dir = {data:?}\n\
-         [log]\nlevel = \"info\"\n\
-         [storage]\nengine = {engine:?}\n\
-         [[listener]]\nkind = \"tcp\"\nbind = \"127.0.0.1:0\"\n",
-        data = dir.join("data").display().to_string()
-    );
-    let mut table: toml::Table = base.parse().unwrap_or_else(|e| panic!("base config does not parse: {e}"));
+    let mut table = base_config(dir);
     let extra = extra.replace(DIR_PLACEHOLDER, &dir.display());
     let extra: toml::Table = extra.parse().unwrap_or_else(|e| panic!("test config does not parse: {e}\n{extra}"));
     merge(&mut table, extra);
@@ -372,7 +369,24 @@ pub fn build_config(dir: &TempDir, extra: &str) -> String {
     table.to_string()
 }
 
-fn merge(into: &mut toml::Table, from: toml::Table) {
+/// The base every test config starts from: one TCP listener, data dir in `dir`, the engine
+/// `FLEETMQ_TEST_ENGINE` names.
+pub fn base_config(dir: &TempDir) -> toml::Table {
+    // FLEETMQ_TEST_ENGINE=rocksdb runs every suite on the durable engine (tests that set
+    // `[storage]` themselves keep their choice).
+    let engine = std::env::var("FLEETMQ_TEST_ENGINE").unwrap_or_else(|_| "memory".into());
+    let base = format!(
+        "[node]\nid = \"e2e\"\ndata_dir = {data:?}\n\
+         [log]\nlevel = \"info\"\n\
+         [storage]\nengine = {engine:?}\n\
+         [[listener]]\nkind = \"tcp\"\nbind = \"127.0.0.1:0\"\n",
+        data = dir.join("data").display().to_string()
+    );
+    base.parse().unwrap_or_else(|e| panic!("base config does not parse: {e}"))
+}
+
+/// Merges `from` over `into`: tables key by key, `[[listener]]` entries appended.
+pub fn merge(into: &mut toml::Table, from: toml::Table) {
     for (k, v) in from {
         match (into.get_mut(&k), v) {
             (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge(a, b),

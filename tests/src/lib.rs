@@ -17,6 +17,7 @@
 
 pub mod broker;
 pub mod cli;
+pub mod cluster;
 pub mod metrics;
 pub mod parse;
 pub mod raw;

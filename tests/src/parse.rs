@@ -223,6 +223,15 @@ pub fn disconnect_reason(p: &Packet) -> Result<u8> {
     Ok(p.body.first().copied().unwrap_or(0))
 }
 
+/// The reason code and properties of a 5.0 DISCONNECT.
+pub fn disconnect(p: &Packet) -> Result<(u8, Props)> {
+    expect(p, kind::DISCONNECT, "DISCONNECT")?;
+    let mut c = Cur { b: &p.body };
+    let reason = if c.b.is_empty() { 0 } else { c.u8("disconnect reason")? };
+    let props = if c.b.is_empty() { Props::default() } else { c.props()? };
+    Ok((reason, props))
+}
+
 /// A received PUBLISH.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Publish {

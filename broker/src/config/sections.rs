@@ -11,6 +11,7 @@ use std::path::PathBuf;
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
     pub id: String,
+    pub role: super::NodeRole,
     pub data_dir: PathBuf,
     /// Bound on graceful shutdown (DISCONNECT 0x8B to clients, flush) before the process exits.
     pub shutdown_timeout_ms: u64,
@@ -18,7 +19,12 @@ pub struct NodeConfig {
 
 impl Default for NodeConfig {
     fn default() -> Self {
-        NodeConfig { id: "node-1".into(), data_dir: PathBuf::from("./data"), shutdown_timeout_ms: 5_000 }
+        NodeConfig {
+            id: "node-1".into(),
+            role: super::NodeRole::Standalone,
+            data_dir: PathBuf::from("./data"),
+            shutdown_timeout_ms: 5_000,
+        }
     }
 }
 

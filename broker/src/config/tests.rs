@@ -68,3 +68,43 @@ fn storage_section_parses_and_validates() {
     let e = Config::parse("[storage]\nsync = \"never\"\n").unwrap_err().to_string();
     assert!(e.contains("never"), "{e}");
 }
+
+const MEMBERS: &str = "[[cluster.shard]]\nid = \"s1\"\naddr = \"127.0.0.1:7001\"\n\
+                       [[cluster.shard]]\nid = \"s2\"\naddr = \"127.0.0.1:7002\"\n\
+                       [[cluster.front]]\nid = \"f1\"\naddr = \"127.0.0.1:1883\"\n";
+
+#[test]
+fn cluster_roles_parse_and_name_the_bad_key() {
+    let shard = Config::parse(&format!("[node]\nid = \"s2\"\nrole = \"shard\"\n{MEMBERS}")).unwrap();
+    assert_eq!(shard.node.role, NodeRole::Shard);
+    assert!(shard.listeners.is_empty(), "a shard gets no default client listener");
+    assert_eq!(shard.cluster.internal_bind("s2"), Some("127.0.0.1:7002"));
+    let front = Config::parse(&format!("[node]\nid = \"f1\"\nrole = \"front\"\n{MEMBERS}")).unwrap();
+    assert_eq!((front.node.role, front.listeners.len()), (NodeRole::Front, 1));
+    assert_eq!(Config::parse("").unwrap().node.role, NodeRole::Standalone);
+
+    let bad = |extra: &str, key: &str| {
+        let e = Config::parse(&format!("[node]\nid = \"s1\"\nrole = \"shard\"\n{extra}{MEMBERS}")).unwrap_err();
+        assert!(e.to_string().contains(key), "expected {key} in: {e}");
+    };
+    bad("[cluster]\nheartbeat_ms = 0\n", "cluster.heartbeat_ms");
+    bad("[cluster]\nheartbeat_timeout_ms = 10\nheartbeat_ms = 10\n", "cluster.heartbeat_timeout_ms");
+    bad("[cluster]\nvnodes = 0\n", "cluster.vnodes");
+    bad("[cluster]\nstream_window = 1\n", "cluster.stream_window");
+    bad("[cluster]\non_shard_loss = \"panic\"\n", "panic");
+    bad("[cluster]\nbind = \"x\"\n", "cluster.bind");
+    bad("[cluster]\nshards = 3\n", "shards");
+    bad("[[listener]]\nbind = \"127.0.0.1:1\"\n", "listener");
+    let e = Config::parse(&format!("[node]\nid = \"s9\"\nrole = \"shard\"\n{MEMBERS}")).unwrap_err().to_string();
+    assert!(e.contains("node.id"), "{e}");
+    let e = Config::parse("[node]\nrole = \"front\"\n").unwrap_err().to_string();
+    assert!(e.contains("cluster.shard"), "{e}");
+    let dup = "[[cluster.shard]]\nid = \"s1\"\naddr = \"127.0.0.1:7003\"\n";
+    let e = Config::parse(&format!("[node]\nid = \"s1\"\nrole = \"shard\"\n{MEMBERS}{dup}")).unwrap_err().to_string();
+    assert!(e.contains("cluster.shard[2].id"), "{e}");
+    let e =
+        Config::parse(&format!("[node]\nid = \"f1\"\nrole = \"front\"\n[storage]\nengine = \"rocksdb\"\n{MEMBERS}"))
+            .unwrap_err()
+            .to_string();
+    assert!(e.contains("storage.engine"), "{e}");
+}

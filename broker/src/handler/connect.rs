@@ -8,6 +8,7 @@
 use super::{reason_label, Accepted};
 use crate::broker::Broker;
 use crate::codec::{self, ConnAck, ConnAckProperties, Connect, Packet, Protocol, QoS, ReasonCode};
+use crate::config::MqttConfig;
 use crate::connection::{ClientIo, Error};
 use crate::topic;
 use std::net::SocketAddr;
@@ -54,7 +55,8 @@ pub(super) async fn admit(
     if broker.is_shutting_down() {
         return Err(refuse(ReasonCode::SERVER_UNAVAILABLE));
     }
-    let mut props = ConnAckProperties::default();
+    let mut assigned = None;
+    let mut server_keep_alive = None;
     if connect.client_id.is_empty() {
         let allowed = match connect.protocol {
             Protocol::V5 => true,
@@ -66,7 +68,7 @@ pub(super) async fn admit(
         }
         connect.client_id = assign_client_id();
         if v5 {
-            props.assigned_client_identifier = Some(connect.client_id.clone());
+            assigned = Some(connect.client_id.clone());
         }
     }
     if connect.properties.authentication_method.is_some() {
@@ -79,7 +81,7 @@ pub(super) async fn admit(
     let keepalive = if over_cap { max_ka } else { ka };
     if over_cap {
         if v5 {
-            props.server_keep_alive = Some(max_ka);
+            server_keep_alive = Some(max_ka);
         } else {
             broker.stats.limit_rejection("max_keepalive");
             return Err(refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID));
@@ -97,8 +99,22 @@ pub(super) async fn admit(
         }
     }
     let username = authenticate(broker, &connect, accepted).await?;
-    if v5 {
-        let m = &config.mqtt;
+    let connack_props = connack_properties(&config.mqtt, connect.protocol, assigned, server_keep_alive);
+    Ok(Admitted { connect, username, connack_props, keepalive })
+}
+
+/// The CONNACK properties a node advertises (5.0; none for older protocols). A shard computes the
+/// same ones for a client a front admitted.
+pub(crate) fn connack_properties(
+    m: &MqttConfig,
+    protocol: Protocol,
+    assigned_client_identifier: Option<String>,
+    server_keep_alive: Option<u16>,
+) -> ConnAckProperties {
+    let mut props = ConnAckProperties::default();
+    if protocol.is_v5() {
+        props.assigned_client_identifier = assigned_client_identifier;
+        props.server_keep_alive = server_keep_alive;
         props.receive_maximum = Some(m.receive_maximum);
         props.maximum_packet_size = Some(m.max_packet_size);
         props.topic_alias_maximum = Some(m.topic_alias_maximum);
@@ -110,7 +126,7 @@ pub(super) async fn admit(
         props.subscription_identifiers_available = Some(true);
         props.shared_subscription_available = Some(true);
     }
-    Ok(Admitted { connect, username, connack_props: props, keepalive })
+    props
 }
 
 /// Decides who the client is: certificate CN, or username/password against the password file.

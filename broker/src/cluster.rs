@@ -1,0 +1,36 @@
+//! Scale-out: front nodes terminate client connections and forward each session to the shard
+//! that owns its client id on a consistent-hash [`ring`]; shards run the session layer unchanged.
+//!
+//! A front admits a client exactly as a standalone node does (TLS, PROXY header, CONNECT checks,
+//! authentication), then opens a stream to the owner shard over one multiplexed internal link per
+//! shard ([`mux`], frames in [`wire`]) and moves the session's MQTT bytes both ways, enforcing the
+//! keepalive ([`front`]). A shard accepts internal links and attaches each stream to its session
+//! as if the client had connected directly ([`shard`]).
+//!
+//! Invariants: the owner of a client id is the same on every node given the same member list;
+//! fencing of takeovers is the shard's session registry (one owner per client id), so two fronts
+//! connecting the same client at once still leave exactly one live connection.
+
+pub mod front;
+pub mod mux;
+pub mod ring;
+pub mod shard;
+pub mod wire;
+
+use crate::config::ClusterConfig;
+use std::time::Duration;
+
+/// Link tunables from `[cluster]`.
+pub fn link_options(c: &ClusterConfig) -> mux::LinkOptions {
+    mux::LinkOptions {
+        heartbeat: Duration::from_millis(c.heartbeat_ms),
+        heartbeat_timeout: Duration::from_millis(c.heartbeat_timeout_ms),
+        window: c.stream_window,
+    }
+}
+
+/// Resolves once the node starts shutting down.
+pub(crate) async fn shutting_down(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    // The borrow `wait_for` returns is dropped here, before any other await.
+    let _ = rx.wait_for(|s| *s).await;
+}

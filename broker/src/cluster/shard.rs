@@ -1,0 +1,105 @@
+//! The shard role's internal listener: accepts links from fronts (and, later, shards) and attaches
+//! every session stream they open to its session, exactly as a direct client connection would be.
+//!
+//! Invariants: only members named in `[cluster]` may open a link; a stream whose CONNECT does not
+//! decode, or that arrives while the node shuts down, is closed without touching any session; each
+//! attached stream holds a place in the node's shutdown drain like any client connection.
+
+use super::mux::{Incoming, Link, LinkOptions};
+use crate::broker::Broker;
+use crate::codec::{self, ConnAck, Packet};
+use crate::connection::{ClientIo, ClientStream, ConnGuard, WriterOptions};
+use crate::session::{self, AttachRequest};
+use bytes::BytesMut;
+use std::collections::HashSet;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
+
+/// Accepts internal links until shutdown.
+pub async fn run(listener: TcpListener, broker: Arc<Broker>, tracker: TaskTracker) {
+    let cluster = &broker.config.cluster;
+    let opts = super::link_options(cluster);
+    let members: Arc<HashSet<String>> =
+        Arc::new(cluster.shards.iter().chain(cluster.fronts.iter()).map(|m| m.id.clone()).collect());
+    let mut shutdown = broker.shutdown_signal();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = crate::cluster::shutting_down(&mut shutdown) => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "internal accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        tokio::spawn(serve_link(tcp, peer, broker.clone(), tracker.clone(), opts, members.clone()));
+    }
+}
+
+async fn serve_link(
+    tcp: tokio::net::TcpStream,
+    addr: std::net::SocketAddr,
+    broker: Arc<Broker>,
+    tracker: TaskTracker,
+    opts: LinkOptions,
+    members: Arc<HashSet<String>>,
+) {
+    let me = broker.config.node.id.clone();
+    let (link, mut incoming) = match Link::accept(tcp, &me, opts, |n| members.contains(n)).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "internal link refused");
+            return;
+        }
+    };
+    tracing::info!(peer = link.peer(), %addr, "internal link accepted");
+    let mut shutdown = broker.shutdown_signal();
+    loop {
+        let next = tokio::select! {
+            next = incoming.recv() => next,
+            _ = link.dead() => None,
+            _ = crate::cluster::shutting_down(&mut shutdown) => None,
+        };
+        let Some(stream) = next else { break };
+        attach(&broker, stream, &tracker);
+    }
+}
+
+/// Attaches one forwarded client connection to its session.
+fn attach(broker: &Arc<Broker>, incoming: Incoming, tracker: &TaskTracker) {
+    let Incoming { stream, open, connect } = incoming;
+    let max_packet = broker.config.mqtt.max_packet_size as usize;
+    let mut buf = BytesMut::from(&connect[..]);
+    let connect = match codec::decode(&mut buf, None, max_packet) {
+        Ok(Some(Packet::Connect(c))) if !c.client_id.is_empty() => c,
+        other => {
+            tracing::warn!(front = stream.peer(), result = ?other.map(|p| p.map(|p| p.name())), "bad forwarded CONNECT");
+            return;
+        }
+    };
+    if broker.is_shutting_down() {
+        return;
+    }
+    let mut guard = ConnGuard::new(broker.clone());
+    guard.token = Some(tracker.token());
+    guard.opened();
+    let protocol = connect.protocol;
+    let mut io = ClientIo::new(ClientStream::Remote(stream), max_packet, guard);
+    io.set_options(WriterOptions {
+        protocol,
+        topic_alias_maximum: connect.properties.topic_alias_maximum.unwrap_or(0),
+        max_packet_size: connect.properties.maximum_packet_size,
+    });
+    let assigned = open.assigned_client_id.then(|| connect.client_id.clone());
+    let properties =
+        crate::handler::connect::connack_properties(&broker.config.mqtt, protocol, assigned, open.server_keep_alive);
+    let connack = ConnAck { properties, ..Default::default() };
+    tracing::debug!(client_id = %connect.client_id, peer = %open.peer, "client connected through a front");
+    // The front enforces the keepalive: it sees every byte the client sends.
+    let req = AttachRequest { connect, username: open.username, peer: open.peer, io, connack, keepalive: 0 };
+    session::attach(broker, req);
+}

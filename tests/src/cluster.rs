@@ -1,0 +1,105 @@
+//! A FleetMQ cluster of real processes for one test: shard and front nodes of the same `fleetmq`
+//! binary, started from TOML written here.
+//!
+//! Members must know each other's addresses before they start, so this harness picks them: each
+//! cluster gets its own loopback address `127.0.0.x` (x from 10 to 249, by process and counter)
+//! and asks the kernel for free ports on it (bind port 0, read the port, release it). Nothing
+//! else binds that address, so the ports stay free until the nodes bind them.
+
+use crate::broker::{merge, Broker};
+use crate::tempdir::TempDir;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static CLUSTERS: AtomicU32 = AtomicU32::new(0);
+
+/// A running cluster.
+pub struct Cluster {
+    pub shards: Vec<Broker>,
+    pub fronts: Vec<Broker>,
+    pub shard_ids: Vec<String>,
+    /// Client addresses of the fronts, in order.
+    pub front_addrs: Vec<SocketAddr>,
+}
+
+/// A loopback address no other cluster of this test run uses.
+fn cluster_ip() -> Ipv4Addr {
+    let n = CLUSTERS.fetch_add(1, Ordering::Relaxed);
+    let x = 10 + (std::process::id().wrapping_mul(31).wrapping_add(n * 7)) % 240;
+    Ipv4Addr::new(127, 0, 0, x as u8)
+}
+
+fn free_port(ip: Ipv4Addr) -> SocketAddr {
+    let l = std::net::TcpListener::bind((ip, 0)).unwrap_or_else(|e| panic!("cannot bind {ip}:0: {e}"));
+    l.local_addr().unwrap_or_else(|e| panic!("local_addr: {e}"))
+}
+
+impl Cluster {
+    /// Starts `shards` shard nodes (`shard-1`...) and `fronts` front nodes (`front-1`...); `extra`
+    /// is TOML merged over every node's config (e.g. `[cluster]` or `[storage]` keys).
+    pub fn start(shards: usize, fronts: usize, extra: &str) -> Cluster {
+        let ip = cluster_ip();
+        let shard_ids: Vec<String> = (1..=shards).map(|i| format!("shard-{i}")).collect();
+        let shard_addrs: Vec<SocketAddr> = (0..shards).map(|_| free_port(ip)).collect();
+        let front_addrs: Vec<SocketAddr> = (0..fronts).map(|_| free_port(ip)).collect();
+        let mut members = String::new();
+        for (id, addr) in shard_ids.iter().zip(&shard_addrs) {
+            members.push_str(&format!("[[cluster.shard]]\nid = \"{id}\"\naddr = \"{addr}\"\n"));
+        }
+        for (i, addr) in front_addrs.iter().enumerate() {
+            members.push_str(&format!("[[cluster.front]]\nid = \"front-{}\"\naddr = \"{addr}\"\n", i + 1));
+        }
+        let start = |id: &str, role: &str, listener: Option<SocketAddr>| {
+            let dir = TempDir::new(&format!("fleetmq-{id}"));
+            let engine = std::env::var("FLEETMQ_TEST_ENGINE").unwrap_or_else(|_| "memory".into());
+            let mut text = format!(
+                "[node]\nid = \"{id}\"\nrole = \"{role}\"\ndata_dir = {data:?}\n\
+                 [log]\nlevel = \"fleetmq=debug,info\"\n\
+                 [storage]\nengine = {engine:?}\n\
+                 [cluster]\nheartbeat_ms = 200\nheartbeat_timeout_ms = 1000\n{members}",
+                data = dir.join("data").display().to_string()
+            );
+            if let Some(addr) = listener {
+                text.push_str(&format!("[[listener]]\nkind = \"tcp\"\nbind = \"{addr}\"\n"));
+            }
+            let mut table: toml::Table = text.parse().unwrap_or_else(|e| panic!("cluster config: {e}\n{text}"));
+            let extra: toml::Table = extra.parse().unwrap_or_else(|e| panic!("extra config: {e}\n{extra}"));
+            merge(&mut table, extra);
+            if role == "front" {
+                // A front stores nothing, whatever the test asks of the shards.
+                if let Some(toml::Value::Table(storage)) = table.get_mut("storage") {
+                    storage.insert("engine".into(), toml::Value::String("memory".into()));
+                }
+            }
+            Broker::start_exact(dir, &table.to_string(), None)
+        };
+        let shards: Vec<Broker> = shard_ids.iter().map(|id| start(id, "shard", None)).collect();
+        let fronts: Vec<Broker> = front_addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| start(&format!("front-{}", i + 1), "front", Some(*a)))
+            .collect();
+        Cluster { shards, fronts, shard_ids, front_addrs }
+    }
+
+    /// Client address of front `i`.
+    pub fn front(&self, i: usize) -> SocketAddr {
+        self.front_addrs[i]
+    }
+
+    /// Index of the shard whose log shows `client_id` connecting through a front, if exactly one.
+    pub fn shard_of(&self, client_id: &str) -> Option<usize> {
+        let needle = format!("client_id={client_id} ");
+        let hits: Vec<usize> = self
+            .shards
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.stderr().lines().any(|l| l.contains("through a front") && l.contains(&needle)))
+            .map(|(i, _)| i)
+            .collect();
+        match hits.as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! Cluster: front nodes forward each client's session to the shard that owns its client id; every
+//! node is a real `fleetmq` process started from TOML on its own loopback address.
+
+use fleetmq_tests::cluster::Cluster;
+use fleetmq_tests::parse::kind;
+use fleetmq_tests::raw::Error as RawError;
+use fleetmq_tests::wire::{self, prop, Connect, Props};
+use fleetmq_tests::RawClient;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn persistent_v5(id: &str) -> Connect {
+    let mut c = Connect::v5(id);
+    c.clean = false;
+    c.props = Props::new().u32(prop::SESSION_EXPIRY, 300);
+    c
+}
+
+/// Publishes at `qos` and reads the copy the client's own subscription brings back.
+async fn echo(c: &mut RawClient, topic: &str, qos: u8, payload: &str) {
+    let code = c.publish(&wire::Publish::new(c.is_v5(), topic, payload).qos(qos, 100 + u16::from(qos))).await;
+    assert_eq!(code, 0, "publish at QoS {qos} refused");
+    let p = c.read_publish(WAIT).await;
+    assert_eq!((p.topic.as_str(), p.payload.as_slice()), (topic, payload.as_bytes()));
+    match p.qos {
+        1 => c.send(&wire::puback(p.pid.unwrap_or(0))).await,
+        2 => {
+            c.send(&wire::pubrec(p.pid.unwrap_or(0))).await;
+            c.expect_ack(kind::PUBREL, p.pid.unwrap_or(0)).await;
+            c.send(&wire::pubcomp(p.pid.unwrap_or(0))).await;
+        }
+        _ => {}
+    }
+}
+
+/// A client id the ring places on shard `shard` (found by connecting candidates).
+async fn id_on_shard(c: &Cluster, shard: usize, prefix: &str) -> String {
+    for i in 0..200 {
+        let id = format!("{prefix}-{i}");
+        let mut cl = RawClient::v5(c.front(0), &id).await;
+        cl.send(&wire::disconnect_v5(0, &Props::new())).await;
+        cl.expect_closed(WAIT).await;
+        if c.shard_of(&id) == Some(shard) {
+            return id;
+        }
+    }
+    panic!("no client id with prefix {prefix} lands on shard {shard}");
+}
+
+/// Connects until the CONNACK is a success (the front may still see the shard as down).
+async fn connect_when_back(front: SocketAddr, connect: &Connect) -> (RawClient, bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (cl, ack) = RawClient::handshake(front, connect).await;
+        if ack.code == 0 {
+            return (cl, ack.session_present);
+        }
+        assert_eq!(ack.code, 0x88, "only 'server unavailable' is expected while the shard is down");
+        assert!(Instant::now() < deadline, "shard did not come back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_client_lives_on_exactly_one_shard_and_every_qos_works_through_the_fronts() {
+    let c = Cluster::start(3, 2, "");
+    let mut used = HashSet::new();
+    for i in 0..24 {
+        let id = format!("spread-{i}");
+        let connect = if i % 3 == 0 { Connect::v4(&id) } else { Connect::v5(&id) };
+        let (mut cl, ack) = RawClient::handshake(c.front(i % 2), &connect).await;
+        assert_eq!(ack.code, 0);
+        let topic = format!("echo/{id}");
+        assert_eq!(cl.subscribe(1, &[(&topic, 2)]).await, vec![2]);
+        for qos in 0..=2 {
+            echo(&mut cl, &topic, qos, &format!("m{qos}")).await;
+        }
+        cl.send(&wire::pingreq()).await;
+        assert_eq!(cl.next_of_kind(kind::PINGRESP, WAIT).await.kind(), kind::PINGRESP);
+        let shard = c.shard_of(&id).unwrap_or_else(|| panic!("{id} is not on exactly one shard"));
+        used.insert(shard);
+    }
+    assert_eq!(used.len(), 3, "24 clients should spread over all 3 shards");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_session_is_found_through_the_other_front_with_its_queued_messages() {
+    let c = Cluster::start(2, 2, "");
+    let roamer = id_on_shard(&c, 1, "roamer").await;
+    let publisher = id_on_shard(&c, 1, "roam-pub").await;
+    let topic = format!("roam/{roamer}");
+    let (mut a, ack) = RawClient::handshake(c.front(0), &persistent_v5(&roamer)).await;
+    assert_eq!((ack.code, ack.session_present), (0, false));
+    assert_eq!(a.subscribe(1, &[(&topic, 1)]).await, vec![1]);
+    a.send(&wire::disconnect_v5(0, &Props::new())).await;
+    a.expect_closed(WAIT).await;
+
+    let mut p = RawClient::v5(c.front(1), &publisher).await;
+    for n in 0..3 {
+        let code = p.publish(&wire::Publish::new(true, &topic, format!("q{n}")).qos(1, 1 + n)).await;
+        assert_eq!(code, 0);
+    }
+    let (mut b, ack) = RawClient::handshake(c.front(1), &persistent_v5(&roamer)).await;
+    assert_eq!((ack.code, ack.session_present), (0, true), "same session through the other front");
+    for n in 0..3 {
+        let m = b.read_publish(WAIT).await;
+        assert_eq!(m.payload, format!("q{n}").as_bytes());
+        b.send(&wire::puback(m.pid.unwrap_or(0))).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn takeover_through_the_other_front_ends_the_old_connection_with_0x8e() {
+    let c = Cluster::start(2, 2, "");
+    let mut old = RawClient::v5(c.front(0), "twin").await;
+    let (mut new, ack) = RawClient::handshake(c.front(1), &Connect::v5("twin")).await;
+    assert_eq!(ack.code, 0);
+    assert_eq!(old.expect_disconnect(WAIT).await, 0x8E);
+    new.send(&wire::pingreq()).await;
+    assert_eq!(new.next_of_kind(kind::PINGRESP, WAIT).await.kind(), kind::PINGRESP);
+}
+
+/// Whether the connection still answers PINGREQ (false: it was closed, after DISCONNECT 0x8E).
+async fn survives(cl: &mut RawClient) -> bool {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    if cl.try_send(&wire::pingreq()).await.is_err() {
+        return false;
+    }
+    loop {
+        match cl.try_read_packet(Duration::from_secs(3)).await {
+            Ok(p) if p.kind() == kind::PINGRESP => return true,
+            Ok(p) if p.kind() == kind::DISCONNECT => {
+                assert_eq!(fleetmq_tests::parse::disconnect_reason(&p).unwrap_or(0), 0x8E);
+            }
+            Ok(_) => {}
+            Err(RawError::Closed) | Err(RawError::Io(_)) => return false,
+            Err(e) => panic!("neither answer nor close: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simultaneous_double_connect_through_both_fronts_leaves_exactly_one_connection() {
+    let c = Cluster::start(2, 2, "");
+    for round in 0..6 {
+        let id = format!("double-{round}");
+        let connect = if round % 2 == 0 { persistent_v5(&id) } else { Connect::v5(&id) };
+        let ((mut a, ack_a), (mut b, ack_b)) =
+            tokio::join!(RawClient::handshake(c.front(0), &connect), RawClient::handshake(c.front(1), &connect));
+        assert_eq!((ack_a.code, ack_b.code), (0, 0));
+        let (alive_a, alive_b) = tokio::join!(survives(&mut a), survives(&mut b));
+        assert!(alive_a ^ alive_b, "round {round}: exactly one owner expected, got a={alive_a} b={alive_b}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_front_enforces_the_keepalive() {
+    let c = Cluster::start(1, 1, "");
+    let mut connect = Connect::v5("sleepy");
+    connect.keepalive = 1;
+    let (mut cl, ack) = RawClient::handshake(c.front(0), &connect).await;
+    assert_eq!(ack.code, 0);
+    let started = Instant::now();
+    assert_eq!(cl.expect_disconnect(WAIT).await, 0x8D);
+    assert!(started.elapsed() >= Duration::from_millis(1400), "closed before 1.5 x keepalive");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_shard_disconnects_its_clients_refuses_them_until_back_and_loses_nothing_acknowledged() {
+    let mut c = Cluster::start(2, 1, "[storage]\nengine = \"rocksdb\"\n");
+    let victim = id_on_shard(&c, 0, "victim").await;
+    let publisher = id_on_shard(&c, 0, "victim-pub").await;
+    let bystander = id_on_shard(&c, 1, "bystander").await;
+    let topic = format!("loss/{victim}");
+    let (mut v, _) = RawClient::handshake(c.front(0), &persistent_v5(&victim)).await;
+    assert_eq!(v.subscribe(1, &[(&topic, 1)]).await, vec![1]);
+    v.send(&wire::disconnect_v5(0, &Props::new())).await;
+    v.expect_closed(WAIT).await;
+    let mut p = RawClient::v5(c.front(0), &publisher).await;
+    for n in 0..5 {
+        assert_eq!(p.publish(&wire::Publish::new(true, &topic, format!("kept-{n}")).qos(1, 1 + n)).await, 0);
+    }
+    let mut by = RawClient::v5(c.front(0), &bystander).await;
+    let by_topic = format!("echo/{bystander}");
+    assert_eq!(by.subscribe(1, &[(&by_topic, 1)]).await, vec![1]);
+
+    c.shards[0].kill9();
+    assert_eq!(p.expect_disconnect(WAIT).await, 0x88, "clients of the lost shard are told it is unavailable");
+    echo(&mut by, &by_topic, 1, "still here").await;
+    let (_, ack) = RawClient::handshake(c.front(0), &persistent_v5(&victim)).await;
+    assert_eq!(ack.code, 0x88, "refused while its shard is down (policy refuse)");
+
+    c.shards[0].restart();
+    let (mut v, present) = connect_when_back(c.front(0), &persistent_v5(&victim)).await;
+    assert!(present, "the stored session survives the shard's crash");
+    for n in 0..5 {
+        let m = v.read_publish(WAIT).await;
+        assert_eq!(m.payload, format!("kept-{n}").as_bytes());
+        v.send(&wire::puback(m.pid.unwrap_or(0))).await;
+    }
+    echo(&mut by, &by_topic, 1, "and still here").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_next_shard_policy_a_client_of_a_lost_shard_gets_a_fresh_session_elsewhere() {
+    let mut c = Cluster::start(2, 1, "[cluster]\non_shard_loss = \"next_shard\"\n");
+    let nomad = id_on_shard(&c, 0, "nomad").await;
+    c.shards[0].kill9();
+    let (mut cl, present) = connect_when_back(c.front(0), &persistent_v5(&nomad)).await;
+    assert!(!present, "a fresh session on the next shard");
+    assert!(c.shards[1].stderr().contains(&format!("client_id={nomad} ")), "served by the other shard");
+    let topic = format!("echo/{nomad}");
+    assert_eq!(cl.subscribe(1, &[(&topic, 1)]).await, vec![1]);
+    echo(&mut cl, &topic, 1, "elsewhere").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_front_sends_its_clients_to_the_other_front() {
+    let mut c = Cluster::start(1, 2, "");
+    let mut cl = RawClient::v5(c.front(0), "drained").await;
+    c.fronts[0].sigterm();
+    let p = cl.next_of_kind(kind::DISCONNECT, WAIT).await;
+    let (reason, props) = fleetmq_tests::parse::disconnect(&p).unwrap_or_else(|e| panic!("bad DISCONNECT: {e}"));
+    assert_eq!(reason, 0x8B, "server shutting down");
+    let other = c.front(1).to_string();
+    assert_eq!(props.str(prop::SERVER_REFERENCE), Some(other.as_str()), "Server Reference names the other front");
+    cl.expect_closed(WAIT).await;
+    assert!(c.fronts[0].wait_exit(WAIT).is_some_and(|s| s.success()), "the front exits cleanly");
+    let (mut again, ack) = RawClient::handshake(c.front(1), &Connect::v5("drained")).await;
+    assert_eq!(ack.code, 0);
+    again.send(&wire::pingreq()).await;
+    assert_eq!(again.next_of_kind(kind::PINGRESP, WAIT).await.kind(), kind::PINGRESP);
+}
