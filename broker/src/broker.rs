@@ -9,6 +9,7 @@
 
 use crate::acl::Acl;
 use crate::auth::PasswordFile;
+use crate::cluster::wire::RouteKey;
 use crate::codec::{QoS, SubOptions};
 use crate::config::Config;
 use crate::ids::SessionId;
@@ -66,7 +67,38 @@ pub struct Broker {
     pub durability: Arc<Durability>,
     /// On a front node: the shards its clients' sessions are forwarded to.
     pub front: Option<Arc<crate::cluster::front::Front>>,
+    /// On a shard node: routes to and forwards for the other shards.
+    pub routing: Option<Arc<crate::cluster::routes::ShardRouting>>,
     shutdown: watch::Receiver<bool>,
+}
+
+/// Which matching subscriptions one routing of a message serves.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// All of them (a standalone node).
+    All,
+    /// Published on this shard: all but the shared groups another shard was chosen to serve.
+    Except(&'a [RouteKey]),
+    /// Forwarded by another shard: direct subscriptions only if `direct`, and exactly `groups`.
+    Forwarded { direct: bool, groups: &'a [RouteKey] },
+}
+
+impl Scope<'_> {
+    fn direct(&self) -> bool {
+        match self {
+            Scope::All | Scope::Except(_) => true,
+            Scope::Forwarded { direct, .. } => *direct,
+        }
+    }
+
+    fn serves_group(&self, filter: &str, group: &str) -> bool {
+        let is = |k: &RouteKey| k.filter == filter && k.group.as_deref() == Some(group);
+        match self {
+            Scope::All => true,
+            Scope::Except(skip) => !skip.iter().any(is),
+            Scope::Forwarded { groups, .. } => groups.iter().any(is),
+        }
+    }
 }
 
 /// Above this many targets, routing dedupes overlapping subscriptions through a hash index.
@@ -116,6 +148,13 @@ impl Broker {
             durability,
             front: (config.node.role == crate::config::NodeRole::Front)
                 .then(|| Arc::new(crate::cluster::front::Front::new(&config))),
+            routing: (config.node.role == crate::config::NodeRole::Shard).then(|| {
+                let c = &config.cluster;
+                let shards: Vec<_> =
+                    c.shards.iter().filter_map(|s| Some((s.id.clone(), s.addr.parse().ok()?))).collect();
+                let opts = crate::cluster::link_options(c);
+                Arc::new(crate::cluster::routes::ShardRouting::new(&config.node.id, &shards, opts, c.max_forward_bytes))
+            }),
             shutdown,
             config,
         })
@@ -140,7 +179,32 @@ impl Broker {
         if msg.retain {
             self.retain(&msg, &mut batch);
         }
-        self.route(&msg, batch)
+        let Some(routing) = &self.routing else { return self.route(&msg, batch, Scope::All) };
+        let forwarded = routing.forward(self, &msg);
+        let mut published = self.route(&msg, batch, Scope::Except(&forwarded.served_elsewhere));
+        // Subscribers on other shards count as matching (5.0: no 0x10 for them).
+        published.queued += forwarded.shards;
+        published
+    }
+
+    /// Adds a session's subscription to the router (and, on a shard, to the routes other shards
+    /// know); `filter` is plain, `group` the share group.
+    pub fn subscribe(&self, filter: &str, group: Option<&str>, entry: SubEntry) {
+        let id = entry.session.id;
+        if self.router.subscribe(filter, group, id, entry).is_none() {
+            if let Some(routing) = &self.routing {
+                routing.subscribed(filter, group);
+            }
+        }
+    }
+
+    /// Removes a session's subscription (see [`Broker::subscribe`]).
+    pub fn unsubscribe(&self, filter: &str, group: Option<&str>, session: SessionId) {
+        if self.router.unsubscribe(filter, group, &session).is_some() {
+            if let Some(routing) = &self.routing {
+                routing.unsubscribed(filter, group);
+            }
+        }
     }
 
     fn retain(&self, msg: &Arc<Message>, durable: &mut Batch) {
@@ -210,7 +274,7 @@ impl Broker {
     /// Delivers `msg` to matching subscribers (not touching the retained store). Queue entries of
     /// persistent subscribers join `batch`, which is submitted before any delivery becomes
     /// visible, so a subscriber's acknowledgement can never be written before the entry it removes.
-    pub fn route(&self, msg: &Arc<Message>, mut batch: Batch) -> Published {
+    pub fn route(&self, msg: &Arc<Message>, mut batch: Batch, scope: Scope<'_>) -> Published {
         let mut targets: Vec<Target> = Vec::new();
         // Overlapping subscriptions of one session merge into one delivery. Small fan-outs search
         // the vector; large ones switch to an index so a 1 → N publish stays O(N).
@@ -218,6 +282,9 @@ impl Broker {
         let mut shared: Vec<Target> = Vec::new();
         self.router.for_each_match(&msg.topic, |m| match m {
             Match::Direct { value, .. } => {
+                if !scope.direct() {
+                    return;
+                }
                 if value.options.no_local && value.session.client_id == msg.publisher {
                     return;
                 }
@@ -252,7 +319,10 @@ impl Broker {
                     }
                 }
             }
-            Match::Shared { members, .. } => {
+            Match::Shared { group, members } => {
+                if !scope.serves_group(members.filter(), group) {
+                    return;
+                }
                 let picked = members
                     .pick(|_, v| v.session.is_online() && v.session.has_room(&self.inbox_limits))
                     .or_else(|| members.pick(|_, _| true));

@@ -118,6 +118,11 @@ impl Server {
             internal_addr = l.local_addr().ok();
             tokio::spawn(crate::cluster::shard::run(l, broker.clone(), tracker.clone()));
         }
+        if let Some(routing) = &broker.routing {
+            for peer in 0..routing.peer_count() {
+                tokio::spawn(routing.clone().run_peer(peer, broker.shutdown_signal()));
+            }
+        }
         if let Some(front) = &broker.front {
             tokio::spawn(front.clone().keep_links(broker.shutdown_signal()));
         }

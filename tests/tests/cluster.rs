@@ -234,3 +234,175 @@ async fn a_draining_front_sends_its_clients_to_the_other_front() {
     again.send(&wire::pingreq()).await;
     assert_eq!(again.next_of_kind(kind::PINGRESP, WAIT).await.kind(), kind::PINGRESP);
 }
+
+/// Reads the next PUBLISH and completes its QoS handshake.
+async fn receive(cl: &mut RawClient) -> fleetmq_tests::parse::Publish {
+    let p = cl.read_publish(WAIT).await;
+    let pid = p.pid.unwrap_or(0);
+    match p.qos {
+        1 => cl.send(&wire::puback(pid)).await,
+        2 => {
+            cl.send(&wire::pubrec(pid)).await;
+            cl.expect_ack(kind::PUBREL, pid).await;
+            cl.send(&wire::pubcomp(pid)).await;
+        }
+        _ => {}
+    }
+    p
+}
+
+/// Routes travel between shards asynchronously: publishes QoS 0 probes on `topic` until every
+/// subscriber has seen one, then lets stragglers drain.
+async fn until_routed(publisher: &mut RawClient, topic: &str, subs: &mut [RawClient]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = vec![false; subs.len()];
+    while seen.iter().any(|s| !s) {
+        assert!(Instant::now() < deadline, "routes did not reach every shard: {seen:?}");
+        publisher.publish(&wire::Publish::new(true, topic, "probe")).await;
+        for (i, s) in subs.iter_mut().enumerate() {
+            while let Ok(p) = s.try_read_packet(Duration::from_millis(100)).await {
+                seen[i] |= p.kind() == kind::PUBLISH;
+            }
+        }
+    }
+    for s in subs.iter_mut() {
+        while s.try_read_packet(Duration::from_millis(300)).await.is_ok() {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_reach_wildcard_subscribers_on_every_shard_once_and_in_order_at_each_qos() {
+    let c = Cluster::start(3, 2, "");
+    let mut subs = Vec::new();
+    for shard in 0..3 {
+        let id = id_on_shard(&c, shard, &format!("xsub{shard}")).await;
+        let mut s = RawClient::v5(c.front(shard % 2), &id).await;
+        assert_eq!(s.subscribe(1, &[("fleet/+/telemetry", 2)]).await, vec![2]);
+        subs.push(s);
+    }
+    let mut pubs = Vec::new();
+    for shard in 0..3 {
+        let id = id_on_shard(&c, shard, &format!("xpub{shard}")).await;
+        pubs.push(RawClient::v5(c.front((shard + 1) % 2), &id).await);
+    }
+    until_routed(&mut pubs[0], "fleet/probe/telemetry", &mut subs).await;
+    let mut expected = Vec::new();
+    for (i, p) in pubs.iter_mut().enumerate() {
+        for qos in 0..=2u8 {
+            for n in 0..4u16 {
+                let payload = format!("p{i}-q{qos}-{n}");
+                let topic = format!("fleet/dev{i}/telemetry");
+                let code = p.publish(&wire::Publish::new(true, &topic, &payload).qos(qos, 1 + n)).await;
+                assert_eq!(code, 0);
+                expected.push(payload);
+            }
+        }
+    }
+    for (s_index, s) in subs.iter_mut().enumerate() {
+        let mut got = Vec::new();
+        for _ in 0..expected.len() {
+            got.push(String::from_utf8_lossy(&receive(s).await.payload).into_owned());
+        }
+        s.expect_no_publish(Duration::from_millis(500)).await;
+        let mut sorted = got.clone();
+        sorted.sort();
+        let mut want = expected.clone();
+        want.sort();
+        assert_eq!(sorted, want, "subscriber on shard {s_index}: every message exactly once");
+        for prefix in ["p0-", "p1-", "p2-"] {
+            for q in 0..=2 {
+                let stream: Vec<&String> = got.iter().filter(|m| m.starts_with(&format!("{prefix}q{q}"))).collect();
+                let mut ordered = stream.clone();
+                ordered.sort();
+                assert_eq!(stream, ordered, "order per publisher and QoS on shard {s_index}");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwards_to_a_killed_shard_are_delivered_after_it_restarts() {
+    let mut c = Cluster::start(2, 1, "[storage]\nengine = \"rocksdb\"\n");
+    let sub_id = id_on_shard(&c, 1, "far-sub").await;
+    let pub_id = id_on_shard(&c, 0, "far-pub").await;
+    let topic = format!("far/{sub_id}");
+    let (mut s, _) = RawClient::handshake(c.front(0), &persistent_v5(&sub_id)).await;
+    assert_eq!(s.subscribe(1, &[(&topic, 1)]).await, vec![1]);
+    let mut p = RawClient::v5(c.front(0), &pub_id).await;
+    until_routed(&mut p, &topic, std::slice::from_mut(&mut s)).await;
+    s.send(&wire::disconnect_v5(0, &Props::new())).await;
+    s.expect_closed(WAIT).await;
+
+    c.shards[1].kill9();
+    for n in 0..5 {
+        assert_eq!(p.publish(&wire::Publish::new(true, &topic, format!("held-{n}")).qos(1, 1 + n)).await, 0);
+    }
+    c.shards[1].restart();
+    let (mut s, present) = connect_when_back(c.front(0), &persistent_v5(&sub_id)).await;
+    assert!(present);
+    for n in 0..5 {
+        let m = receive(&mut s).await;
+        assert_eq!(m.payload, format!("held-{n}").as_bytes(), "acknowledged while the shard was down");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_group_spread_over_shards_gets_each_message_once() {
+    let c = Cluster::start(3, 2, "");
+    let mut members = Vec::new();
+    for shard in 0..3 {
+        let id = id_on_shard(&c, shard, &format!("worker{shard}")).await;
+        let mut m = RawClient::v5(c.front(shard % 2), &id).await;
+        assert_eq!(m.subscribe(1, &[("$share/workers/jobs/#", 1)]).await, vec![1]);
+        members.push(m);
+    }
+    let watcher_id = id_on_shard(&c, 1, "watcher").await;
+    let mut watcher = RawClient::v5(c.front(0), &watcher_id).await;
+    assert_eq!(watcher.subscribe(1, &[("jobs/#", 1)]).await, vec![1]);
+    let mut pubs = Vec::new();
+    for shard in 0..3 {
+        let id = id_on_shard(&c, shard, &format!("boss{shard}")).await;
+        pubs.push(RawClient::v5(c.front(1), &id).await);
+    }
+    // Every member's shard must know the other members before counting starts.
+    for p in pubs.iter_mut() {
+        until_routed(p, "jobs/probe", std::slice::from_mut(&mut watcher)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for m in members.iter_mut() {
+        while m.try_read_packet(Duration::from_millis(200)).await.is_ok() {}
+    }
+    let per_publisher = 20u16;
+    for (i, p) in pubs.iter_mut().enumerate() {
+        for n in 0..per_publisher {
+            let code =
+                p.publish(&wire::Publish::new(true, format!("jobs/{i}"), format!("job-{i}-{n}")).qos(1, 1 + n)).await;
+            assert_eq!(code, 0);
+        }
+    }
+    let total = 3 * usize::from(per_publisher);
+    let mut seen = Vec::new();
+    for _ in 0..total {
+        seen.push(receive(&mut watcher).await.payload);
+    }
+    let mut per_member = Vec::new();
+    let mut all = Vec::new();
+    for m in members.iter_mut() {
+        let mut got = 0;
+        while let Ok(p) = m.try_read_packet(Duration::from_millis(700)).await {
+            if p.kind() == kind::PUBLISH {
+                let p = fleetmq_tests::parse::publish(&p, true).unwrap_or_else(|e| panic!("bad PUBLISH: {e}"));
+                m.send(&wire::puback(p.pid.unwrap_or(0))).await;
+                all.push(p.payload);
+                got += 1;
+            }
+        }
+        per_member.push(got);
+    }
+    let mut unique = all.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(all.len(), total, "each message to exactly one member of the group: {per_member:?}");
+    assert_eq!(unique.len(), total, "no message twice");
+    assert!(per_member.iter().all(|n| *n > 0), "every shard's member takes a share: {per_member:?}");
+}

@@ -77,7 +77,7 @@ impl Front {
         let dial = async {
             let tcp = tokio::net::TcpStream::connect(slot.addr).await?;
             tcp.set_nodelay(true)?;
-            Link::dial(tcp, &self.node, self.opts).await.map_err(std::io::Error::other)
+            Link::dial(tcp, &self.node, self.opts).await.map(|(link, _)| link).map_err(std::io::Error::other)
         };
         match tokio::time::timeout(self.opts.heartbeat_timeout, dial).await {
             Ok(Ok(link)) => {
@@ -116,7 +116,8 @@ impl Front {
     }
 
     /// Keeps a link to every shard up until shutdown, so the first client does not wait for a dial
-    /// and a lost shard is noticed (and logged) promptly.
+    /// and a lost shard is noticed (and logged) promptly. The links stay open while the front
+    /// drains: its clients' sessions end through them.
     pub async fn keep_links(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(self.opts.heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -127,11 +128,6 @@ impl Front {
             }
             for shard in self.ring.shards() {
                 self.link(shard).await;
-            }
-        }
-        for slot in self.shards.values() {
-            if let Some(link) = slot.link.lock().await.take() {
-                link.close();
             }
         }
     }

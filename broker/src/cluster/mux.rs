@@ -13,7 +13,7 @@
 //! - A link silent for `heartbeat_timeout` (no frame at all, heartbeats included) is dead: every
 //!   stream on it fails with `ConnectionReset` and the link never carries data again.
 
-use super::wire::{Frame, FrameCodec, Header, Hello, SessionOpen, StreamId, PROTOCOL_VERSION};
+use super::wire::{Frame, FrameCodec, Header, Hello, SessionOpen, ShardMsg, StreamId, PROTOCOL_VERSION};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use parking_lot::Mutex;
@@ -64,6 +64,18 @@ pub struct Incoming {
     pub connect: Bytes,
 }
 
+/// A shard message and its body, as the link received it.
+pub type Received = (ShardMsg, Bytes);
+
+/// What the accepting side of a link gets.
+pub struct Accepted {
+    pub link: Link,
+    /// Session streams the peer opens (fronts).
+    pub incoming: mpsc::UnboundedReceiver<Incoming>,
+    /// Routes and forwards the peer sends (shards).
+    pub messages: mpsc::UnboundedReceiver<Received>,
+}
+
 /// The state both tasks and every stream share.
 pub(crate) struct LinkShared {
     /// Node id of the peer.
@@ -112,8 +124,9 @@ pub struct Link {
 }
 
 impl Link {
-    /// Dials side: says hello, waits for the peer's, and starts the link.
-    pub async fn dial<S>(io: S, me: &str, opts: LinkOptions) -> Result<Link>
+    /// Dials side: says hello, waits for the peer's, and starts the link; shard messages the peer
+    /// sends back arrive on the returned receiver.
+    pub async fn dial<S>(io: S, me: &str, opts: LinkOptions) -> Result<(Link, mpsc::UnboundedReceiver<Received>)>
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
@@ -122,17 +135,13 @@ impl Link {
         let mut writer = FramedWrite::new(w, FrameCodec::default());
         writer.send(Frame::bare(Header::Hello(Hello { version: PROTOCOL_VERSION, node: me.into() }))).await?;
         let hello = read_hello(&mut reader, opts.heartbeat_timeout).await?;
-        Ok(Link::start(reader, writer, hello.node, 1, opts, None))
+        let (tx, rx) = mpsc::unbounded_channel();
+        Ok((Link::start(reader, writer, hello.node, 1, opts, None, tx), rx))
     }
 
     /// Accepting side: waits for the peer's hello, checks it with `admit`, answers, and starts the
-    /// link; streams the peer opens arrive on the returned receiver.
-    pub async fn accept<S>(
-        io: S,
-        me: &str,
-        opts: LinkOptions,
-        admit: impl FnOnce(&str) -> bool,
-    ) -> Result<(Link, mpsc::UnboundedReceiver<Incoming>)>
+    /// link.
+    pub async fn accept<S>(io: S, me: &str, opts: LinkOptions, admit: impl FnOnce(&str) -> bool) -> Result<Accepted>
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
@@ -144,8 +153,9 @@ impl Link {
             return Err(Error::Handshake(format!("`{}` is not a member of this cluster", hello.node)));
         }
         writer.send(Frame::bare(Header::Hello(Hello { version: PROTOCOL_VERSION, node: me.into() }))).await?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        Ok((Link::start(reader, writer, hello.node, 2, opts, Some(tx)), rx))
+        let (tx, incoming) = mpsc::unbounded_channel();
+        let (mtx, messages) = mpsc::unbounded_channel();
+        Ok(Accepted { link: Link::start(reader, writer, hello.node, 2, opts, Some(tx), mtx), incoming, messages })
     }
 
     fn start<R, W>(
@@ -155,6 +165,7 @@ impl Link {
         first_id: StreamId,
         opts: LinkOptions,
         incoming: Option<mpsc::UnboundedSender<Incoming>>,
+        messages: mpsc::UnboundedSender<Received>,
     ) -> Link
     where
         R: AsyncRead + Send + Unpin + 'static,
@@ -171,7 +182,7 @@ impl Link {
             died: CancellationToken::new(),
         });
         tokio::spawn(write_loop(shared.clone(), writer.into_inner(), rx, opts.heartbeat));
-        tokio::spawn(read_loop(shared.clone(), reader, opts.heartbeat_timeout, incoming));
+        tokio::spawn(read_loop(shared.clone(), reader, opts.heartbeat_timeout, incoming, messages));
         Link { shared }
     }
 
@@ -186,6 +197,11 @@ impl Link {
             return None;
         }
         Some(MuxStream::new(s, self.shared.clone()))
+    }
+
+    /// Sends a shard message; false once the link is dead.
+    pub fn send(&self, msg: ShardMsg, body: Bytes) -> bool {
+        self.shared.send(Frame { header: Header::Shard(msg), body })
     }
 
     /// Whether the link has failed (it never recovers; dial a new one).
@@ -270,6 +286,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     mut reader: FramedRead<R, FrameCodec>,
     timeout: Duration,
     incoming: Option<mpsc::UnboundedSender<Incoming>>,
+    messages: mpsc::UnboundedSender<Received>,
 ) {
     let why = loop {
         let frame = tokio::select! {
@@ -312,6 +329,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 if let Some(s) = shared.streams.lock().remove(&stream) {
                     s.peer_closed();
                 }
+            }
+            Header::Shard(msg) => {
+                let _ = messages.send((msg, frame.body));
             }
         }
     };

@@ -1,11 +1,12 @@
-//! The shard role's internal listener: accepts links from fronts (and, later, shards) and attaches
-//! every session stream they open to its session, exactly as a direct client connection would be.
+//! The shard role's internal listener: accepts links from fronts, attaching every session stream
+//! they open to its session exactly as a direct client connection would be, and from other shards,
+//! whose routes and forwards go to [`super::routes`].
 //!
 //! Invariants: only members named in `[cluster]` may open a link; a stream whose CONNECT does not
 //! decode, or that arrives while the node shuts down, is closed without touching any session; each
 //! attached stream holds a place in the node's shutdown drain like any client connection.
 
-use super::mux::{Incoming, Link, LinkOptions};
+use super::mux::{Accepted, Incoming, Link, LinkOptions};
 use crate::broker::Broker;
 use crate::codec::{self, ConnAck, Packet};
 use crate::connection::{ClientIo, ClientStream, ConnGuard, WriterOptions};
@@ -49,14 +50,20 @@ async fn serve_link(
     members: Arc<HashSet<String>>,
 ) {
     let me = broker.config.node.id.clone();
-    let (link, mut incoming) = match Link::accept(tcp, &me, opts, |n| members.contains(n)).await {
-        Ok(l) => l,
+    let Accepted { link, mut incoming, messages } = match Link::accept(tcp, &me, opts, |n| members.contains(n)).await {
+        Ok(a) => a,
         Err(e) => {
             tracing::warn!(%addr, error = %e, "internal link refused");
             return;
         }
     };
     tracing::info!(peer = link.peer(), %addr, "internal link accepted");
+    // A shard's link carries routes and forwards; a front's carries session streams.
+    if let Some((routing, index)) = broker.routing.as_ref().and_then(|r| Some((r.clone(), r.peer_index(link.peer())?)))
+    {
+        routing.serve_peer(&broker, index, link, messages).await;
+        return;
+    }
     let mut shutdown = broker.shutdown_signal();
     loop {
         let next = tokio::select! {

@@ -71,6 +71,35 @@ pub enum Header {
     Close {
         stream: StreamId,
     },
+    /// Between shards: routes and forwarded publishes.
+    Shard(ShardMsg),
+}
+
+/// A subscription as routing between shards sees it: a plain filter, and the share group for a
+/// `$share/{group}/{filter}` subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RouteKey {
+    pub filter: String,
+    pub group: Option<String>,
+}
+
+/// What shards tell each other.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ShardMsg {
+    /// Every filter the sender's sessions subscribe to; replaces what the receiver knew of it.
+    /// `epoch` identifies the sender's process (forward sequence numbers restart with it).
+    Routes { epoch: u64, routes: Vec<RouteKey> },
+    /// The sender's sessions now subscribe to this filter (first subscriber).
+    RouteAdd(RouteKey),
+    /// ... and no longer (last subscriber gone).
+    RouteDel(RouteKey),
+    /// A publish for the receiver's subscribers; the body is the message record. Sequence numbers
+    /// rise by one per message within an epoch, per target shard. The receiver delivers to its
+    /// direct subscriptions if `direct`, and to its members of exactly the shared `groups` (the
+    /// sender chose this shard to serve them).
+    Forward { epoch: u64, seq: u64, direct: bool, groups: Vec<RouteKey> },
+    /// The receiver queued forward `seq` for its subscribers (and stored it, when durable).
+    ForwardAck { seq: u64 },
 }
 
 /// One frame.
@@ -182,6 +211,11 @@ mod tests {
         roundtrip(Frame { header: Header::Data { stream: u64::MAX }, body: Bytes::from(vec![0xAB; 5000]) });
         roundtrip(Frame::bare(Header::Credit { stream: 9, bytes: 1 << 20 }));
         roundtrip(Frame::bare(Header::Close { stream: 1 }));
+        let key = RouteKey { filter: "fleet/+/telemetry".into(), group: Some("g".into()) };
+        roundtrip(Frame::bare(Header::Shard(ShardMsg::Routes { epoch: 3, routes: vec![key.clone()] })));
+        let forward = ShardMsg::Forward { epoch: 3, seq: 9, direct: true, groups: vec![key.clone()] };
+        roundtrip(Frame { header: Header::Shard(forward), body: Bytes::from("rec") });
+        roundtrip(Frame::bare(Header::Shard(ShardMsg::RouteDel(key))));
     }
 
     #[test]

@@ -62,6 +62,9 @@ pub struct ClusterConfig {
     /// Bytes a session may have in flight on an internal link in each direction before the
     /// receiver returns credit (per-session flow control).
     pub stream_window: u32,
+    /// Bytes of forwarded publishes a shard keeps per peer shard until the peer acknowledges
+    /// them; past it the oldest are dropped (counted) so a dead peer costs bounded memory.
+    pub max_forward_bytes: usize,
     #[serde(rename = "shard")]
     pub shards: Vec<MemberConfig>,
     #[serde(rename = "front")]
@@ -77,6 +80,7 @@ impl Default for ClusterConfig {
             vnodes: 256,
             on_shard_loss: ShardLossPolicy::Refuse,
             stream_window: 256 * 1024,
+            max_forward_bytes: 256 << 20,
             shards: Vec::new(),
             fronts: Vec::new(),
         }
@@ -141,6 +145,9 @@ impl ClusterConfig {
         }
         if !(4096..=16 << 20).contains(&self.stream_window) {
             return invalid("cluster.stream_window".into(), "must be between 4096 and 16777216".into());
+        }
+        if self.max_forward_bytes < 1 << 20 {
+            return invalid("cluster.max_forward_bytes".into(), "must be at least 1048576".into());
         }
         Ok(())
     }

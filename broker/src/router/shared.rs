@@ -16,11 +16,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub struct SharedGroup<K, V> {
     members: Vec<(K, V)>,
     cursor: AtomicUsize,
+    /// The plain filter the group shares (a group is named by group name and filter).
+    filter: Box<str>,
 }
 
 impl<K, V> Default for SharedGroup<K, V> {
     fn default() -> Self {
-        SharedGroup { members: Vec::new(), cursor: AtomicUsize::new(0) }
+        SharedGroup { members: Vec::new(), cursor: AtomicUsize::new(0), filter: Box::from("") }
     }
 }
 
@@ -28,6 +30,16 @@ impl<K: Eq, V> SharedGroup<K, V> {
     /// An empty group.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty group sharing `filter`.
+    pub fn for_filter(filter: &str) -> Self {
+        SharedGroup { filter: Box::from(filter), ..Self::default() }
+    }
+
+    /// The plain filter this group shares.
+    pub fn filter(&self) -> &str {
+        &self.filter
     }
 
     /// Adds a member, or replaces the value of an existing one in place (returning the old value).

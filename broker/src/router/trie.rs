@@ -58,10 +58,14 @@ impl<K: Eq + Hash, V> Subscribers<K, V> {
         self.direct.is_empty() && self.shared.is_empty()
     }
 
-    fn insert(&mut self, group: Option<&str>, key: K, value: V) -> Option<V> {
+    fn insert(&mut self, filter: &str, group: Option<&str>, key: K, value: V) -> Option<V> {
         match group {
             None => self.direct.insert(key, value),
-            Some(group) => self.shared.entry(group.to_owned()).or_default().insert(key, value),
+            Some(group) => self
+                .shared
+                .entry(group.to_owned())
+                .or_insert_with(|| SharedGroup::for_filter(filter))
+                .insert(key, value),
         }
     }
 
@@ -232,7 +236,7 @@ impl<K: Eq + Hash, V> SubscriptionTrie<K, V> {
                 node.children.entry(level.to_owned()).or_default()
             };
         };
-        let replaced = subscribers.insert(group, key, value);
+        let replaced = subscribers.insert(filter, group, key, value);
         if replaced.is_none() {
             self.len += 1;
         }

@@ -122,7 +122,7 @@ fn restore_one(
         let options = s.options();
         let (group, inner) = super::subscribe::split(&s.filter);
         let entry = crate::broker::SubEntry { session: shared.clone(), options, sub_id: s.sub_id };
-        broker.router.subscribe(inner, group, shared.id, entry);
+        broker.subscribe(inner, group, entry);
         task.subscriptions.insert(s.filter, (options, s.sub_id));
     }
     // Offline since the record says, or (connected at the crash) since now: that connection died.

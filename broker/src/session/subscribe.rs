@@ -85,7 +85,7 @@ impl SessionTask {
             options.qos = options.qos.min(max_qos);
             let sub_id = s.properties.subscription_identifier;
             let entry = SubEntry { session: self.shared.clone(), options, sub_id };
-            self.broker.router.subscribe(inner, group, self.shared.id, entry);
+            self.broker.subscribe(inner, group, entry);
             self.subscriptions.insert(f.filter.clone(), (options, sub_id));
             reasons.push(granted_code(options.qos));
             let send_retained = match options.retain_handling {
@@ -139,7 +139,7 @@ impl SessionTask {
         for f in &u.filters {
             if self.subscriptions.remove(f).is_some() {
                 let (group, inner) = split(f);
-                self.broker.router.unsubscribe(inner, group, &self.shared.id);
+                self.broker.unsubscribe(inner, group, self.shared.id);
                 reasons.push(ReasonCode::SUCCESS);
             } else {
                 reasons.push(ReasonCode::NO_SUBSCRIPTION_EXISTED);

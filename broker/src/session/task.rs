@@ -283,7 +283,7 @@ impl SessionTask {
     fn unsubscribe_all(&mut self) {
         for (filter, _) in self.subscriptions.drain() {
             let (group, inner) = super::subscribe::split(&filter);
-            self.broker.router.unsubscribe(inner, group, &self.shared.id);
+            self.broker.unsubscribe(inner, group, self.shared.id);
         }
         self.broker.stats.subscriptions.set(self.broker.router.len() as f64);
     }

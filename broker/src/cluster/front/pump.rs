@@ -209,6 +209,8 @@ pub(super) async fn run(
         end = std::future::poll_fn(|cx| pump.poll(cx)) => Some(end),
         _ = crate::cluster::shutting_down(&mut shutdown) => None,
     };
+    // A link that ends because this front is stopping is the drain, not a lost shard.
+    let end = end.filter(|e| !(*e == End::LinkLost && broker.is_shutting_down()));
     let closing = match end {
         Some(End::Client) => return,
         // The shard ended the stream before answering the CONNECT (shutting down, or lost).

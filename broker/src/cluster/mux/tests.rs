@@ -17,8 +17,8 @@ fn open() -> SessionOpen {
 async fn pair(window: u32) -> (Link, Link, mpsc::UnboundedReceiver<Incoming>) {
     let (a, b) = tokio::io::duplex(1 << 20);
     let accept = tokio::spawn(async move { Link::accept(b, "shard-1", opts(window), |n| n == "front-1").await });
-    let front = Link::dial(a, "front-1", opts(window)).await.unwrap();
-    let (shard, incoming) = accept.await.unwrap().unwrap();
+    let (front, _) = Link::dial(a, "front-1", opts(window)).await.unwrap();
+    let Accepted { link: shard, incoming, .. } = accept.await.unwrap().unwrap();
     assert_eq!(front.peer(), "shard-1");
     assert_eq!(shard.peer(), "front-1");
     (front, shard, incoming)
@@ -99,7 +99,7 @@ async fn a_silent_peer_is_declared_dead_by_heartbeat_timeout() {
         tokio::time::sleep(Duration::from_secs(10)).await;
         drop((reader, writer));
     });
-    let link = Link::dial(a, "f", opts(4096)).await.unwrap();
+    let (link, _) = Link::dial(a, "f", opts(4096)).await.unwrap();
     tokio::time::timeout(Duration::from_secs(5), link.dead()).await.expect("declared dead");
     silent.abort();
 }
@@ -111,4 +111,25 @@ async fn unknown_nodes_and_other_versions_are_refused() {
     let dial = Link::dial(a, "intruder", opts(4096)).await;
     assert!(matches!(accept.await.unwrap(), Err(Error::Handshake(_))));
     assert!(dial.is_err());
+}
+
+#[tokio::test]
+async fn shard_messages_arrive_in_order_with_their_body() {
+    let (a, b) = tokio::io::duplex(1 << 20);
+    let accept = tokio::spawn(async move { Link::accept(b, "shard-2", opts(4096), |_| true).await });
+    let (dialer, mut replies) = Link::dial(a, "shard-1", opts(4096)).await.unwrap();
+    let mut accepted = accept.await.unwrap().unwrap();
+    for seq in 1..=100u64 {
+        assert!(dialer.send(
+            ShardMsg::Forward { epoch: 7, seq, direct: true, groups: Vec::new() },
+            Bytes::from(seq.to_be_bytes().to_vec())
+        ));
+    }
+    for seq in 1..=100u64 {
+        let (msg, body) = accepted.messages.recv().await.unwrap();
+        assert_eq!(msg, ShardMsg::Forward { epoch: 7, seq, direct: true, groups: Vec::new() });
+        assert_eq!(&body[..], &seq.to_be_bytes());
+    }
+    assert!(accepted.link.send(ShardMsg::ForwardAck { seq: 100 }, Bytes::new()));
+    assert_eq!(replies.recv().await.unwrap().0, ShardMsg::ForwardAck { seq: 100 });
 }

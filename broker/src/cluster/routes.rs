@@ -1,0 +1,383 @@
+//! Routing between shards: which shards have subscribers for which filters, and the forwarding of
+//! each publish once to every other shard that needs it.
+//!
+//! Every shard keeps one outbound link per other shard ([`ShardRouting::run_peer`]). On it, the
+//! shard announces its own routes (a full snapshot whenever the link comes up, then one message
+//! per filter gaining its first or losing its last local subscriber) and sends forwards; the peer
+//! answers each forward with an ack once the message is queued (and stored, when durable) for its
+//! subscribers.
+//!
+//! Invariants:
+//! - A forward stays in the sender's outbox until acked and is re-sent, in sequence order, on every
+//!   new link, so a peer restart or a lost link loses nothing the outbox holds; the receiver drops
+//!   re-sent sequence numbers it already applied in this epoch (the sender's process).
+//! - The outbox is bounded (`cluster.max_forward_bytes`); past it the oldest forward is dropped and
+//!   counted, so a dead peer never costs unbounded memory.
+//! - A shard never forwards a message it received by forward (no loops), nor `$SYS` topics.
+
+use super::mux::{Link, LinkOptions, Received};
+use super::wire::{RouteKey, ShardMsg};
+use crate::broker::{Broker, Scope};
+use crate::message::Message;
+use crate::router::{Match, SubscriptionTable};
+use crate::store::{record, Batch};
+use bytes::Bytes;
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+/// A shard's routing state.
+pub struct ShardRouting {
+    me: String,
+    /// This process's epoch: forward sequence numbers restart with it.
+    epoch: u64,
+    /// Local subscriptions per route key (announced on 0 ↔ 1).
+    local: Mutex<HashMap<RouteKey, usize>>,
+    /// Remote routes: key = peer index.
+    remote: SubscriptionTable<usize, ()>,
+    /// What each peer announced, by peer index.
+    known: Mutex<Vec<HashSet<RouteKey>>>,
+    /// Per peer: (epoch, highest sequence applied) of forwards received.
+    applied: Mutex<Vec<(u64, u64)>>,
+    peers: Vec<Peer>,
+    opts: LinkOptions,
+    max_forward_bytes: usize,
+    /// Rotation over the shards serving a shared group.
+    shared_turn: AtomicUsize,
+}
+
+/// What [`ShardRouting::forward`] did.
+#[derive(Debug, Default)]
+pub struct Forwarded {
+    /// Shards the message went to.
+    pub shards: usize,
+    /// Shared groups another shard serves: this shard's members of them must not get it.
+    pub served_elsewhere: Vec<RouteKey>,
+}
+
+struct Peer {
+    id: String,
+    addr: SocketAddr,
+    /// The live outbound link, while there is one.
+    link: Mutex<Option<Link>>,
+    outbox: Mutex<Outbox>,
+}
+
+#[derive(Default)]
+struct Outbox {
+    next_seq: u64,
+    unacked: BTreeMap<u64, (ShardMsg, Bytes)>,
+    bytes: usize,
+}
+
+impl ShardRouting {
+    /// The routing state of shard `me` among `shards` (id, internal address).
+    pub fn new(me: &str, shards: &[(String, SocketAddr)], opts: LinkOptions, max_forward_bytes: usize) -> Self {
+        let peers: Vec<Peer> = shards
+            .iter()
+            .filter(|(id, _)| id != me)
+            .map(|(id, addr)| Peer {
+                id: id.clone(),
+                addr: *addr,
+                link: Mutex::new(None),
+                outbox: Mutex::new(Outbox { next_seq: 1, ..Outbox::default() }),
+            })
+            .collect();
+        ShardRouting {
+            me: me.into(),
+            epoch: rand::random::<u64>() | 1,
+            local: Mutex::new(HashMap::new()),
+            remote: SubscriptionTable::new(16),
+            known: Mutex::new(vec![HashSet::new(); peers.len()]),
+            applied: Mutex::new(vec![(0, 0); peers.len()]),
+            peers,
+            opts,
+            max_forward_bytes,
+            shared_turn: AtomicUsize::new(0),
+        }
+    }
+
+    /// Index of peer `id`.
+    pub fn peer_index(&self, id: &str) -> Option<usize> {
+        self.peers.iter().position(|p| p.id == id)
+    }
+
+    /// A local session subscribed to `filter` (plain) in `group`.
+    pub fn subscribed(&self, filter: &str, group: Option<&str>) {
+        let key = RouteKey { filter: filter.into(), group: group.map(str::to_string) };
+        let mut local = self.local.lock();
+        let n = local.entry(key.clone()).or_insert(0);
+        *n += 1;
+        if *n == 1 {
+            self.announce(ShardMsg::RouteAdd(key));
+        }
+    }
+
+    /// A local session's subscription to `filter` in `group` ended.
+    pub fn unsubscribed(&self, filter: &str, group: Option<&str>) {
+        let key = RouteKey { filter: filter.into(), group: group.map(str::to_string) };
+        let mut local = self.local.lock();
+        let Some(n) = local.get_mut(&key) else { return };
+        *n -= 1;
+        if *n == 0 {
+            local.remove(&key);
+            self.announce(ShardMsg::RouteDel(key));
+        }
+    }
+
+    /// Sends a route change to every live peer link (called under the `local` lock, so changes
+    /// and snapshots never cross).
+    fn announce(&self, msg: ShardMsg) {
+        for p in &self.peers {
+            if let Some(link) = p.link.lock().as_ref() {
+                link.send(msg.clone(), Bytes::new());
+            }
+        }
+    }
+
+    /// Forwards a locally published message to every other shard with a matching subscriber, and
+    /// decides which shard serves each shared group with members on other shards.
+    pub fn forward(&self, broker: &Broker, msg: &Message) -> Forwarded {
+        let mut out = Forwarded::default();
+        if msg.topic.starts_with('$') {
+            return out;
+        }
+        // Per target shard: whether it has direct subscribers, and the groups it serves.
+        let mut targets: Vec<(usize, bool, Vec<RouteKey>)> = Vec::new();
+        let mut groups: Vec<(usize, RouteKey)> = Vec::new();
+        let mut direct: Vec<usize> = Vec::new();
+        self.remote.for_each_match(&msg.topic, |m| match m {
+            Match::Direct { key, .. } => direct.push(*key),
+            Match::Shared { group, members } => {
+                let key = RouteKey { filter: members.filter().to_string(), group: Some(group.to_string()) };
+                // This shard is a candidate too when it has members; turns rotate over all.
+                let here = self.local.lock().contains_key(&key);
+                let turn = self.shared_turn.fetch_add(1, Ordering::Relaxed) % (members.len() + usize::from(here));
+                if here && turn == members.len() {
+                    return;
+                }
+                if let Some((peer, _)) = members.pick(|_, _| true) {
+                    groups.push((*peer, key.clone()));
+                    out.served_elsewhere.push(key);
+                }
+            }
+        });
+        for peer in direct {
+            let i = target_index(&mut targets, peer);
+            targets[i].1 = true;
+        }
+        for (peer, key) in groups {
+            let i = target_index(&mut targets, peer);
+            targets[i].2.push(key);
+        }
+        if targets.is_empty() {
+            return out;
+        }
+        let body = match record::encode_message(msg, Instant::now()) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(topic = %msg.topic, error = %e, "message cannot be forwarded");
+                return Forwarded::default();
+            }
+        };
+        out.shards = targets.len();
+        for (t, direct, groups) in targets {
+            let peer = &self.peers[t];
+            let mut outbox = peer.outbox.lock();
+            let seq = outbox.next_seq;
+            outbox.next_seq += 1;
+            let header = ShardMsg::Forward { epoch: self.epoch, seq, direct, groups };
+            outbox.bytes += body.len();
+            outbox.unacked.insert(seq, (header.clone(), body.clone()));
+            let mut dropped = 0;
+            while outbox.bytes > self.max_forward_bytes {
+                let Some((_, (_, old))) = outbox.unacked.pop_first() else { break };
+                outbox.bytes -= old.len();
+                dropped += 1;
+            }
+            if dropped > 0 {
+                broker.stats.dropped(crate::metrics::DropReason::QueueFull, dropped);
+                broker.stats.limit_rejection("max_forward_bytes");
+            }
+            if let Some(link) = peer.link.lock().as_ref() {
+                link.send(header, body.clone());
+            }
+        }
+        out
+    }
+
+    /// Keeps the outbound link to peer `index` up until shutdown: dials, announces the routes,
+    /// re-sends the outbox, and takes acks.
+    pub async fn run_peer(self: Arc<Self>, index: usize, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let peer = &self.peers[index];
+        let mut logged_down = false;
+        loop {
+            let dial = async {
+                let tcp = tokio::net::TcpStream::connect(peer.addr).await?;
+                tcp.set_nodelay(true)?;
+                Link::dial(tcp, &self.me, self.opts).await.map_err(std::io::Error::other)
+            };
+            let dialed = tokio::select! {
+                _ = super::shutting_down(&mut shutdown) => return,
+                d = tokio::time::timeout(self.opts.heartbeat_timeout, dial) => d,
+            };
+            let (link, mut replies) = match dialed {
+                Ok(Ok(l)) => l,
+                failed => {
+                    if !logged_down {
+                        let error = match failed {
+                            Ok(Err(e)) => e.to_string(),
+                            _ => "timed out".into(),
+                        };
+                        tracing::warn!(peer = %peer.id, addr = %peer.addr, %error, "shard unreachable");
+                        logged_down = true;
+                    }
+                    tokio::time::sleep(self.opts.heartbeat).await;
+                    continue;
+                }
+            };
+            logged_down = false;
+            tracing::info!(peer = %peer.id, "shard link up");
+            {
+                // Snapshot, then the outbox in order, then live traffic: under both locks, so no
+                // route change or forward slips between them.
+                let local = self.local.lock();
+                let routes = local.keys().cloned().collect();
+                link.send(ShardMsg::Routes { epoch: self.epoch, routes }, Bytes::new());
+                let outbox = peer.outbox.lock();
+                for (header, body) in outbox.unacked.values() {
+                    link.send(header.clone(), body.clone());
+                }
+                *peer.link.lock() = Some(link.clone());
+            }
+            loop {
+                tokio::select! {
+                    _ = super::shutting_down(&mut shutdown) => { link.close(); return; }
+                    _ = link.dead() => break,
+                    r = replies.recv() => match r {
+                        Some((ShardMsg::ForwardAck { seq }, _)) => {
+                            let mut outbox = peer.outbox.lock();
+                            if let Some((_, body)) = outbox.unacked.remove(&seq) {
+                                outbox.bytes -= body.len();
+                            }
+                        }
+                        Some(_) => {}
+                        None => break,
+                    },
+                }
+            }
+            *peer.link.lock() = None;
+            tokio::time::sleep(self.opts.heartbeat).await;
+        }
+    }
+
+    /// Number of peers (one `run_peer` task each).
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Serves what peer `index` sends on the link it dialed to us, until the link ends.
+    pub async fn serve_peer(
+        &self,
+        broker: &Arc<Broker>,
+        index: usize,
+        link: Link,
+        mut messages: mpsc::UnboundedReceiver<Received>,
+    ) {
+        while let Some((msg, body)) = messages.recv().await {
+            match msg {
+                ShardMsg::Routes { epoch, routes } => self.replace_routes(index, epoch, routes),
+                ShardMsg::RouteAdd(key) => {
+                    if self.known.lock()[index].insert(key.clone()) {
+                        self.remote.subscribe(&key.filter, key.group.as_deref(), index, ());
+                    }
+                }
+                ShardMsg::RouteDel(key) => {
+                    if self.known.lock()[index].remove(&key) {
+                        self.remote.unsubscribe(&key.filter, key.group.as_deref(), &index);
+                    }
+                }
+                ShardMsg::Forward { epoch, seq, direct, groups } => {
+                    let scope = Scope::Forwarded { direct, groups: &groups };
+                    self.apply(broker, index, (epoch, seq), scope, &body, &link)
+                }
+                ShardMsg::ForwardAck { .. } => {}
+            }
+        }
+    }
+
+    fn replace_routes(&self, index: usize, epoch: u64, routes: Vec<RouteKey>) {
+        let new: HashSet<RouteKey> = routes.into_iter().collect();
+        let mut known = self.known.lock();
+        for gone in known[index].difference(&new) {
+            self.remote.unsubscribe(&gone.filter, gone.group.as_deref(), &index);
+        }
+        for added in new.difference(&known[index]) {
+            self.remote.subscribe(&added.filter, added.group.as_deref(), index, ());
+        }
+        known[index] = new;
+        let mut applied = self.applied.lock();
+        if applied[index].0 != epoch {
+            applied[index] = (epoch, 0);
+        }
+    }
+
+    /// Queues a forwarded message for local subscribers and acks it once committed.
+    fn apply(
+        &self,
+        broker: &Arc<Broker>,
+        index: usize,
+        (epoch, seq): (u64, u64),
+        scope: Scope<'_>,
+        body: &[u8],
+        link: &Link,
+    ) {
+        {
+            let mut applied = self.applied.lock();
+            let (e, upto) = &mut applied[index];
+            if *e == epoch && seq <= *upto {
+                link.send(ShardMsg::ForwardAck { seq }, Bytes::new());
+                return;
+            }
+            *e = epoch;
+            *upto = seq;
+        }
+        let msg = match record::decode_message(body, Instant::now()) {
+            Ok(m) => Arc::new(m),
+            Err(e) => {
+                tracing::warn!(peer = %self.peers[index].id, error = %e, "bad forwarded message dropped");
+                link.send(ShardMsg::ForwardAck { seq }, Bytes::new());
+                return;
+            }
+        };
+        let published = broker.route(&msg, Batch::new(), scope);
+        let link = link.clone();
+        match published.commit {
+            None => {
+                link.send(ShardMsg::ForwardAck { seq }, Bytes::new());
+            }
+            Some(commit) => {
+                tokio::spawn(async move {
+                    if commit.await.is_ok() {
+                        link.send(ShardMsg::ForwardAck { seq }, Bytes::new());
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// The entry of `peer` in a forward's target list, added if missing.
+fn target_index(targets: &mut Vec<(usize, bool, Vec<RouteKey>)>, peer: usize) -> usize {
+    match targets.iter().position(|t| t.0 == peer) {
+        Some(i) => i,
+        None => {
+            targets.push((peer, false, Vec::new()));
+            targets.len() - 1
+        }
+    }
+}
