@@ -20,6 +20,10 @@ pub struct Cluster {
     pub shard_ids: Vec<String>,
     /// Client addresses of the fronts, in order.
     pub front_addrs: Vec<SocketAddr>,
+    /// Operations endpoints (`/ready`) of the fronts, when started behind a load balancer.
+    pub front_metrics: Vec<SocketAddr>,
+    /// The loopback address this cluster's nodes use.
+    pub ip: Ipv4Addr,
 }
 
 /// A loopback address no other cluster of this test run uses.
@@ -38,10 +42,22 @@ impl Cluster {
     /// Starts `shards` shard nodes (`shard-1`...) and `fronts` front nodes (`front-1`...); `extra`
     /// is TOML merged over every node's config (e.g. `[cluster]` or `[storage]` keys).
     pub fn start(shards: usize, fronts: usize, extra: &str) -> Cluster {
+        Cluster::start_with(shards, fronts, extra, false)
+    }
+
+    /// Like [`Cluster::start`], with fronts that expect a PROXY v2 header on their client listener
+    /// and serve `/ready` (for a load balancer in front of them).
+    pub fn start_behind_proxy(shards: usize, fronts: usize, extra: &str) -> Cluster {
+        Cluster::start_with(shards, fronts, extra, true)
+    }
+
+    fn start_with(shards: usize, fronts: usize, extra: &str, behind_proxy: bool) -> Cluster {
         let ip = cluster_ip();
         let shard_ids: Vec<String> = (1..=shards).map(|i| format!("shard-{i}")).collect();
         let shard_addrs: Vec<SocketAddr> = (0..shards).map(|_| free_port(ip)).collect();
         let front_addrs: Vec<SocketAddr> = (0..fronts).map(|_| free_port(ip)).collect();
+        let front_metrics: Vec<SocketAddr> =
+            if behind_proxy { (0..fronts).map(|_| free_port(ip)).collect() } else { Vec::new() };
         let mut members = String::new();
         for (id, addr) in shard_ids.iter().zip(&shard_addrs) {
             members.push_str(&format!("[[cluster.shard]]\nid = \"{id}\"\naddr = \"{addr}\"\n"));
@@ -49,7 +65,7 @@ impl Cluster {
         for (i, addr) in front_addrs.iter().enumerate() {
             members.push_str(&format!("[[cluster.front]]\nid = \"front-{}\"\naddr = \"{addr}\"\n", i + 1));
         }
-        let start = |id: &str, role: &str, listener: Option<SocketAddr>| {
+        let start = |id: &str, role: &str, listener: Option<SocketAddr>, metrics: Option<SocketAddr>| {
             let dir = TempDir::new(&format!("fleetmq-{id}"));
             let engine = std::env::var("FLEETMQ_TEST_ENGINE").unwrap_or_else(|_| "memory".into());
             let mut text = format!(
@@ -61,6 +77,12 @@ impl Cluster {
             );
             if let Some(addr) = listener {
                 text.push_str(&format!("[[listener]]\nkind = \"tcp\"\nbind = \"{addr}\"\n"));
+                if behind_proxy {
+                    text.push_str("proxy_protocol = \"v2\"\n");
+                }
+            }
+            if let Some(addr) = metrics {
+                text.push_str(&format!("[metrics]\nbind = \"{addr}\"\n"));
             }
             let mut table: toml::Table = text.parse().unwrap_or_else(|e| panic!("cluster config: {e}\n{text}"));
             let extra: toml::Table = extra.parse().unwrap_or_else(|e| panic!("extra config: {e}\n{extra}"));
@@ -73,13 +95,13 @@ impl Cluster {
             }
             Broker::start_exact(dir, &table.to_string(), None)
         };
-        let shards: Vec<Broker> = shard_ids.iter().map(|id| start(id, "shard", None)).collect();
+        let shards: Vec<Broker> = shard_ids.iter().map(|id| start(id, "shard", None, None)).collect();
         let fronts: Vec<Broker> = front_addrs
             .iter()
             .enumerate()
-            .map(|(i, a)| start(&format!("front-{}", i + 1), "front", Some(*a)))
+            .map(|(i, a)| start(&format!("front-{}", i + 1), "front", Some(*a), front_metrics.get(i).copied()))
             .collect();
-        Cluster { shards, fronts, shard_ids, front_addrs }
+        Cluster { shards, fronts, shard_ids, front_addrs, front_metrics, ip }
     }
 
     /// Client address of front `i`.

@@ -50,6 +50,11 @@ pub struct RawClient {
 }
 
 impl RawClient {
+    /// The client's own address on this connection.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.stream.local_addr().unwrap_or_else(|e| panic!("local_addr: {e}"))
+    }
+
     /// Opens a TCP connection (no MQTT traffic yet).
     pub async fn connect(addr: SocketAddr) -> RawClient {
         let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))

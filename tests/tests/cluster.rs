@@ -406,3 +406,99 @@ async fn a_shared_group_spread_over_shards_gets_each_message_once() {
     assert_eq!(unique.len(), total, "no message twice");
     assert!(per_member.iter().all(|n| *n > 0), "every shard's member takes a share: {per_member:?}");
 }
+
+/// Kills HAProxy when the test ends.
+struct Haproxy(std::process::Child);
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// HAProxy (Debian's package, installed by `.ci/run`) in TCP mode over both fronts, with PROXY v2
+/// from 127.0.0.2 and `/ready` health checks; returns it and its client address.
+fn haproxy(c: &Cluster) -> (Haproxy, SocketAddr) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut cfg = format!(
+        "global\n    maxconn 200\ndefaults\n    mode tcp\n    timeout connect 5s\n    timeout client 60s\n    \
+         timeout server 60s\nfrontend mqtt\n    bind 127.0.0.1:{port}\n    default_backend fronts\n\
+         backend fronts\n    balance roundrobin\n    option httpchk GET /ready\n"
+    );
+    for (i, (front, ops)) in c.front_addrs.iter().zip(&c.front_metrics).enumerate() {
+        cfg.push_str(&format!(
+            "    server front{i} {front} send-proxy-v2 source 127.0.0.2 check port {} inter 200ms rise 1\n",
+            ops.port()
+        ));
+    }
+    let dir = c.fronts[0].dir();
+    std::fs::write(dir.join("haproxy.cfg"), cfg).unwrap();
+    let bin = if std::path::Path::new("/usr/sbin/haproxy").exists() { "/usr/sbin/haproxy" } else { "haproxy" };
+    let log = std::fs::File::create(dir.join("haproxy.log")).unwrap();
+    let child = std::process::Command::new(bin)
+        .args(["-db", "-f"])
+        .arg(dir.join("haproxy.cfg"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {bin} (installed by .ci/run): {e}"));
+    (Haproxy(child), format!("127.0.0.1:{port}").parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_haproxy_two_fronts_serve_publish_subscribe_across_shards_with_real_client_addresses() {
+    let c = Cluster::start_behind_proxy(3, 2, "");
+    let (_haproxy, lb) = haproxy(&c);
+    // Until HAProxy's health checks pass, connections may be refused.
+    let (mut sub, sub_id) = {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut n = 0;
+        loop {
+            assert!(Instant::now() < deadline, "HAProxy never forwarded a CONNECT");
+            n += 1;
+            let id = format!("lb-sub-{n}");
+            if let Ok(Ok(mut cl)) =
+                tokio::time::timeout(Duration::from_secs(2), tokio::spawn(async move { RawClient::connect(lb).await }))
+                    .await
+            {
+                cl.send_connect(&Connect::v5(&id)).await;
+                if let Ok(p) = cl.try_read_packet(Duration::from_secs(2)).await {
+                    if fleetmq_tests::parse::connack(&p).is_ok_and(|a| a.code == 0) {
+                        break (cl, id);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let sub_shard = c.shard_of(&sub_id).expect("subscriber on one shard");
+    let mut publisher = None;
+    for n in 0..50 {
+        let id = format!("lb-pub-{n}");
+        let cl = RawClient::v5(lb, &id).await;
+        if c.shard_of(&id).is_some_and(|s| s != sub_shard) {
+            publisher = Some(cl);
+            break;
+        }
+    }
+    let mut publisher = publisher.expect("a publisher on another shard");
+    assert_eq!(sub.subscribe(1, &[("lb/+/t", 1)]).await, vec![1]);
+    until_routed(&mut publisher, "lb/probe/t", std::slice::from_mut(&mut sub)).await;
+    for n in 0..5 {
+        let code = publisher.publish(&wire::Publish::new(true, "lb/dev/t", format!("via-lb-{n}")).qos(1, 1 + n)).await;
+        assert_eq!(code, 0);
+    }
+    for n in 0..5 {
+        assert_eq!(receive(&mut sub).await.payload, format!("via-lb-{n}").as_bytes());
+    }
+    // The shard sees the client's own address, carried by PROXY v2 through the front.
+    let needle = format!("client_id={sub_id} peer={}", sub.local_addr());
+    assert!(c.shards[sub_shard].stderr().contains(&needle), "shard log lacks {needle}");
+    for node in c.shards.iter().chain(&c.fronts) {
+        assert!(!node.stderr().contains("peer=127.0.0.2:"), "the balancer's address leaked into a log");
+    }
+    for (i, f) in c.fronts.iter().enumerate() {
+        assert!(f.stderr().contains("forwarding session"), "front {i} served no client: round robin over both");
+    }
+}

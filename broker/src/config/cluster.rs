@@ -41,8 +41,8 @@ pub enum ShardLossPolicy {
 #[serde(deny_unknown_fields)]
 pub struct MemberConfig {
     pub id: String,
-    /// Shards: the internal address fronts and shards connect to. Fronts: the address clients use
-    /// (sent as Server Reference when this front drains).
+    /// Shards: the internal address fronts and shards connect to. Fronts: where clients should
+    /// reconnect when this front drains (Server Reference; behind a load balancer, its address).
     pub addr: String,
 }
 
