@@ -134,6 +134,22 @@ impl Broker {
         load_retained(store.as_ref(), &retained)?;
         let stats = Stats::new();
         stats.retained.set(retained.len() as f64);
+        let routing = (config.node.role == crate::config::NodeRole::Shard).then(|| {
+            let c = &config.cluster;
+            let shards: Vec<_> = c.shards.iter().filter_map(|s| Some((s.id.clone(), s.addr.parse().ok()?))).collect();
+            let opts = crate::cluster::link_options(c);
+            let routing = crate::cluster::routes::ShardRouting::new(
+                &config.node.id,
+                &shards,
+                opts,
+                c.max_forward_bytes,
+                durability.clone(),
+            );
+            Arc::new(routing)
+        });
+        if let Some(r) = &routing {
+            r.recover(store.as_ref())?;
+        }
         Ok(Broker {
             router: SubscriptionTable::new(64),
             retained,
@@ -148,13 +164,7 @@ impl Broker {
             durability,
             front: (config.node.role == crate::config::NodeRole::Front)
                 .then(|| Arc::new(crate::cluster::front::Front::new(&config))),
-            routing: (config.node.role == crate::config::NodeRole::Shard).then(|| {
-                let c = &config.cluster;
-                let shards: Vec<_> =
-                    c.shards.iter().filter_map(|s| Some((s.id.clone(), s.addr.parse().ok()?))).collect();
-                let opts = crate::cluster::link_options(c);
-                Arc::new(crate::cluster::routes::ShardRouting::new(&config.node.id, &shards, opts, c.max_forward_bytes))
-            }),
+            routing,
             shutdown,
             config,
         })
@@ -180,7 +190,7 @@ impl Broker {
             self.retain(&msg, &mut batch);
         }
         let Some(routing) = &self.routing else { return self.route(&msg, batch, Scope::All) };
-        let forwarded = routing.forward(self, &msg);
+        let forwarded = routing.forward(self, &msg, &mut batch);
         let mut published = self.route(&msg, batch, Scope::Except(&forwarded.served_elsewhere));
         // Subscribers on other shards count as matching (5.0: no 0x10 for them).
         published.queued += forwarded.shards;

@@ -39,11 +39,13 @@ pub enum Cf {
     Messages,
     /// session key + packet id → inbound QoS 2 packet id awaiting PUBREL.
     Inbound,
+    /// peer shard + slot → forward to that shard not yet acknowledged (cluster shards).
+    Outbox,
 }
 
 impl Cf {
     /// Every column family, for engines that create them up front.
-    pub const ALL: [Cf; 6] = [Cf::Retained, Cf::Sessions, Cf::Meta, Cf::Queue, Cf::Messages, Cf::Inbound];
+    pub const ALL: [Cf; 7] = [Cf::Retained, Cf::Sessions, Cf::Meta, Cf::Queue, Cf::Messages, Cf::Inbound, Cf::Outbox];
 
     /// The column family's stable name on disk.
     pub fn name(self) -> &'static str {
@@ -54,6 +56,7 @@ impl Cf {
             Cf::Queue => "queue",
             Cf::Messages => "messages",
             Cf::Inbound => "inbound",
+            Cf::Outbox => "outbox",
         }
     }
 }

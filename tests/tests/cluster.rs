@@ -407,6 +407,36 @@ async fn a_shared_group_spread_over_shards_gets_each_message_once() {
     assert!(per_member.iter().all(|n| *n > 0), "every shard's member takes a share: {per_member:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_forwards_survive_a_crash_of_the_publishing_shard_too() {
+    let mut c = Cluster::start(2, 1, "[storage]\nengine = \"rocksdb\"\n");
+    let sub_id = id_on_shard(&c, 1, "durable-sub").await;
+    let pub_id = id_on_shard(&c, 0, "durable-pub").await;
+    let topic = format!("durable/{sub_id}");
+    let (mut s, _) = RawClient::handshake(c.front(0), &persistent_v5(&sub_id)).await;
+    assert_eq!(s.subscribe(1, &[(&topic, 1)]).await, vec![1]);
+    let mut p = RawClient::v5(c.front(0), &pub_id).await;
+    until_routed(&mut p, &topic, std::slice::from_mut(&mut s)).await;
+    s.send(&wire::disconnect_v5(0, &Props::new())).await;
+    s.expect_closed(WAIT).await;
+
+    // The target is down, so the forwards wait in the publishing shard's outbox...
+    c.shards[1].kill9();
+    for n in 0..5 {
+        assert_eq!(p.publish(&wire::Publish::new(true, &topic, format!("outbox-{n}")).qos(1, 1 + n)).await, 0);
+    }
+    // ... which then crashes as well: only its stored outbox can deliver them now.
+    c.shards[0].kill9();
+    c.shards[1].restart();
+    c.shards[0].restart();
+    let (mut s, present) = connect_when_back(c.front(0), &persistent_v5(&sub_id)).await;
+    assert!(present);
+    for n in 0..5 {
+        assert_eq!(receive(&mut s).await.payload, format!("outbox-{n}").as_bytes());
+    }
+    s.expect_no_publish(Duration::from_millis(800)).await;
+}
+
 /// Kills HAProxy when the test ends.
 struct Haproxy(std::process::Child);
 

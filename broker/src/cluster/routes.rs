@@ -18,17 +18,23 @@
 use super::mux::{Link, LinkOptions, Received};
 use super::wire::{RouteKey, ShardMsg};
 use crate::broker::{Broker, Scope};
+use crate::codec::QoS;
 use crate::message::Message;
+use crate::persist::Durability;
 use crate::router::{Match, SubscriptionTable};
-use crate::store::{record, Batch};
+use crate::store::{record, Batch, Cf, Store};
 use bytes::Bytes;
 use parking_lot::Mutex;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
+
+mod outbox;
+
+use outbox::Outbox;
 
 /// A shard's routing state.
 pub struct ShardRouting {
@@ -48,6 +54,7 @@ pub struct ShardRouting {
     max_forward_bytes: usize,
     /// Rotation over the shards serving a shared group.
     shared_turn: AtomicUsize,
+    durability: Arc<Durability>,
 }
 
 /// What [`ShardRouting::forward`] did.
@@ -67,16 +74,15 @@ struct Peer {
     outbox: Mutex<Outbox>,
 }
 
-#[derive(Default)]
-struct Outbox {
-    next_seq: u64,
-    unacked: BTreeMap<u64, (ShardMsg, Bytes)>,
-    bytes: usize,
-}
-
 impl ShardRouting {
     /// The routing state of shard `me` among `shards` (id, internal address).
-    pub fn new(me: &str, shards: &[(String, SocketAddr)], opts: LinkOptions, max_forward_bytes: usize) -> Self {
+    pub fn new(
+        me: &str,
+        shards: &[(String, SocketAddr)],
+        opts: LinkOptions,
+        max_forward_bytes: usize,
+        durability: Arc<Durability>,
+    ) -> Self {
         let peers: Vec<Peer> = shards
             .iter()
             .filter(|(id, _)| id != me)
@@ -84,7 +90,7 @@ impl ShardRouting {
                 id: id.clone(),
                 addr: *addr,
                 link: Mutex::new(None),
-                outbox: Mutex::new(Outbox { next_seq: 1, ..Outbox::default() }),
+                outbox: Mutex::new(Outbox::default()),
             })
             .collect();
         ShardRouting {
@@ -98,7 +104,29 @@ impl ShardRouting {
             opts,
             max_forward_bytes,
             shared_turn: AtomicUsize::new(0),
+            durability,
         }
+    }
+
+    /// Loads what a previous run left: unacknowledged forwards per peer and, per peer, the last
+    /// forward applied here (blocking; called while the node starts).
+    pub fn recover(&self, store: &dyn Store) -> crate::store::Result<()> {
+        let mut applied = self.applied.lock();
+        for (i, p) in self.peers.iter().enumerate() {
+            let outbox = Outbox::load(store, &p.id)?;
+            if outbox.entries().next().is_some() {
+                tracing::info!(peer = %p.id, forwards = outbox.entries().count(), "stored forwards to re-send");
+            }
+            *p.outbox.lock() = outbox;
+            if let Some(v) = store.get(Cf::Meta, &applied_key(&p.id))? {
+                if let (Some(e), Some(s)) = (v.get(..8), v.get(8..16)) {
+                    let epoch = u64::from_be_bytes(e.try_into().unwrap_or_default());
+                    let seq = u64::from_be_bytes(s.try_into().unwrap_or_default());
+                    applied[i] = (epoch, seq);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Index of peer `id`.
@@ -141,7 +169,9 @@ impl ShardRouting {
 
     /// Forwards a locally published message to every other shard with a matching subscriber, and
     /// decides which shard serves each shared group with members on other shards.
-    pub fn forward(&self, broker: &Broker, msg: &Message) -> Forwarded {
+    /// QoS 1/2 forwards on a durable engine join `batch` (the publish's commit), so they are stored
+    /// before the publisher is acknowledged.
+    pub fn forward(&self, broker: &Broker, msg: &Message, batch: &mut Batch) -> Forwarded {
         let mut out = Forwarded::default();
         if msg.topic.starts_with('$') {
             return out;
@@ -185,18 +215,19 @@ impl ShardRouting {
             }
         };
         out.shards = targets.len();
+        let durable = self.durability.enabled() && msg.qos != QoS::AtMostOnce;
+        let mut deletes = Batch::new();
         for (t, direct, groups) in targets {
             let peer = &self.peers[t];
             let mut outbox = peer.outbox.lock();
-            let seq = outbox.next_seq;
-            outbox.next_seq += 1;
-            let header = ShardMsg::Forward { epoch: self.epoch, seq, direct, groups };
-            outbox.bytes += body.len();
-            outbox.unacked.insert(seq, (header.clone(), body.clone()));
+            let store = durable.then_some((peer.id.as_str(), &mut *batch));
+            let header = outbox.push(self.epoch, direct, groups, body.clone(), store);
             let mut dropped = 0;
             while outbox.bytes > self.max_forward_bytes {
-                let Some((_, (_, old))) = outbox.unacked.pop_first() else { break };
-                outbox.bytes -= old.len();
+                let Some(old) = outbox.pop_oldest() else { break };
+                if let Some(k) = old.stored {
+                    deletes.delete(Cf::Outbox, k);
+                }
                 dropped += 1;
             }
             if dropped > 0 {
@@ -206,6 +237,9 @@ impl ShardRouting {
             if let Some(link) = peer.link.lock().as_ref() {
                 link.send(header, body.clone());
             }
+        }
+        if !deletes.is_empty() {
+            self.durability.fire(deletes);
         }
         out
     }
@@ -249,8 +283,8 @@ impl ShardRouting {
                 let routes = local.keys().cloned().collect();
                 link.send(ShardMsg::Routes { epoch: self.epoch, routes }, Bytes::new());
                 let outbox = peer.outbox.lock();
-                for (header, body) in outbox.unacked.values() {
-                    link.send(header.clone(), body.clone());
+                for e in outbox.entries() {
+                    link.send(e.header.clone(), e.body.clone());
                 }
                 *peer.link.lock() = Some(link.clone());
             }
@@ -259,10 +293,12 @@ impl ShardRouting {
                     _ = super::shutting_down(&mut shutdown) => { link.close(); return; }
                     _ = link.dead() => break,
                     r = replies.recv() => match r {
-                        Some((ShardMsg::ForwardAck { seq }, _)) => {
-                            let mut outbox = peer.outbox.lock();
-                            if let Some((_, body)) = outbox.unacked.remove(&seq) {
-                                outbox.bytes -= body.len();
+                        Some((ShardMsg::ForwardAck { epoch, seq }, _)) => {
+                            let acked = peer.outbox.lock().ack(epoch, seq);
+                            if let Some(k) = acked.and_then(|e| e.stored) {
+                                let mut b = Batch::new();
+                                b.delete(Cf::Outbox, k);
+                                self.durability.fire(b);
                             }
                         }
                         Some(_) => {}
@@ -290,7 +326,7 @@ impl ShardRouting {
     ) {
         while let Some((msg, body)) = messages.recv().await {
             match msg {
-                ShardMsg::Routes { epoch, routes } => self.replace_routes(index, epoch, routes),
+                ShardMsg::Routes { routes, .. } => self.replace_routes(index, routes),
                 ShardMsg::RouteAdd(key) => {
                     if self.known.lock()[index].insert(key.clone()) {
                         self.remote.subscribe(&key.filter, key.group.as_deref(), index, ());
@@ -310,7 +346,7 @@ impl ShardRouting {
         }
     }
 
-    fn replace_routes(&self, index: usize, epoch: u64, routes: Vec<RouteKey>) {
+    fn replace_routes(&self, index: usize, routes: Vec<RouteKey>) {
         let new: HashSet<RouteKey> = routes.into_iter().collect();
         let mut known = self.known.lock();
         for gone in known[index].difference(&new) {
@@ -320,13 +356,12 @@ impl ShardRouting {
             self.remote.subscribe(&added.filter, added.group.as_deref(), index, ());
         }
         known[index] = new;
-        let mut applied = self.applied.lock();
-        if applied[index].0 != epoch {
-            applied[index] = (epoch, 0);
-        }
     }
 
-    /// Queues a forwarded message for local subscribers and acks it once committed.
+    /// Queues a forwarded message for local subscribers and acks it once committed. A repeat of
+    /// what was applied already (a re-send after a lost ack) is only acked again; on a durable
+    /// engine the applied position is stored with the message's queue entries, so this holds
+    /// across a restart of this shard too.
     fn apply(
         &self,
         broker: &Arc<Broker>,
@@ -336,11 +371,12 @@ impl ShardRouting {
         body: &[u8],
         link: &Link,
     ) {
+        let ack = ShardMsg::ForwardAck { epoch, seq };
         {
             let mut applied = self.applied.lock();
             let (e, upto) = &mut applied[index];
             if *e == epoch && seq <= *upto {
-                link.send(ShardMsg::ForwardAck { seq }, Bytes::new());
+                link.send(ack, Bytes::new());
                 return;
             }
             *e = epoch;
@@ -350,25 +386,37 @@ impl ShardRouting {
             Ok(m) => Arc::new(m),
             Err(e) => {
                 tracing::warn!(peer = %self.peers[index].id, error = %e, "bad forwarded message dropped");
-                link.send(ShardMsg::ForwardAck { seq }, Bytes::new());
+                link.send(ack, Bytes::new());
                 return;
             }
         };
-        let published = broker.route(&msg, Batch::new(), scope);
-        let link = link.clone();
+        let mut batch = Batch::new();
+        if self.durability.enabled() && msg.qos != QoS::AtMostOnce {
+            let mut position = Vec::with_capacity(16);
+            position.extend_from_slice(&epoch.to_be_bytes());
+            position.extend_from_slice(&seq.to_be_bytes());
+            batch.put(Cf::Meta, applied_key(&self.peers[index].id), position);
+        }
+        let published = broker.route(&msg, batch, scope);
         match published.commit {
             None => {
-                link.send(ShardMsg::ForwardAck { seq }, Bytes::new());
+                link.send(ack, Bytes::new());
             }
             Some(commit) => {
+                let link = link.clone();
                 tokio::spawn(async move {
                     if commit.await.is_ok() {
-                        link.send(ShardMsg::ForwardAck { seq }, Bytes::new());
+                        link.send(ack, Bytes::new());
                     }
                 });
             }
         }
     }
+}
+
+/// Key in [`Cf::Meta`] of the last forward from `peer` applied here.
+fn applied_key(peer: &str) -> Bytes {
+    Bytes::from(format!("fwd-applied/{peer}"))
 }
 
 /// The entry of `peer` in a forward's target list, added if missing.

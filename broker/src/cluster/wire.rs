@@ -98,8 +98,8 @@ pub enum ShardMsg {
     /// direct subscriptions if `direct`, and to its members of exactly the shared `groups` (the
     /// sender chose this shard to serve them).
     Forward { epoch: u64, seq: u64, direct: bool, groups: Vec<RouteKey> },
-    /// The receiver queued forward `seq` for its subscribers (and stored it, when durable).
-    ForwardAck { seq: u64 },
+    /// The receiver queued forward (`epoch`, `seq`) for its subscribers (and stored it, when durable).
+    ForwardAck { epoch: u64, seq: u64 },
 }
 
 /// One frame.

@@ -130,6 +130,6 @@ async fn shard_messages_arrive_in_order_with_their_body() {
         assert_eq!(msg, ShardMsg::Forward { epoch: 7, seq, direct: true, groups: Vec::new() });
         assert_eq!(&body[..], &seq.to_be_bytes());
     }
-    assert!(accepted.link.send(ShardMsg::ForwardAck { seq: 100 }, Bytes::new()));
-    assert_eq!(replies.recv().await.unwrap().0, ShardMsg::ForwardAck { seq: 100 });
+    assert!(accepted.link.send(ShardMsg::ForwardAck { epoch: 7, seq: 100 }, Bytes::new()));
+    assert_eq!(replies.recv().await.unwrap().0, ShardMsg::ForwardAck { epoch: 7, seq: 100 });
 }
