@@ -320,18 +320,26 @@ async fn publishes_reach_wildcard_subscribers_on_every_shard_once_and_in_order_a
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forwards_to_a_killed_shard_are_delivered_after_it_restarts() {
-    let mut c = Cluster::start(2, 1, "[storage]\nengine = \"rocksdb\"\n");
-    let sub_id = id_on_shard(&c, 1, "far-sub").await;
-    let pub_id = id_on_shard(&c, 0, "far-pub").await;
-    let topic = format!("far/{sub_id}");
+/// Two durable shards and one front: a persistent QoS 1 subscriber on shard 2 (offline once its
+/// route reached shard 1) and a connected publisher on shard 1. Returns the cluster, the
+/// subscriber's client id, its topic and the publisher.
+async fn offline_subscriber_on_another_shard(prefix: &str) -> (Cluster, String, String, RawClient) {
+    let c = Cluster::start(2, 1, "[storage]\nengine = \"rocksdb\"\n");
+    let sub_id = id_on_shard(&c, 1, &format!("{prefix}-sub")).await;
+    let pub_id = id_on_shard(&c, 0, &format!("{prefix}-pub")).await;
+    let topic = format!("{prefix}/{sub_id}");
     let (mut s, _) = RawClient::handshake(c.front(0), &persistent_v5(&sub_id)).await;
     assert_eq!(s.subscribe(1, &[(&topic, 1)]).await, vec![1]);
     let mut p = RawClient::v5(c.front(0), &pub_id).await;
     until_routed(&mut p, &topic, std::slice::from_mut(&mut s)).await;
     s.send(&wire::disconnect_v5(0, &Props::new())).await;
     s.expect_closed(WAIT).await;
+    (c, sub_id, topic, p)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwards_to_a_killed_shard_are_delivered_after_it_restarts() {
+    let (mut c, sub_id, topic, mut p) = offline_subscriber_on_another_shard("far").await;
 
     c.shards[1].kill9();
     for n in 0..5 {
@@ -409,16 +417,7 @@ async fn a_shared_group_spread_over_shards_gets_each_message_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_forwards_survive_a_crash_of_the_publishing_shard_too() {
-    let mut c = Cluster::start(2, 1, "[storage]\nengine = \"rocksdb\"\n");
-    let sub_id = id_on_shard(&c, 1, "durable-sub").await;
-    let pub_id = id_on_shard(&c, 0, "durable-pub").await;
-    let topic = format!("durable/{sub_id}");
-    let (mut s, _) = RawClient::handshake(c.front(0), &persistent_v5(&sub_id)).await;
-    assert_eq!(s.subscribe(1, &[(&topic, 1)]).await, vec![1]);
-    let mut p = RawClient::v5(c.front(0), &pub_id).await;
-    until_routed(&mut p, &topic, std::slice::from_mut(&mut s)).await;
-    s.send(&wire::disconnect_v5(0, &Props::new())).await;
-    s.expect_closed(WAIT).await;
+    let (mut c, sub_id, topic, mut p) = offline_subscriber_on_another_shard("durable").await;
 
     // The target is down, so the forwards wait in the publishing shard's outbox...
     c.shards[1].kill9();
