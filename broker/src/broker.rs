@@ -144,6 +144,7 @@ impl Broker {
                 opts,
                 c.max_forward_bytes,
                 durability.clone(),
+                c.vnodes,
             );
             Arc::new(routing)
         });
@@ -186,7 +187,8 @@ impl Broker {
     /// and the queue entries of persistent subscribers, plus `batch` — e.g. the publisher's own
     /// inbound QoS 2 record — all in one atomic write).
     pub fn publish(&self, msg: Arc<Message>, mut batch: Batch) -> Published {
-        if msg.retain {
+        // In a cluster the retained message is stored by the shard owning its topic.
+        if msg.retain && self.routing.as_ref().is_none_or(|r| r.retained_owner(&msg.topic).is_none()) {
             self.retain(&msg, &mut batch);
         }
         let Some(routing) = &self.routing else { return self.route(&msg, batch, Scope::All) };
@@ -215,6 +217,11 @@ impl Broker {
                 routing.unsubscribed(filter, group);
             }
         }
+    }
+
+    /// Stores a retained message forwarded by the shard that accepted it (this shard owns the topic).
+    pub fn store_retained(&self, msg: &Arc<Message>, durable: &mut Batch) {
+        self.retain(msg, durable);
     }
 
     fn retain(&self, msg: &Arc<Message>, durable: &mut Batch) {

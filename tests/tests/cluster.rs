@@ -436,6 +436,80 @@ async fn acknowledged_forwards_survive_a_crash_of_the_publishing_shard_too() {
     s.expect_no_publish(Duration::from_millis(800)).await;
 }
 
+/// Subscribes a fresh client on `front` to `filter` and collects the retained messages it gets.
+async fn retained_seen(front: SocketAddr, id: &str, filter: &str) -> Vec<String> {
+    let mut cl = RawClient::v5(front, id).await;
+    assert_eq!(cl.subscribe(1, &[(filter, 1)]).await, vec![1]);
+    let mut got = Vec::new();
+    while let Ok(p) = cl.try_read_packet(Duration::from_millis(600)).await {
+        if p.kind() == kind::PUBLISH {
+            let p = fleetmq_tests::parse::publish(&p, true).unwrap_or_else(|e| panic!("bad PUBLISH: {e}"));
+            assert!(p.retain, "a retained message on subscribe has the retain flag");
+            cl.send(&wire::puback(p.pid.unwrap_or(0))).await;
+            got.push(format!("{}={}", p.topic, String::from_utf8_lossy(&p.payload)));
+        }
+    }
+    got.sort();
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_messages_live_on_their_topics_shard_and_wildcard_subscribes_gather_them() {
+    let c = Cluster::start(3, 2, "");
+    let mut p = RawClient::v5(c.front(0), "ret-pub").await;
+    let mut want = Vec::new();
+    for n in 0..12 {
+        let topic = format!("ret/t{n}");
+        let code = p.publish(&wire::Publish::new(true, &topic, format!("r{n}")).qos(1, 1 + n).retain()).await;
+        assert!(code == 0 || code == 0x10, "retained publish refused: {code:#x}");
+        want.push(format!("{topic}=r{n}"));
+    }
+    want.sort();
+    // Forwards to the owning shards are asynchronous: wait until a subscriber sees all of them.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let got = retained_seen(c.front(attempt % 2), &format!("ret-probe-{attempt}"), "ret/#").await;
+        if got == want {
+            break;
+        }
+        assert!(Instant::now() < deadline, "wildcard subscribe gathered {got:?}, want {want:?}");
+    }
+    // Every shard gathers all of them, and an exact topic finds its owner.
+    for shard in 0..3 {
+        let id = id_on_shard(&c, shard, &format!("ret-sub{shard}")).await;
+        assert_eq!(retained_seen(c.front(shard % 2), &id, "ret/#").await, want, "subscriber on shard {shard}");
+        assert_eq!(retained_seen(c.front(0), &id, "ret/t7").await, vec!["ret/t7=r7".to_string()]);
+    }
+    // An exact filter asks only the topic's owner: every topic is found, so each is stored where
+    // the ring puts it (not all on the publisher's shard).
+    let id = id_on_shard(&c, 2, "ret-exact").await;
+    let mut cl = RawClient::v5(c.front(1), &id).await;
+    let filters: Vec<String> = (0..12).map(|n| format!("ret/t{n}")).collect();
+    let pairs: Vec<(&str, u8)> = filters.iter().map(|f| (f.as_str(), 0)).collect();
+    assert_eq!(cl.subscribe(1, &pairs).await, vec![0; 12]);
+    let mut got = Vec::new();
+    for _ in 0..12 {
+        let m = cl.read_publish(WAIT).await;
+        got.push(format!("{}={}", m.topic, String::from_utf8_lossy(&m.payload)));
+    }
+    got.sort();
+    assert_eq!(got, want);
+    // Clearing goes to the owner too.
+    p.publish(&wire::Publish::new(true, "ret/t7", "").qos(1, 99).retain()).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        attempt += 1;
+        let got = retained_seen(c.front(1), &format!("ret-probe-{attempt}"), "ret/#").await;
+        if !got.contains(&"ret/t7=r7".to_string()) {
+            assert_eq!(got.len(), 11, "only the cleared one is gone: {got:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "retained message never cleared");
+    }
+}
+
 /// Kills HAProxy when the test ends.
 struct Haproxy(std::process::Child);
 

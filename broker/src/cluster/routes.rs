@@ -14,8 +14,11 @@
 //! - The outbox is bounded (`cluster.max_forward_bytes`); past it the oldest forward is dropped and
 //!   counted, so a dead peer never costs unbounded memory.
 //! - A shard never forwards a message it received by forward (no loops), nor `$SYS` topics.
+//! - A retained message is stored only by the shard owning its topic on the ring; the shard that
+//!   accepted it forwards it there with `retain` set ([`retained`] gathers them on subscribe).
 
 use super::mux::{Link, LinkOptions, Received};
+use super::ring::ShardRing;
 use super::wire::{RouteKey, ShardMsg};
 use crate::broker::{Broker, Scope};
 use crate::codec::QoS;
@@ -27,14 +30,15 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 mod outbox;
+mod retained;
 
-use outbox::Outbox;
+use outbox::{Outbox, Target};
 
 /// A shard's routing state.
 pub struct ShardRouting {
@@ -55,6 +59,11 @@ pub struct ShardRouting {
     /// Rotation over the shards serving a shared group.
     shared_turn: AtomicUsize,
     durability: Arc<Durability>,
+    /// Owners of retained topics (the same ring as sessions).
+    ring: ShardRing,
+    /// Retained queries waiting for their reply, by id.
+    queries: Mutex<HashMap<u64, oneshot::Sender<Vec<Vec<u8>>>>>,
+    next_query: AtomicU64,
 }
 
 /// What [`ShardRouting::forward`] did.
@@ -82,6 +91,7 @@ impl ShardRouting {
         opts: LinkOptions,
         max_forward_bytes: usize,
         durability: Arc<Durability>,
+        vnodes: u32,
     ) -> Self {
         let peers: Vec<Peer> = shards
             .iter()
@@ -105,6 +115,9 @@ impl ShardRouting {
             max_forward_bytes,
             shared_turn: AtomicUsize::new(0),
             durability,
+            ring: ShardRing::new(shards.iter().map(|(id, _)| id.as_str()), vnodes),
+            queries: Mutex::new(HashMap::new()),
+            next_query: AtomicU64::new(1),
         }
     }
 
@@ -177,7 +190,7 @@ impl ShardRouting {
             return out;
         }
         // Per target shard: whether it has direct subscribers, and the groups it serves.
-        let mut targets: Vec<(usize, bool, Vec<RouteKey>)> = Vec::new();
+        let mut targets: Vec<Target> = Vec::new();
         let mut groups: Vec<(usize, RouteKey)> = Vec::new();
         let mut direct: Vec<usize> = Vec::new();
         self.remote.for_each_match(&msg.topic, |m| match m {
@@ -198,11 +211,17 @@ impl ShardRouting {
         });
         for peer in direct {
             let i = target_index(&mut targets, peer);
-            targets[i].1 = true;
+            targets[i].direct = true;
         }
         for (peer, key) in groups {
             let i = target_index(&mut targets, peer);
-            targets[i].2.push(key);
+            targets[i].groups.push(key);
+        }
+        if msg.retain {
+            if let Some(owner) = self.retained_owner(&msg.topic) {
+                let i = target_index(&mut targets, owner);
+                targets[i].retain = true;
+            }
         }
         if targets.is_empty() {
             return out;
@@ -214,14 +233,15 @@ impl ShardRouting {
                 return Forwarded::default();
             }
         };
-        out.shards = targets.len();
+        // A forward only to store the retained message is not a subscriber.
+        out.shards = targets.iter().filter(|t| t.direct || !t.groups.is_empty()).count();
         let durable = self.durability.enabled() && msg.qos != QoS::AtMostOnce;
         let mut deletes = Batch::new();
-        for (t, direct, groups) in targets {
-            let peer = &self.peers[t];
+        for target in targets {
+            let peer = &self.peers[target.peer];
             let mut outbox = peer.outbox.lock();
             let store = durable.then_some((peer.id.as_str(), &mut *batch));
-            let header = outbox.push(self.epoch, direct, groups, body.clone(), store);
+            let header = outbox.push(self.epoch, target, body.clone(), store);
             let mut dropped = 0;
             while outbox.bytes > self.max_forward_bytes {
                 let Some(old) = outbox.pop_oldest() else { break };
@@ -301,6 +321,11 @@ impl ShardRouting {
                                 self.durability.fire(b);
                             }
                         }
+                        Some((ShardMsg::RetainedReply { id, records }, _)) => {
+                            if let Some(tx) = self.queries.lock().remove(&id) {
+                                let _ = tx.send(records);
+                            }
+                        }
                         Some(_) => {}
                         None => break,
                     },
@@ -337,11 +362,12 @@ impl ShardRouting {
                         self.remote.unsubscribe(&key.filter, key.group.as_deref(), &index);
                     }
                 }
-                ShardMsg::Forward { epoch, seq, direct, groups } => {
+                ShardMsg::Forward { epoch, seq, direct, groups, retain } => {
                     let scope = Scope::Forwarded { direct, groups: &groups };
-                    self.apply(broker, index, (epoch, seq), scope, &body, &link)
+                    self.apply(broker, index, (epoch, seq, retain), scope, &body, &link)
                 }
-                ShardMsg::ForwardAck { .. } => {}
+                ShardMsg::RetainedQuery { id, filter } => retained::answer(broker, &link, id, filter),
+                ShardMsg::ForwardAck { .. } | ShardMsg::RetainedReply { .. } => {}
             }
         }
     }
@@ -366,7 +392,7 @@ impl ShardRouting {
         &self,
         broker: &Arc<Broker>,
         index: usize,
-        (epoch, seq): (u64, u64),
+        (epoch, seq, retain): (u64, u64, bool),
         scope: Scope<'_>,
         body: &[u8],
         link: &Link,
@@ -391,6 +417,9 @@ impl ShardRouting {
             }
         };
         let mut batch = Batch::new();
+        if retain {
+            broker.store_retained(&msg, &mut batch);
+        }
         if self.durability.enabled() && msg.qos != QoS::AtMostOnce {
             let mut position = Vec::with_capacity(16);
             position.extend_from_slice(&epoch.to_be_bytes());
@@ -420,11 +449,11 @@ fn applied_key(peer: &str) -> Bytes {
 }
 
 /// The entry of `peer` in a forward's target list, added if missing.
-fn target_index(targets: &mut Vec<(usize, bool, Vec<RouteKey>)>, peer: usize) -> usize {
-    match targets.iter().position(|t| t.0 == peer) {
+fn target_index(targets: &mut Vec<Target>, peer: usize) -> usize {
+    match targets.iter().position(|t| t.peer == peer) {
         Some(i) => i,
         None => {
-            targets.push((peer, false, Vec::new()));
+            targets.push(Target { peer, direct: false, groups: Vec::new(), retain: false });
             targets.len() - 1
         }
     }

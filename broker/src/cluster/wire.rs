@@ -96,8 +96,13 @@ pub enum ShardMsg {
     /// A publish for the receiver's subscribers; the body is the message record. Sequence numbers
     /// rise by one per message within an epoch, per target shard. The receiver delivers to its
     /// direct subscriptions if `direct`, and to its members of exactly the shared `groups` (the
-    /// sender chose this shard to serve them).
-    Forward { epoch: u64, seq: u64, direct: bool, groups: Vec<RouteKey> },
+    /// sender chose this shard to serve them); with `retain` it also stores the message as its
+    /// topic's retained message (the receiver owns that topic).
+    Forward { epoch: u64, seq: u64, direct: bool, groups: Vec<RouteKey>, retain: bool },
+    /// Asks for the retained messages matching `filter` that the receiver owns.
+    RetainedQuery { id: u64, filter: String },
+    /// The answer: message records.
+    RetainedReply { id: u64, records: Vec<Vec<u8>> },
     /// The receiver queued forward (`epoch`, `seq`) for its subscribers (and stored it, when durable).
     ForwardAck { epoch: u64, seq: u64 },
 }
@@ -213,7 +218,7 @@ mod tests {
         roundtrip(Frame::bare(Header::Close { stream: 1 }));
         let key = RouteKey { filter: "fleet/+/telemetry".into(), group: Some("g".into()) };
         roundtrip(Frame::bare(Header::Shard(ShardMsg::Routes { epoch: 3, routes: vec![key.clone()] })));
-        let forward = ShardMsg::Forward { epoch: 3, seq: 9, direct: true, groups: vec![key.clone()] };
+        let forward = ShardMsg::Forward { epoch: 3, seq: 9, direct: true, groups: vec![key.clone()], retain: true };
         roundtrip(Frame { header: Header::Shard(forward), body: Bytes::from("rec") });
         roundtrip(Frame::bare(Header::Shard(ShardMsg::RouteDel(key))));
     }

@@ -243,7 +243,9 @@ impl SessionTask {
                 for (d, version) in deliveries {
                     // A newer retained message replaced this one meanwhile and reached the
                     // subscription live (it was subscribed first): do not deliver the older one.
-                    if self.broker.retained.is_current(&d.msg.topic, version) {
+                    let current = version == super::subscribe::REMOTE_RETAINED
+                        || self.broker.retained.is_current(&d.msg.topic, version);
+                    if current {
                         self.broker.deliver(&self.shared, d, &mut self.releases);
                     }
                 }

@@ -26,6 +26,10 @@ pub(super) fn split(filter: &str) -> (Option<&str>, &str) {
 }
 
 /// A retained message matched by one filter of a SUBSCRIBE, with that subscription's options.
+/// Version of a retained message another shard owns: this shard cannot tell whether it is still
+/// current, so it is delivered as received.
+pub(super) const REMOTE_RETAINED: u64 = u64::MAX;
+
 struct RetainedMatch {
     found: Found,
     max_qos: QoS,
@@ -60,6 +64,8 @@ impl SessionTask {
         let max_qos = QoS::from_u8(config.mqtt.max_qos).unwrap_or(QoS::ExactlyOnce);
         let mut reasons = Vec::with_capacity(s.filters.len());
         let mut retained = Vec::new();
+        // Filters whose retained messages other shards own (cluster shards only).
+        let mut remote = Vec::new();
         let now = Instant::now();
         for f in s.filters {
             if topic::validate_topic_filter(&f.filter, &self.broker.topic_limits).is_err() {
@@ -97,6 +103,9 @@ impl SessionTask {
                 for found in self.broker.retained_matching(inner, now) {
                     retained.push(RetainedMatch { found, max_qos: options.qos, sub_id });
                 }
+                if self.broker.routing.is_some() {
+                    remote.push((inner.to_string(), options.qos, sub_id));
+                }
             }
         }
         self.broker.stats.subscriptions.set(self.broker.router.len() as f64);
@@ -105,6 +114,27 @@ impl SessionTask {
         let commit = self.record_commit();
         self.defer(Deferred::Reply { generation: self.generation, packet }, commit);
         self.defer_retained(retained);
+        self.defer_remote_retained(remote);
+    }
+
+    /// Queues, behind the local ones, the retained messages other shards own for these filters.
+    fn defer_remote_retained(&mut self, wanted: Vec<(String, QoS, Option<u32>)>) {
+        let Some(routing) = self.broker.routing.clone() else { return };
+        if wanted.is_empty() {
+            return;
+        }
+        let resets = self.resets;
+        self.pending.push_back(Box::pin(async move {
+            let mut deliveries = Vec::new();
+            for (filter, max_qos, sub_id) in wanted {
+                for msg in routing.gather_retained(&filter).await {
+                    let qos = msg.qos.min(max_qos);
+                    let d = Delivery { msg, qos, retain: true, sub_ids: sub_id.into_iter().collect(), durable: None };
+                    deliveries.push((d, REMOTE_RETAINED));
+                }
+            }
+            (Deferred::Retained { resets, deliveries }, Ok(()))
+        }));
     }
 
     /// Queues the retained messages a SUBSCRIBE matched, behind its SUBACK; those only in the store

@@ -121,13 +121,13 @@ async fn shard_messages_arrive_in_order_with_their_body() {
     let mut accepted = accept.await.unwrap().unwrap();
     for seq in 1..=100u64 {
         assert!(dialer.send(
-            ShardMsg::Forward { epoch: 7, seq, direct: true, groups: Vec::new() },
+            ShardMsg::Forward { epoch: 7, seq, direct: true, groups: Vec::new(), retain: false },
             Bytes::from(seq.to_be_bytes().to_vec())
         ));
     }
     for seq in 1..=100u64 {
         let (msg, body) = accepted.messages.recv().await.unwrap();
-        assert_eq!(msg, ShardMsg::Forward { epoch: 7, seq, direct: true, groups: Vec::new() });
+        assert_eq!(msg, ShardMsg::Forward { epoch: 7, seq, direct: true, groups: Vec::new(), retain: false });
         assert_eq!(&body[..], &seq.to_be_bytes());
     }
     assert!(accepted.link.send(ShardMsg::ForwardAck { epoch: 7, seq: 100 }, Bytes::new()));

@@ -27,6 +27,18 @@ struct StoredHeader {
     seq: u64,
     direct: bool,
     groups: Vec<RouteKey>,
+    retain: bool,
+}
+
+/// Where a forward goes and what the target does with it.
+pub(super) struct Target {
+    pub peer: usize,
+    /// Deliver to the target's direct subscriptions.
+    pub direct: bool,
+    /// Shared groups the target serves.
+    pub groups: Vec<RouteKey>,
+    /// Store as the topic's retained message (the target owns the topic).
+    pub retain: bool,
 }
 
 /// The forwards to one peer.
@@ -57,27 +69,21 @@ fn key(peer: &str, slot: u64) -> Bytes {
 impl Outbox {
     /// Adds a forward of `body` in `epoch`; when `store` is given (a durable forward), its record
     /// joins that batch. Returns the frame header to send.
-    pub fn push(
-        &mut self,
-        epoch: u64,
-        direct: bool,
-        groups: Vec<RouteKey>,
-        body: Bytes,
-        store: Option<(&str, &mut Batch)>,
-    ) -> ShardMsg {
+    pub fn push(&mut self, epoch: u64, target: Target, body: Bytes, store: Option<(&str, &mut Batch)>) -> ShardMsg {
+        let Target { direct, groups, retain, .. } = target;
         let seq = self.next_seq;
         self.next_seq += 1;
         let slot = self.next_slot;
         self.next_slot += 1;
         let stored = store.and_then(|(peer, batch)| {
-            let header = StoredHeader { epoch, seq, direct, groups: groups.clone() };
+            let header = StoredHeader { epoch, seq, direct, groups: groups.clone(), retain };
             let mut value = postcard::to_stdvec(&header).ok()?;
             value.extend_from_slice(&body);
             let k = key(peer, slot);
             batch.put(Cf::Outbox, k.clone(), value);
             Some(k)
         });
-        let header = ShardMsg::Forward { epoch, seq, direct, groups };
+        let header = ShardMsg::Forward { epoch, seq, direct, groups, retain };
         self.bytes += body.len();
         self.ids.insert((epoch, seq), slot);
         self.entries.insert(slot, Entry { header: header.clone(), body, stored });
@@ -121,7 +127,13 @@ impl Outbox {
             let slot = k.get(prefix.len()..).and_then(|s| <[u8; 8]>::try_from(s).ok()).map(u64::from_be_bytes);
             match (slot, postcard::take_from_bytes::<StoredHeader>(v)) {
                 (Some(slot), Ok((h, record))) => {
-                    let header = ShardMsg::Forward { epoch: h.epoch, seq: h.seq, direct: h.direct, groups: h.groups };
+                    let header = ShardMsg::Forward {
+                        epoch: h.epoch,
+                        seq: h.seq,
+                        direct: h.direct,
+                        groups: h.groups,
+                        retain: h.retain,
+                    };
                     let body = Bytes::copy_from_slice(record);
                     outbox.bytes += body.len();
                     outbox.ids.insert((h.epoch, h.seq), slot);
@@ -150,10 +162,12 @@ mod tests {
         let mut outbox = Outbox::default();
         let mut batch = Batch::new();
         let group = RouteKey { filter: "jobs/#".into(), group: Some("g".into()) };
-        outbox.push(5, true, vec![], Bytes::from_static(b"one"), Some(("shard-2", &mut batch)));
-        outbox.push(5, false, vec![group.clone()], Bytes::from_static(b"two"), Some(("shard-2", &mut batch)));
-        outbox.push(5, true, vec![], Bytes::from_static(b"qos0"), None);
-        outbox.push(5, true, vec![], Bytes::from_static(b"other"), Some(("shard-3", &mut batch)));
+        let direct = || Target { peer: 0, direct: true, groups: vec![], retain: false };
+        let grouped = Target { peer: 0, direct: false, groups: vec![group.clone()], retain: true };
+        outbox.push(5, direct(), Bytes::from_static(b"one"), Some(("shard-2", &mut batch)));
+        outbox.push(5, grouped, Bytes::from_static(b"two"), Some(("shard-2", &mut batch)));
+        outbox.push(5, direct(), Bytes::from_static(b"qos0"), None);
+        outbox.push(5, direct(), Bytes::from_static(b"other"), Some(("shard-3", &mut batch)));
         store.write(batch).unwrap();
 
         let loaded = Outbox::load(&store, "shard-2").unwrap();
@@ -161,9 +175,12 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                (ShardMsg::Forward { epoch: 5, seq: 1, direct: true, groups: vec![] }, Bytes::from_static(b"one")),
                 (
-                    ShardMsg::Forward { epoch: 5, seq: 2, direct: false, groups: vec![group] },
+                    ShardMsg::Forward { epoch: 5, seq: 1, direct: true, groups: vec![], retain: false },
+                    Bytes::from_static(b"one")
+                ),
+                (
+                    ShardMsg::Forward { epoch: 5, seq: 2, direct: false, groups: vec![group], retain: true },
                     Bytes::from_static(b"two")
                 ),
             ]
@@ -180,7 +197,7 @@ mod tests {
         // New entries go after the recovered ones.
         let mut again = again;
         let mut b = Batch::new();
-        again.push(6, true, vec![], Bytes::from_static(b"three"), Some(("shard-2", &mut b)));
+        again.push(6, direct(), Bytes::from_static(b"three"), Some(("shard-2", &mut b)));
         store.write(b).unwrap();
         let order: Vec<Bytes> = Outbox::load(&store, "shard-2").unwrap().entries().map(|e| e.body.clone()).collect();
         assert_eq!(order, vec![Bytes::from_static(b"two"), Bytes::from_static(b"three")]);
