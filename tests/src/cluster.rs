@@ -3,8 +3,9 @@
 //!
 //! Members must know each other's addresses before they start, so this harness picks them: each
 //! cluster gets its own loopback address `127.0.0.x` (x from 10 to 249, by process and counter)
-//! and asks the kernel for free ports on it (bind port 0, read the port, release it). Nothing
-//! else binds that address, so the ports stay free until the nodes bind them.
+//! and asks the kernel for distinct free ports on it (bind port 0 for each, read the ports, then
+//! release them all). Nothing else binds that address, so the ports stay free until the nodes
+//! bind them.
 
 use crate::broker::{merge, Broker};
 use crate::tempdir::TempDir;
@@ -33,9 +34,13 @@ fn cluster_ip() -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, x as u8)
 }
 
-fn free_port(ip: Ipv4Addr) -> SocketAddr {
-    let l = std::net::TcpListener::bind((ip, 0)).unwrap_or_else(|e| panic!("cannot bind {ip}:0: {e}"));
-    l.local_addr().unwrap_or_else(|e| panic!("local_addr: {e}"))
+/// `n` distinct free ports on `ip`: every reservation is held until all are taken, so the kernel
+/// cannot hand the same port out twice.
+fn free_ports(ip: Ipv4Addr, n: usize) -> Vec<SocketAddr> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind((ip, 0)).unwrap_or_else(|e| panic!("cannot bind {ip}:0: {e}")))
+        .collect();
+    held.iter().map(|l| l.local_addr().unwrap_or_else(|e| panic!("local_addr: {e}"))).collect()
 }
 
 impl Cluster {
@@ -54,10 +59,10 @@ impl Cluster {
     fn start_with(shards: usize, fronts: usize, extra: &str, behind_proxy: bool) -> Cluster {
         let ip = cluster_ip();
         let shard_ids: Vec<String> = (1..=shards).map(|i| format!("shard-{i}")).collect();
-        let shard_addrs: Vec<SocketAddr> = (0..shards).map(|_| free_port(ip)).collect();
-        let front_addrs: Vec<SocketAddr> = (0..fronts).map(|_| free_port(ip)).collect();
-        let front_metrics: Vec<SocketAddr> =
-            if behind_proxy { (0..fronts).map(|_| free_port(ip)).collect() } else { Vec::new() };
+        let mut ports = free_ports(ip, shards + fronts * if behind_proxy { 2 } else { 1 });
+        let shard_addrs: Vec<SocketAddr> = ports.drain(..shards).collect();
+        let front_addrs: Vec<SocketAddr> = ports.drain(..fronts).collect();
+        let front_metrics: Vec<SocketAddr> = ports;
         let mut members = String::new();
         for (id, addr) in shard_ids.iter().zip(&shard_addrs) {
             members.push_str(&format!("[[cluster.shard]]\nid = \"{id}\"\naddr = \"{addr}\"\n"));
