@@ -196,6 +196,21 @@ impl Broker {
         let mut published = self.route(&msg, batch, Scope::Except(&forwarded.served_elsewhere));
         // Subscribers on other shards count as matching (5.0: no 0x10 for them).
         published.queued += forwarded.shards;
+        let wait = self.config.limits.backpressure_wait_ms;
+        if !forwarded.congested.is_empty() && msg.qos != QoS::AtMostOnce && wait > 0 {
+            // Other shards deliver slower than this one accepts: the ack waits for them (bounded
+            // by `backpressure_wait_ms`), so the publisher's in-flight window slows it down.
+            let limit = std::time::Duration::from_millis(wait);
+            let room = routing.clone().wait_for_room(forwarded.congested, limit);
+            let commit = published.commit.take();
+            published.commit = Some(Box::pin(async move {
+                if let Some(c) = commit {
+                    c.await?;
+                }
+                room.await;
+                Ok(())
+            }));
+        }
         published
     }
 

@@ -73,7 +73,16 @@ pub struct Forwarded {
     pub shards: usize,
     /// Shared groups another shard serves: this shard's members of them must not get it.
     pub served_elsewhere: Vec<RouteKey>,
+    /// Peers (live links) whose outbox is past [`FORWARD_HIGH_WATER`]: the publisher's ack waits
+    /// for them ([`ShardRouting::wait_for_room`]).
+    pub congested: Vec<usize>,
 }
+
+/// Unacknowledged forward bytes to one peer beyond which publishers wait before their ack: the
+/// other shards deliver slower than this one accepts.
+const FORWARD_HIGH_WATER: usize = 1 << 20;
+/// ... until the outbox is back under this.
+const FORWARD_LOW_WATER: usize = FORWARD_HIGH_WATER / 2;
 
 struct Peer {
     id: String,
@@ -81,6 +90,8 @@ struct Peer {
     /// The live outbound link, while there is one.
     link: Mutex<Option<Link>>,
     outbox: Mutex<Outbox>,
+    /// Woken when the outbox falls under [`FORWARD_LOW_WATER`].
+    room: tokio::sync::Notify,
 }
 
 impl ShardRouting {
@@ -101,6 +112,7 @@ impl ShardRouting {
                 addr: *addr,
                 link: Mutex::new(None),
                 outbox: Mutex::new(Outbox::default()),
+                room: tokio::sync::Notify::new(),
             })
             .collect();
         ShardRouting {
@@ -238,7 +250,8 @@ impl ShardRouting {
         let durable = self.durability.enabled() && msg.qos != QoS::AtMostOnce;
         let mut deletes = Batch::new();
         for target in targets {
-            let peer = &self.peers[target.peer];
+            let target_peer = target.peer;
+            let peer = &self.peers[target_peer];
             let mut outbox = peer.outbox.lock();
             let store = durable.then_some((peer.id.as_str(), &mut *batch));
             let header = outbox.push(self.epoch, target, body.clone(), store);
@@ -254,8 +267,13 @@ impl ShardRouting {
                 broker.stats.dropped(crate::metrics::DropReason::QueueFull, dropped);
                 broker.stats.limit_rejection("max_forward_bytes");
             }
+            let congested = outbox.bytes > FORWARD_HIGH_WATER;
+            drop(outbox);
             if let Some(link) = peer.link.lock().as_ref() {
                 link.send(header, body.clone());
+                if congested && !out.congested.contains(&target_peer) {
+                    out.congested.push(target_peer);
+                }
             }
         }
         if !deletes.is_empty() {
@@ -314,7 +332,14 @@ impl ShardRouting {
                     _ = link.dead() => break,
                     r = replies.recv() => match r {
                         Some((ShardMsg::ForwardAck { epoch, seq }, _)) => {
-                            let acked = peer.outbox.lock().ack(epoch, seq);
+                            let (acked, room) = {
+                                let mut outbox = peer.outbox.lock();
+                                let acked = outbox.ack(epoch, seq);
+                                (acked, outbox.bytes <= FORWARD_LOW_WATER)
+                            };
+                            if room {
+                                peer.room.notify_waiters();
+                            }
                             if let Some(k) = acked.and_then(|e| e.stored) {
                                 let mut b = Batch::new();
                                 b.delete(Cf::Outbox, k);
@@ -333,6 +358,25 @@ impl ShardRouting {
             }
             *peer.link.lock() = None;
             tokio::time::sleep(self.opts.heartbeat).await;
+        }
+    }
+
+    /// Waits (at most `limit`) until the outboxes of `peers` are back under the low-water mark, or
+    /// their link is gone: a publisher's ack waits here, so publishers slow down to the pace the
+    /// other shards deliver at instead of filling the outbox.
+    pub async fn wait_for_room(self: Arc<Self>, peers: Vec<usize>, limit: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        for i in peers {
+            let peer = &self.peers[i];
+            loop {
+                let notified = peer.room.notified();
+                if peer.outbox.lock().bytes <= FORWARD_LOW_WATER || peer.link.lock().is_none() {
+                    break;
+                }
+                if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                    return;
+                }
+            }
         }
     }
 
@@ -458,3 +502,6 @@ fn target_index(targets: &mut Vec<Target>, peer: usize) -> usize {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

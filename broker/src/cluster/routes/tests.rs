@@ -1,0 +1,60 @@
+use super::*;
+use crate::cluster::mux::Link;
+use crate::store::MemoryStore;
+use std::time::Duration;
+
+fn opts() -> LinkOptions {
+    LinkOptions { heartbeat: Duration::from_millis(100), heartbeat_timeout: Duration::from_secs(2), window: 65536 }
+}
+
+async fn routing_with_live_peer() -> (Arc<ShardRouting>, Link) {
+    let durability = Arc::new(Durability::new(Arc::new(MemoryStore::new()), None));
+    let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let shards = [("s1".to_string(), addr), ("s2".to_string(), addr)];
+    let r = Arc::new(ShardRouting::new("s1", &shards, opts(), 1 << 30, durability, 16));
+    let (a, b) = tokio::io::duplex(1 << 20);
+    let accept = tokio::spawn(async move { Link::accept(b, "s2", opts(), |_| true).await.map(|a| a.link) });
+    let (link, _) = Link::dial(a, "s1", opts()).await.unwrap();
+    let peer_side = accept.await.unwrap().unwrap();
+    *r.peers[0].link.lock() = Some(link);
+    (r, peer_side)
+}
+
+fn fill(r: &ShardRouting, from_seq: u64, n: usize) {
+    let mut outbox = r.peers[0].outbox.lock();
+    for _ in 0..n {
+        let target = Target { peer: 0, direct: true, groups: Vec::new(), retain: false };
+        outbox.push(1, target, Bytes::from(vec![0u8; 100_000]), None);
+    }
+    assert!(outbox.bytes > FORWARD_HIGH_WATER, "filled from seq {from_seq}");
+}
+
+#[tokio::test]
+async fn a_publisher_waits_while_a_live_peer_lags_and_no_longer_than_the_limit() {
+    let (r, _peer) = routing_with_live_peer().await;
+    fill(&r, 1, 20);
+    let waiting = tokio::spawn(r.clone().wait_for_room(vec![0], Duration::from_secs(10)));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(!waiting.is_finished(), "past high water the ack waits");
+    {
+        let mut outbox = r.peers[0].outbox.lock();
+        for seq in 1..=16 {
+            outbox.ack(1, seq);
+        }
+        assert!(outbox.bytes <= FORWARD_LOW_WATER);
+    }
+    r.peers[0].room.notify_waiters();
+    tokio::time::timeout(Duration::from_secs(1), waiting).await.expect("released once under low water").unwrap();
+
+    fill(&r, 21, 20);
+    let started = std::time::Instant::now();
+    r.clone().wait_for_room(vec![0], Duration::from_millis(200)).await;
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(190) && waited < Duration::from_secs(2), "bounded: {waited:?}");
+
+    // A peer without a live link holds nobody up (its forwards wait in the outbox).
+    *r.peers[0].link.lock() = None;
+    tokio::time::timeout(Duration::from_millis(100), r.clone().wait_for_room(vec![0], Duration::from_secs(10)))
+        .await
+        .expect("no wait for an unreachable peer");
+}
