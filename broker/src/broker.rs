@@ -216,13 +216,21 @@ impl Broker {
 
     /// Adds a session's subscription to the router (and, on a shard, to the routes other shards
     /// know); `filter` is plain, `group` the share group.
-    pub fn subscribe(&self, filter: &str, group: Option<&str>, entry: SubEntry) {
+    /// On a shard, returns what resolves once the other shards know a new route (see
+    /// `ShardRouting::subscribed`).
+    pub fn subscribe(
+        &self,
+        filter: &str,
+        group: Option<&str>,
+        entry: SubEntry,
+    ) -> Option<tokio::sync::oneshot::Receiver<()>> {
         let id = entry.session.id;
         if self.router.subscribe(filter, group, id, entry).is_none() {
             if let Some(routing) = &self.routing {
-                routing.subscribed(filter, group);
+                return routing.subscribed(filter, group);
             }
         }
+        None
     }
 
     /// Removes a session's subscription (see [`Broker::subscribe`]).

@@ -106,7 +106,27 @@ impl Cluster {
             .enumerate()
             .map(|(i, a)| start(&format!("front-{}", i + 1), "front", Some(*a), front_metrics.get(i).copied()))
             .collect();
-        Cluster { shards, fronts, shard_ids, front_addrs, front_metrics, ip }
+        let cluster = Cluster { shards, fronts, shard_ids, front_addrs, front_metrics, ip };
+        cluster.await_shard_links();
+        cluster
+    }
+
+    /// Waits until every shard has its link to every other shard up (each logs `shard link up`),
+    /// so routes announced from now on reach every shard before the SUBACK.
+    pub fn await_shard_links(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        for (i, shard) in self.shards.iter().enumerate() {
+            for (j, peer) in self.shard_ids.iter().enumerate() {
+                if i == j {
+                    continue;
+                }
+                let needle = format!("shard link up peer={peer}");
+                while !shard.stderr().contains(&needle) {
+                    assert!(std::time::Instant::now() < deadline, "{} never linked to {peer}", self.shard_ids[i]);
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            }
+        }
     }
 
     /// Client address of front `i`.

@@ -320,6 +320,31 @@ async fn publishes_reach_wildcard_subscribers_on_every_shard_once_and_in_order_a
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_right_after_the_suback_reaches_a_subscriber_on_another_shard() {
+    let c = Cluster::start(2, 2, "");
+    let sub_id = id_on_shard(&c, 0, "eager-sub").await;
+    let pub_id = id_on_shard(&c, 1, "eager-pub").await;
+    let mut s = RawClient::v5(c.front(0), &sub_id).await;
+    let mut p = RawClient::v5(c.front(1), &pub_id).await;
+    // While the other shard cannot take the route announcement, the SUBACK waits for it.
+    c.shards[1].signal("STOP");
+    s.send(&wire::subscribe(true, 500, &[("eager/held/+", 1)], &Props::new())).await;
+    let early = s.try_read_packet(Duration::from_millis(300)).await;
+    c.shards[1].signal("CONT");
+    assert!(early.is_err(), "SUBACK before the other shard knew the route: {early:?}");
+    assert_eq!(s.next_of_kind(kind::SUBACK, WAIT).await.kind(), kind::SUBACK);
+    assert_eq!(p.publish(&wire::Publish::new(true, "eager/held/x", "held").qos(1, 500)).await, 0);
+    assert_eq!(receive(&mut s).await.payload, b"held");
+    // Fresh filters each round: a publish right after the SUBACK always finds the route.
+    for round in 0..20u16 {
+        let topic = format!("eager/{round}/x");
+        assert_eq!(s.subscribe(1 + round, &[(&format!("eager/{round}/+"), 1)]).await, vec![1]);
+        assert_eq!(p.publish(&wire::Publish::new(true, &topic, format!("r{round}")).qos(1, 1 + round)).await, 0);
+        assert_eq!(receive(&mut s).await.payload, format!("r{round}").as_bytes(), "round {round}");
+    }
+}
+
 /// Two durable shards and one front: a persistent QoS 1 subscriber on shard 2 (offline once its
 /// route reached shard 1) and a connected publisher on shard 1. Returns the cluster, the
 /// subscriber's client id, its topic and the publisher.

@@ -63,7 +63,20 @@ pub struct ShardRouting {
     ring: ShardRing,
     /// Retained queries waiting for their reply, by id.
     queries: Mutex<HashMap<u64, oneshot::Sender<Vec<Vec<u8>>>>>,
+    /// Route announcements waiting for their acks, by id.
+    route_syncs: Mutex<HashMap<u64, RouteSync>>,
     next_query: AtomicU64,
+}
+
+/// A route announcement not yet acknowledged by every shard it went to.
+struct RouteSync {
+    key: RouteKey,
+    waiting: usize,
+    done: Vec<oneshot::Sender<()>>,
+}
+
+fn key_of(filter: &str, group: Option<&str>) -> RouteKey {
+    RouteKey { filter: filter.into(), group: group.map(str::to_string) }
 }
 
 /// What [`ShardRouting::forward`] did.
@@ -129,6 +142,7 @@ impl ShardRouting {
             durability,
             ring: ShardRing::new(shards.iter().map(|(id, _)| id.as_str()), vnodes),
             queries: Mutex::new(HashMap::new()),
+            route_syncs: Mutex::new(HashMap::new()),
             next_query: AtomicU64::new(1),
         }
     }
@@ -159,14 +173,41 @@ impl ShardRouting {
         self.peers.iter().position(|p| p.id == id)
     }
 
-    /// A local session subscribed to `filter` (plain) in `group`.
-    pub fn subscribed(&self, filter: &str, group: Option<&str>) {
+    /// A local session subscribed to `filter` (plain) in `group`. Returns what resolves once every
+    /// reachable shard knows the route, when it is new (or still being announced): the SUBACK
+    /// waits for it, so a publish on any shard after the SUBACK reaches this subscriber.
+    pub fn subscribed(&self, filter: &str, group: Option<&str>) -> Option<oneshot::Receiver<()>> {
         let key = RouteKey { filter: filter.into(), group: group.map(str::to_string) };
         let mut local = self.local.lock();
         let n = local.entry(key.clone()).or_insert(0);
         *n += 1;
+        let mut syncs = self.route_syncs.lock();
+        let (tx, rx) = oneshot::channel();
         if *n == 1 {
-            self.announce(ShardMsg::RouteAdd(key));
+            let id = self.next_query.fetch_add(1, Ordering::Relaxed);
+            let sent = self.announce(ShardMsg::RouteAdd { key: key.clone(), id });
+            if sent == 0 {
+                return None;
+            }
+            syncs.insert(id, RouteSync { key, waiting: sent, done: vec![tx] });
+            return Some(rx);
+        }
+        let pending = syncs.values_mut().find(|s| s.key == key)?;
+        pending.done.push(tx);
+        Some(rx)
+    }
+
+    /// A peer acknowledged route announcement `id`.
+    fn route_acked(&self, id: u64) {
+        let mut syncs = self.route_syncs.lock();
+        let Some(sync) = syncs.get_mut(&id) else { return };
+        sync.waiting = sync.waiting.saturating_sub(1);
+        if sync.waiting == 0 {
+            if let Some(sync) = syncs.remove(&id) {
+                for tx in sync.done {
+                    let _ = tx.send(());
+                }
+            }
         }
     }
 
@@ -179,17 +220,21 @@ impl ShardRouting {
         if *n == 0 {
             local.remove(&key);
             self.announce(ShardMsg::RouteDel(key));
+            // A pending announcement of the same route no longer matters.
+            self.route_syncs.lock().retain(|_, s| s.key != key_of(filter, group));
         }
     }
 
     /// Sends a route change to every live peer link (called under the `local` lock, so changes
-    /// and snapshots never cross).
-    fn announce(&self, msg: ShardMsg) {
+    /// and snapshots never cross); returns to how many.
+    fn announce(&self, msg: ShardMsg) -> usize {
+        let mut sent = 0;
         for p in &self.peers {
             if let Some(link) = p.link.lock().as_ref() {
-                link.send(msg.clone(), Bytes::new());
+                sent += usize::from(link.send(msg.clone(), Bytes::new()));
             }
         }
+        sent
     }
 
     /// Forwards a locally published message to every other shard with a matching subscriber, and
@@ -346,6 +391,7 @@ impl ShardRouting {
                                 self.durability.fire(b);
                             }
                         }
+                        Some((ShardMsg::RouteAck { id }, _)) => self.route_acked(id),
                         Some((ShardMsg::RetainedReply { id, records }, _)) => {
                             if let Some(tx) = self.queries.lock().remove(&id) {
                                 let _ = tx.send(records);
@@ -396,10 +442,11 @@ impl ShardRouting {
         while let Some((msg, body)) = messages.recv().await {
             match msg {
                 ShardMsg::Routes { routes, .. } => self.replace_routes(index, routes),
-                ShardMsg::RouteAdd(key) => {
+                ShardMsg::RouteAdd { key, id } => {
                     if self.known.lock()[index].insert(key.clone()) {
                         self.remote.subscribe(&key.filter, key.group.as_deref(), index, ());
                     }
+                    link.send(ShardMsg::RouteAck { id }, Bytes::new());
                 }
                 ShardMsg::RouteDel(key) => {
                     if self.known.lock()[index].remove(&key) {
@@ -411,7 +458,7 @@ impl ShardRouting {
                     self.apply(broker, index, (epoch, seq, retain), scope, &body, &link)
                 }
                 ShardMsg::RetainedQuery { id, filter } => retained::answer(broker, &link, id, filter),
-                ShardMsg::ForwardAck { .. } | ShardMsg::RetainedReply { .. } => {}
+                ShardMsg::ForwardAck { .. } | ShardMsg::RetainedReply { .. } | ShardMsg::RouteAck { .. } => {}
             }
         }
     }

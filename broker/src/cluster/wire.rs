@@ -88,9 +88,19 @@ pub struct RouteKey {
 pub enum ShardMsg {
     /// Every filter the sender's sessions subscribe to; replaces what the receiver knew of it.
     /// `epoch` identifies the sender's process (forward sequence numbers restart with it).
-    Routes { epoch: u64, routes: Vec<RouteKey> },
-    /// The sender's sessions now subscribe to this filter (first subscriber).
-    RouteAdd(RouteKey),
+    Routes {
+        epoch: u64,
+        routes: Vec<RouteKey>,
+    },
+    /// The sender's sessions now subscribe to this filter (first subscriber); answered with
+    /// `RouteAck { id }` once known, so the subscriber's SUBACK can wait for it.
+    RouteAdd {
+        key: RouteKey,
+        id: u64,
+    },
+    RouteAck {
+        id: u64,
+    },
     /// ... and no longer (last subscriber gone).
     RouteDel(RouteKey),
     /// A publish for the receiver's subscribers; the body is the message record. Sequence numbers
@@ -98,13 +108,28 @@ pub enum ShardMsg {
     /// direct subscriptions if `direct`, and to its members of exactly the shared `groups` (the
     /// sender chose this shard to serve them); with `retain` it also stores the message as its
     /// topic's retained message (the receiver owns that topic).
-    Forward { epoch: u64, seq: u64, direct: bool, groups: Vec<RouteKey>, retain: bool },
+    Forward {
+        epoch: u64,
+        seq: u64,
+        direct: bool,
+        groups: Vec<RouteKey>,
+        retain: bool,
+    },
     /// Asks for the retained messages matching `filter` that the receiver owns.
-    RetainedQuery { id: u64, filter: String },
+    RetainedQuery {
+        id: u64,
+        filter: String,
+    },
     /// The answer: message records.
-    RetainedReply { id: u64, records: Vec<Vec<u8>> },
+    RetainedReply {
+        id: u64,
+        records: Vec<Vec<u8>>,
+    },
     /// The receiver queued forward (`epoch`, `seq`) for its subscribers (and stored it, when durable).
-    ForwardAck { epoch: u64, seq: u64 },
+    ForwardAck {
+        epoch: u64,
+        seq: u64,
+    },
 }
 
 /// One frame.

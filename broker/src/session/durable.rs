@@ -122,7 +122,8 @@ fn restore_one(
         let options = s.options();
         let (group, inner) = super::subscribe::split(&s.filter);
         let entry = crate::broker::SubEntry { session: shared.clone(), options, sub_id: s.sub_id };
-        broker.subscribe(inner, group, entry);
+        // Other shards learn restored routes from the snapshot when their links come up.
+        let _ = broker.subscribe(inner, group, entry);
         task.subscriptions.insert(s.filter, (options, s.sub_id));
     }
     // Offline since the record says, or (connected at the crash) since now: that connection died.

@@ -15,6 +15,7 @@ use crate::message::{Delivery, Message};
 use crate::topic::{self, Filter};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 use std::time::Instant;
 
 /// Splits a full filter into (share group, filter the router matches on).
@@ -66,6 +67,8 @@ impl SessionTask {
         let mut retained = Vec::new();
         // Filters whose retained messages other shards own (cluster shards only).
         let mut remote = Vec::new();
+        // New routes the other shards must know before the SUBACK (cluster shards only).
+        let mut route_syncs = Vec::new();
         let now = Instant::now();
         for f in s.filters {
             if topic::validate_topic_filter(&f.filter, &self.broker.topic_limits).is_err() {
@@ -91,7 +94,7 @@ impl SessionTask {
             options.qos = options.qos.min(max_qos);
             let sub_id = s.properties.subscription_identifier;
             let entry = SubEntry { session: self.shared.clone(), options, sub_id };
-            self.broker.subscribe(inner, group, entry);
+            route_syncs.extend(self.broker.subscribe(inner, group, entry));
             self.subscriptions.insert(f.filter.clone(), (options, sub_id));
             reasons.push(granted_code(options.qos));
             let send_retained = match options.retain_handling {
@@ -111,7 +114,19 @@ impl SessionTask {
         self.broker.stats.subscriptions.set(self.broker.router.len() as f64);
         let packet =
             Box::new(Packet::SubAck(SubAck { packet_id: s.packet_id, reasons, properties: AckProperties::default() }));
-        let commit = self.record_commit();
+        let mut commit = self.record_commit();
+        if !route_syncs.is_empty() {
+            // Bounded: a shard that does not answer is lost, and learns the route on reconnect.
+            let limit = Duration::from_millis(config.cluster.heartbeat_timeout_ms);
+            let record = commit.take();
+            commit = Some(Box::pin(async move {
+                if let Some(c) = record {
+                    c.await?;
+                }
+                let _ = tokio::time::timeout(limit, futures_util::future::join_all(route_syncs)).await;
+                Ok(())
+            }));
+        }
         self.defer(Deferred::Reply { generation: self.generation, packet }, commit);
         self.defer_retained(retained);
         self.defer_remote_retained(remote);
