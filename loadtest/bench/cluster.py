@@ -124,7 +124,8 @@ def main():
                 bench.wait_port(port, procs[0])
             else:
                 procs, ports = start_cluster(args.fleetmq, work)
-            time.sleep(1.0)
+            # Shards dial each other once a heartbeat (1 s) until all are up.
+            time.sleep(1.0 if layout == "standalone" else 3.0)
             per = args.pairs // len(ports)
             load = ["p2p", "--pairs", str(per), "--qos", "1", "--rate", rate, "--inflight", "20", "--payload", "64",
                     "--warmup", warmup, "--duration", duration, "--drain", drain]

@@ -345,6 +345,41 @@ async fn a_publish_right_after_the_suback_reaches_a_subscriber_on_another_shard(
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishers_on_one_shard_lose_nothing_on_the_way_to_another() {
+    let c = Cluster::start(2, 2, "");
+    let sub_id = id_on_shard(&c, 1, "many-sub").await;
+    let mut s = RawClient::v5(c.front(0), &sub_id).await;
+    assert_eq!(s.subscribe(1, &[("many/+", 1)]).await, vec![1]);
+    let mut publishers = Vec::new();
+    for i in 0..100 {
+        let id = format!("many-pub-{i}");
+        let front = c.front(i % 2);
+        publishers.push(tokio::spawn(async move {
+            let mut p = RawClient::v5(front, &id).await;
+            for n in 0..20u16 {
+                let bytes = wire::Publish::new(true, format!("many/{i}"), format!("{i}-{n}")).qos(1, 1 + n).encode();
+                p.send(&bytes).await;
+            }
+            for _ in 0..20 {
+                p.next_of_kind(kind::PUBACK, WAIT).await;
+            }
+            id
+        }));
+    }
+    let mut on_shard0 = 0;
+    for p in publishers {
+        let id = p.await.unwrap();
+        on_shard0 += usize::from(c.shard_of(&id) == Some(0));
+    }
+    assert!(on_shard0 >= 20, "enough publishers on the other shard: {on_shard0}");
+    let mut got = std::collections::HashSet::new();
+    for _ in 0..2000 {
+        got.insert(receive(&mut s).await.payload);
+    }
+    assert_eq!(got.len(), 2000, "every message once");
+}
+
 /// Two durable shards and one front: a persistent QoS 1 subscriber on shard 2 (offline once its
 /// route reached shard 1) and a connected publisher on shard 1. Returns the cluster, the
 /// subscriber's client id, its topic and the publisher.

@@ -313,13 +313,16 @@ impl ShardRouting {
                 broker.stats.limit_rejection("max_forward_bytes");
             }
             let congested = outbox.bytes > FORWARD_HIGH_WATER;
-            drop(outbox);
+            // Sent while the outbox is still locked: frames leave in sequence order, which the
+            // target's duplicate filter relies on (a later sequence applied first would make it
+            // drop the earlier one as a repeat).
             if let Some(link) = peer.link.lock().as_ref() {
                 link.send(header, body.clone());
                 if congested && !out.congested.contains(&target_peer) {
                     out.congested.push(target_peer);
                 }
             }
+            drop(outbox);
         }
         if !deletes.is_empty() {
             self.durability.fire(deletes);

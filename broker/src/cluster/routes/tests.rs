@@ -7,13 +7,13 @@ fn opts() -> LinkOptions {
     LinkOptions { heartbeat: Duration::from_millis(100), heartbeat_timeout: Duration::from_secs(2), window: 65536 }
 }
 
-async fn routing_with_live_peer() -> (Arc<ShardRouting>, Link) {
+async fn routing_with_live_peer() -> (Arc<ShardRouting>, crate::cluster::mux::Accepted) {
     let durability = Arc::new(Durability::new(Arc::new(MemoryStore::new()), None));
     let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
     let shards = [("s1".to_string(), addr), ("s2".to_string(), addr)];
     let r = Arc::new(ShardRouting::new("s1", &shards, opts(), 1 << 30, durability, 16));
     let (a, b) = tokio::io::duplex(1 << 20);
-    let accept = tokio::spawn(async move { Link::accept(b, "s2", opts(), |_| true).await.map(|a| a.link) });
+    let accept = tokio::spawn(async move { Link::accept(b, "s2", opts(), |_| true).await });
     let (link, _) = Link::dial(a, "s1", opts()).await.unwrap();
     let peer_side = accept.await.unwrap().unwrap();
     *r.peers[0].link.lock() = Some(link);
@@ -57,4 +57,43 @@ async fn a_publisher_waits_while_a_live_peer_lags_and_no_longer_than_the_limit()
     tokio::time::timeout(Duration::from_millis(100), r.clone().wait_for_room(vec![0], Duration::from_secs(10)))
         .await
         .expect("no wait for an unreachable peer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_forwards_leave_in_sequence_order() {
+    let (r, mut peer) = routing_with_live_peer().await;
+    r.replace_routes(0, vec![RouteKey { filter: "t/#".into(), group: None }]);
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let durability = Arc::new(Durability::new(store.clone(), None));
+    let broker = Arc::new(Broker::new(Arc::new(Default::default()), store, durability, None, None, rx).unwrap());
+    let msg = Arc::new(Message {
+        topic: Arc::from("t/1"),
+        payload: Bytes::from_static(b"x"),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: Default::default(),
+        publisher: crate::ids::ClientId::new("p"),
+        expires_at: None,
+    });
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (r, broker, msg) = (r.clone(), broker.clone(), msg.clone());
+            std::thread::spawn(move || {
+                for _ in 0..5_000 {
+                    assert_eq!(r.forward(&broker, &msg, &mut Batch::new()).shards, 1);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    for expected in 1..=20_000u64 {
+        let (m, _) = tokio::time::timeout(Duration::from_secs(5), peer.messages.recv()).await.unwrap().unwrap();
+        match m {
+            ShardMsg::Forward { seq, .. } => assert_eq!(seq, expected, "forwards left out of order"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 }
