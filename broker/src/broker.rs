@@ -242,12 +242,9 @@ impl Broker {
         }
     }
 
-    /// Stores a retained message forwarded by the shard that accepted it (this shard owns the topic).
-    pub fn store_retained(&self, msg: &Arc<Message>, durable: &mut Batch) {
-        self.retain(msg, durable);
-    }
-
-    fn retain(&self, msg: &Arc<Message>, durable: &mut Batch) {
+    /// Updates the retained message of `msg`'s topic (in a cluster: on the shard owning the topic,
+    /// also for one forwarded by the shard that accepted it).
+    pub(crate) fn retain(&self, msg: &Arc<Message>, durable: &mut Batch) {
         let mut batch = Batch::new();
         let key = |t: &str| bytes::Bytes::copy_from_slice(t.as_bytes());
         if msg.payload.is_empty() {

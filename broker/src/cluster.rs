@@ -1,5 +1,6 @@
 //! Scale-out: front nodes terminate client connections and forward each session to the shard
-//! that owns its client id on a consistent-hash [`ring`]; shards run the session layer unchanged.
+//! that owns its client id on a consistent-hash [`ring`]; shards run the session layer, and route
+//! publishes, shared groups and retained messages between themselves ([`routes`]).
 //!
 //! A front admits a client exactly as a standalone node does (TLS, PROXY header, CONNECT checks,
 //! authentication), then opens a stream to the owner shard over one multiplexed internal link per

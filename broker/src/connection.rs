@@ -195,6 +195,17 @@ pub struct WriterOptions {
     pub max_packet_size: Option<u32>,
 }
 
+impl WriterOptions {
+    /// What an accepted CONNECT asks of the outbound side.
+    pub fn of(connect: &codec::Connect) -> WriterOptions {
+        WriterOptions {
+            protocol: connect.protocol,
+            topic_alias_maximum: connect.properties.topic_alias_maximum.unwrap_or(0),
+            max_packet_size: connect.properties.maximum_packet_size,
+        }
+    }
+}
+
 /// One client connection: stream, read and write buffers, outbound aliases.
 pub struct ClientIo {
     stream: ClientStream,
@@ -403,14 +414,20 @@ impl ClientIo {
         tokio::spawn(async move {
             // Held until the last write is done: the node's shutdown drain waits for it.
             let _guard = guard;
-            let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, async {
-                stream.write_all(&wbuf).await?;
-                stream.flush().await?;
-                stream.shutdown().await
-            })
-            .await;
+            finish(&mut stream, &wbuf).await;
         });
     }
+}
+
+/// Writes a closing connection's last bytes and shuts the stream down, bounded by
+/// `CLOSE_WRITE_TIMEOUT` so a client that stopped reading cannot hold it.
+pub(crate) async fn finish(stream: &mut ClientStream, last: &[u8]) {
+    let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, async {
+        stream.write_all(last).await?;
+        stream.flush().await?;
+        stream.shutdown().await
+    })
+    .await;
 }
 
 /// Assigns outbound topic aliases up to the client's Topic Alias Maximum: the first PUBLISH on a

@@ -70,11 +70,7 @@ pub async fn serve(broker: Arc<Broker>, stream: ClientStream, accepted: Accepted
         tokio::spawn(async move { crate::cluster::front::serve(&broker, &front, io, admitted).await });
         return;
     }
-    io.set_options(WriterOptions {
-        protocol,
-        topic_alias_maximum: connect.properties.topic_alias_maximum.unwrap_or(0),
-        max_packet_size: connect.properties.maximum_packet_size,
-    });
+    io.set_options(WriterOptions::of(&connect));
     let client_id = connect.client_id.clone();
     let connack = ConnAck { properties: connack_props, ..Default::default() };
     let req = AttachRequest { connect, username, peer: accepted.peer, io, connack, keepalive };

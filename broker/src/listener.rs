@@ -123,23 +123,10 @@ impl Listener {
     /// Accepts until shutdown, spawning a tracked handler task per connection.
     pub async fn run(self, broker: Arc<Broker>, limits: NodeLimits, tracker: TaskTracker) {
         let mut shutdown = broker.shutdown_signal();
-        let mut backoff = Duration::from_millis(10);
         loop {
-            let accepted = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 _ = shutdown.changed() => return,
-                r = self.tcp.accept() => r,
-            };
-            let (stream, peer) = match accepted {
-                Ok(x) => {
-                    backoff = Duration::from_millis(10);
-                    x
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, ?backoff, "accept failed; backing off");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    continue;
-                }
+                a = accept(&self.tcp) => a,
             };
             let _ = stream.set_nodelay(true);
             let node_permit = limits.connections.clone().try_acquire_owned().ok();
@@ -182,6 +169,22 @@ impl Listener {
                     _ = shutdown.wait_for(|s| *s) => {}
                 }
             });
+        }
+    }
+}
+
+/// Accepts the next connection; a failed accept (e.g. out of file descriptors) is logged and
+/// retried after a growing pause (10 ms up to 5 s), never ends the loop.
+pub(crate) async fn accept(tcp: &TcpListener) -> (TcpStream, SocketAddr) {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        match tcp.accept().await {
+            Ok(a) => return a,
+            Err(e) => {
+                tracing::warn!(error = %e, ?backoff, "accept failed; backing off");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
         }
     }
 }

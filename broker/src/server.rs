@@ -124,7 +124,8 @@ impl Server {
             }
         }
         if let Some(front) = &broker.front {
-            tokio::spawn(front.clone().keep_links(broker.shutdown_signal()));
+            front.connect_all().await;
+            front.keep_links(broker.shutdown_signal());
         }
         let mut metrics = None;
         if let Some((listener, handle)) = http {

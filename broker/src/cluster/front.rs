@@ -1,10 +1,10 @@
-//! The front role: one internal link per shard (dialed on demand, kept up in the background) and
-//! the forwarding of each admitted client connection to the shard owning its session.
+//! The front role: one internal link per shard, kept up by a task per shard, and the forwarding of
+//! each admitted client connection to the shard owning its session.
 //!
-//! Invariants: a client whose owner shard is unreachable is refused (CONNACK 0x88) or, with
-//! `on_shard_loss = "next_shard"`, served by the next reachable shard of the ring — never left
-//! waiting; a dial to a shard that just failed is not retried before one heartbeat interval, so a
-//! down shard costs each CONNECT nothing but a map lookup.
+//! Invariants: a CONNECT never dials — it uses the shard's current link — so a down or
+//! unreachable shard costs it nothing but a lookup; a client whose owner shard has no link is
+//! refused (CONNACK 0x88) or, with `on_shard_loss = "next_shard"`, served by the next shard of the
+//! ring that has one — never left waiting. A front tries every shard once before it serves.
 
 use super::mux::{Link, LinkOptions, MuxStream};
 use super::ring::ShardRing;
@@ -19,7 +19,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::Instant;
 
 mod pump;
 
@@ -36,10 +35,8 @@ pub struct Front {
 
 struct ShardSlot {
     addr: SocketAddr,
-    /// Held while dialing, so concurrent CONNECTs share one dial.
-    link: tokio::sync::Mutex<Option<Link>>,
-    /// No new dial before this (the last one failed).
-    retry_at: Mutex<Option<Instant>>,
+    /// The live link, while there is one (set by the shard's keeper task).
+    link: Mutex<Option<Link>>,
 }
 
 impl Front {
@@ -51,7 +48,7 @@ impl Front {
             .iter()
             .filter_map(|s| {
                 let addr = s.addr.parse().ok()?;
-                Some((s.id.clone(), ShardSlot { addr, link: Default::default(), retry_at: Mutex::new(None) }))
+                Some((s.id.clone(), ShardSlot { addr, link: Mutex::new(None) }))
             })
             .collect();
         Front {
@@ -64,71 +61,75 @@ impl Front {
         }
     }
 
-    /// A live link to `shard`, dialing if needed; `None` while it is unreachable.
-    async fn link(&self, shard: &str) -> Option<Link> {
-        let slot = self.shards.get(shard)?;
-        let mut current = slot.link.lock().await;
-        if let Some(link) = current.as_ref().filter(|l| !l.is_dead()) {
-            return Some(link.clone());
-        }
-        if slot.retry_at.lock().is_some_and(|at| Instant::now() < at) {
-            return None;
-        }
-        let dial = async {
-            let tcp = tokio::net::TcpStream::connect(slot.addr).await?;
-            tcp.set_nodelay(true)?;
-            Link::dial(tcp, &self.node, self.opts).await.map(|(link, _)| link).map_err(std::io::Error::other)
-        };
-        match tokio::time::timeout(self.opts.heartbeat_timeout, dial).await {
-            Ok(Ok(link)) => {
+    /// The live link to `shard`, if there is one.
+    fn link(&self, shard: &str) -> Option<Link> {
+        self.shards.get(shard)?.link.lock().clone().filter(|l| !l.is_dead())
+    }
+
+    /// Dials `shard` once; true when a link is up.
+    async fn dial(&self, shard: &str, logged_down: &mut bool) -> bool {
+        let Some(slot) = self.shards.get(shard) else { return false };
+        match super::mux::connect(slot.addr, &self.node, self.opts).await {
+            Ok((link, _)) => {
                 tracing::info!(%shard, addr = %slot.addr, "internal link up");
-                *slot.retry_at.lock() = None;
-                *current = Some(link.clone());
-                Some(link)
+                *slot.link.lock() = Some(link);
+                *logged_down = false;
+                true
             }
-            failed => {
-                let was_up = current.take().is_some() || slot.retry_at.lock().is_none();
-                if was_up {
-                    let error = match failed {
-                        Ok(Err(e)) => e.to_string(),
-                        _ => "timed out".into(),
-                    };
+            Err(error) => {
+                if !std::mem::replace(logged_down, true) {
                     tracing::warn!(%shard, addr = %slot.addr, %error, "shard unreachable");
                 }
-                *slot.retry_at.lock() = Some(Instant::now() + self.opts.heartbeat);
-                None
+                false
             }
         }
     }
 
+    /// Tries every shard once (a front starting: clients arriving right after find their links).
+    pub async fn connect_all(&self) {
+        let dials = self.ring.shards().iter().map(|shard| async move { self.dial(shard, &mut false).await });
+        futures_util::future::join_all(dials).await;
+    }
+
     /// Opens a session stream on the owner of `client_id` (or, by policy, a successor).
-    async fn open(&self, client_id: &str, open: SessionOpen, connect: Bytes) -> Option<MuxStream> {
+    fn open(&self, client_id: &str, open: SessionOpen, connect: Bytes) -> Option<MuxStream> {
         let candidates = match self.policy {
             ShardLossPolicy::Refuse => self.ring.owner(client_id).into_iter().collect(),
             ShardLossPolicy::NextShard => self.ring.successors(client_id),
         };
         for shard in candidates {
-            if let Some(stream) = self.link(shard).await.and_then(|l| l.open(open.clone(), connect.clone())) {
+            if let Some(stream) = self.link(shard).and_then(|l| l.open(open.clone(), connect.clone())) {
                 return Some(stream);
             }
         }
         None
     }
 
-    /// Keeps a link to every shard up until shutdown, so the first client does not wait for a dial
-    /// and a lost shard is noticed (and logged) promptly. The links stay open while the front
-    /// drains: its clients' sessions end through them.
-    pub async fn keep_links(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(self.opts.heartbeat);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => break,
-                _ = tick.tick() => {}
-            }
-            for shard in self.ring.shards() {
-                self.link(shard).await;
-            }
+    /// Keeps the link to every shard up until shutdown (one task per shard, so an unreachable shard
+    /// never delays the others); a lost shard is noticed by its link's heartbeats. The links stay
+    /// open while the front drains: its clients' sessions end through them.
+    pub fn keep_links(self: &Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
+        for shard in self.ring.shards() {
+            let (front, shard, mut shutdown) = (self.clone(), shard.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                let mut logged_down = false;
+                loop {
+                    match front.link(&shard) {
+                        Some(link) => tokio::select! {
+                            _ = super::shutting_down(&mut shutdown) => return,
+                            _ = link.dead() => {}
+                        },
+                        None => {
+                            if !front.dial(&shard, &mut logged_down).await {
+                                tokio::select! {
+                                    _ = super::shutting_down(&mut shutdown) => return,
+                                    _ = tokio::time::sleep(front.opts.heartbeat) => {}
+                                }
+                            }
+                        }
+                    }
+                }
+            });
         }
     }
 }
@@ -149,8 +150,9 @@ pub async fn serve(broker: &Arc<Broker>, front: &Front, mut io: ClientIo, mut ad
     let protocol = admitted.connect.protocol;
     // The front authenticated the client: the shard needs no password.
     admitted.connect.password = None;
+    let client_id = admitted.connect.client_id.clone();
     let mut body = BytesMut::new();
-    if codec::encode(&Packet::Connect(admitted.connect.clone()), protocol, &mut body).is_err() {
+    if codec::encode(&Packet::Connect(admitted.connect), protocol, &mut body).is_err() {
         return;
     }
     let open = SessionOpen {
@@ -159,8 +161,8 @@ pub async fn serve(broker: &Arc<Broker>, front: &Front, mut io: ClientIo, mut ad
         assigned_client_id: admitted.assigned_client_id,
         server_keep_alive: admitted.server_keep_alive,
     };
-    let client_id = admitted.connect.client_id.as_str();
-    let Some(stream) = front.open(client_id, open, body.freeze()).await else {
+    let client_id = client_id.as_str();
+    let Some(stream) = front.open(client_id, open, body.freeze()) else {
         broker.stats.limit_rejection("shard_unavailable");
         tracing::debug!(%client_id, "owner shard unreachable: CONNECT refused");
         let refusal = Packet::ConnAck(ConnAck { reason: ReasonCode::SERVER_UNAVAILABLE, ..Default::default() });

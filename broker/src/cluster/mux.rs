@@ -38,7 +38,7 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Wire(#[from] super::wire::Error),
-    #[error("no hello from the peer within the timeout")]
+    #[error("timed out")]
     Timeout,
     #[error("handshake: {0}")]
     Handshake(String),
@@ -223,6 +223,20 @@ impl Link {
     pub fn close(&self) {
         self.shared.kill("closed");
     }
+}
+
+/// Dials a peer's internal address and sets up the link, all within the heartbeat timeout.
+pub async fn connect(
+    addr: std::net::SocketAddr,
+    me: &str,
+    opts: LinkOptions,
+) -> Result<(Link, mpsc::UnboundedReceiver<Received>)> {
+    let dial = async {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        Link::dial(tcp, me, opts).await
+    };
+    tokio::time::timeout(opts.heartbeat_timeout, dial).await.map_err(|_| Error::Timeout)?
 }
 
 async fn read_hello<R: AsyncRead + Unpin>(reader: &mut FramedRead<R, FrameCodec>, timeout: Duration) -> Result<Hello> {

@@ -10,10 +10,13 @@
 //! Invariants:
 //! - A forward stays in the sender's outbox until acked and is re-sent, in sequence order, on every
 //!   new link, so a peer restart or a lost link loses nothing the outbox holds; the receiver drops
-//!   re-sent sequence numbers it already applied in this epoch (the sender's process).
+//!   re-sent forwards it already applied ([`applied`]).
 //! - The outbox is bounded (`cluster.max_forward_bytes`); past it the oldest forward is dropped and
-//!   counted, so a dead peer never costs unbounded memory.
-//! - A shard never forwards a message it received by forward (no loops), nor `$SYS` topics.
+//!   counted, so a dead peer never costs unbounded memory. While a live peer lags, publishers'
+//!   acks wait (bounded) instead.
+//! - A SUBACK that creates a route waits (bounded) until every shard with a live link has it.
+//! - A shard never forwards a message it received by forward (no loops), nor its own `$SYS`
+//!   topics, whose retained messages it also keeps itself.
 //! - A retained message is stored only by the shard owning its topic on the ring; the shard that
 //!   accepted it forwards it there with `retain` set ([`retained`] gathers them on subscribe).
 
@@ -30,13 +33,16 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
+mod applied;
 mod outbox;
 mod retained;
+
+use applied::Applied;
 
 use outbox::{Outbox, Target};
 
@@ -51,32 +57,41 @@ pub struct ShardRouting {
     remote: SubscriptionTable<usize, ()>,
     /// What each peer announced, by peer index.
     known: Mutex<Vec<HashSet<RouteKey>>>,
-    /// Per peer: (epoch, highest sequence applied) of forwards received.
-    applied: Mutex<Vec<(u64, u64)>>,
+    /// Per peer: what was applied of its forwards.
+    applied: Mutex<Vec<Applied>>,
     peers: Vec<Peer>,
     opts: LinkOptions,
     max_forward_bytes: usize,
-    /// Rotation over the shards serving a shared group.
-    shared_turn: AtomicUsize,
+    /// Outbox bytes to one live peer beyond which publishers' acks wait, and below which they go.
+    high_water: usize,
+    low_water: usize,
     durability: Arc<Durability>,
     /// Owners of retained topics (the same ring as sessions).
     ring: ShardRing,
     /// Retained queries waiting for their reply, by id.
     queries: Mutex<HashMap<u64, oneshot::Sender<Vec<Vec<u8>>>>>,
-    /// Route announcements waiting for their acks, by id.
-    route_syncs: Mutex<HashMap<u64, RouteSync>>,
-    next_query: AtomicU64,
+    /// Route announcements not yet acknowledged by every shard they went to.
+    route_syncs: Mutex<HashMap<RouteKey, RouteSync>>,
+    /// Ids of route announcements and retained queries.
+    next_id: AtomicU64,
 }
 
-/// A route announcement not yet acknowledged by every shard it went to.
+/// A route announcement waiting for acks.
 struct RouteSync {
-    key: RouteKey,
-    waiting: usize,
+    id: u64,
+    /// Peers (by index) that have not acknowledged it; a peer whose link drops is taken off.
+    waiting: HashSet<usize>,
+    /// SUBACKs waiting for it.
     done: Vec<oneshot::Sender<()>>,
 }
 
-fn key_of(filter: &str, group: Option<&str>) -> RouteKey {
-    RouteKey { filter: filter.into(), group: group.map(str::to_string) }
+/// Key under which this shard's own members of a shared group are also in the remote table, so a
+/// publish picks the serving shard among all of them in one rotation.
+const HERE: usize = usize::MAX;
+
+/// Topics each node keeps to itself: its `$SYS` statistics.
+fn node_local(topic: &str) -> bool {
+    topic == "$SYS" || topic.starts_with("$SYS/")
 }
 
 /// What [`ShardRouting::forward`] did.
@@ -86,16 +101,15 @@ pub struct Forwarded {
     pub shards: usize,
     /// Shared groups another shard serves: this shard's members of them must not get it.
     pub served_elsewhere: Vec<RouteKey>,
-    /// Peers (live links) whose outbox is past [`FORWARD_HIGH_WATER`]: the publisher's ack waits
+    /// Peers (live links) whose outbox is past the high-water mark: the publisher's ack waits
     /// for them ([`ShardRouting::wait_for_room`]).
     pub congested: Vec<usize>,
 }
 
-/// Unacknowledged forward bytes to one peer beyond which publishers wait before their ack: the
-/// other shards deliver slower than this one accepts.
+/// Unacknowledged forward bytes to one live peer beyond which publishers wait before their ack
+/// (the other shards deliver slower than this one accepts), at most; a quarter of
+/// `max_forward_bytes` when that is smaller, so the wait starts before anything is dropped.
 const FORWARD_HIGH_WATER: usize = 1 << 20;
-/// ... until the outbox is back under this.
-const FORWARD_LOW_WATER: usize = FORWARD_HIGH_WATER / 2;
 
 struct Peer {
     id: String,
@@ -103,7 +117,7 @@ struct Peer {
     /// The live outbound link, while there is one.
     link: Mutex<Option<Link>>,
     outbox: Mutex<Outbox>,
-    /// Woken when the outbox falls under [`FORWARD_LOW_WATER`].
+    /// Woken when the outbox falls under the low-water mark or the link drops.
     room: tokio::sync::Notify,
 }
 
@@ -134,16 +148,17 @@ impl ShardRouting {
             local: Mutex::new(HashMap::new()),
             remote: SubscriptionTable::new(16),
             known: Mutex::new(vec![HashSet::new(); peers.len()]),
-            applied: Mutex::new(vec![(0, 0); peers.len()]),
+            applied: Mutex::new(peers.iter().map(|_| Applied::default()).collect()),
             peers,
             opts,
             max_forward_bytes,
-            shared_turn: AtomicUsize::new(0),
+            high_water: FORWARD_HIGH_WATER.min(max_forward_bytes / 4),
+            low_water: FORWARD_HIGH_WATER.min(max_forward_bytes / 4) / 2,
             durability,
             ring: ShardRing::new(shards.iter().map(|(id, _)| id.as_str()), vnodes),
             queries: Mutex::new(HashMap::new()),
             route_syncs: Mutex::new(HashMap::new()),
-            next_query: AtomicU64::new(1),
+            next_id: AtomicU64::new(1),
         }
     }
 
@@ -157,13 +172,7 @@ impl ShardRouting {
                 tracing::info!(peer = %p.id, forwards = outbox.entries().count(), "stored forwards to re-send");
             }
             *p.outbox.lock() = outbox;
-            if let Some(v) = store.get(Cf::Meta, &applied_key(&p.id))? {
-                if let (Some(e), Some(s)) = (v.get(..8), v.get(8..16)) {
-                    let epoch = u64::from_be_bytes(e.try_into().unwrap_or_default());
-                    let seq = u64::from_be_bytes(s.try_into().unwrap_or_default());
-                    applied[i] = (epoch, seq);
-                }
-            }
+            applied[i] = Applied::load(store, &p.id)?;
         }
         Ok(())
     }
@@ -174,64 +183,74 @@ impl ShardRouting {
     }
 
     /// A local session subscribed to `filter` (plain) in `group`. Returns what resolves once every
-    /// reachable shard knows the route, when it is new (or still being announced): the SUBACK
-    /// waits for it, so a publish on any shard after the SUBACK reaches this subscriber.
+    /// shard with a live link knows the route, when it is new (or still being announced): the
+    /// SUBACK waits for it, so a publish on any shard after the SUBACK reaches this subscriber.
     pub fn subscribed(&self, filter: &str, group: Option<&str>) -> Option<oneshot::Receiver<()>> {
-        let key = RouteKey { filter: filter.into(), group: group.map(str::to_string) };
+        let key = RouteKey::new(filter, group);
         let mut local = self.local.lock();
         let n = local.entry(key.clone()).or_insert(0);
         *n += 1;
         let mut syncs = self.route_syncs.lock();
-        let (tx, rx) = oneshot::channel();
         if *n == 1 {
-            let id = self.next_query.fetch_add(1, Ordering::Relaxed);
-            let sent = self.announce(ShardMsg::RouteAdd { key: key.clone(), id });
-            if sent == 0 {
+            if group.is_some() {
+                self.remote.subscribe(filter, group, HERE, ());
+            }
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let waiting = self.announce(ShardMsg::RouteAdd { key: key.clone(), id });
+            if waiting.is_empty() {
                 return None;
             }
-            syncs.insert(id, RouteSync { key, waiting: sent, done: vec![tx] });
+            let (tx, rx) = oneshot::channel();
+            syncs.insert(key, RouteSync { id, waiting, done: vec![tx] });
             return Some(rx);
         }
-        let pending = syncs.values_mut().find(|s| s.key == key)?;
-        pending.done.push(tx);
+        let sync = syncs.get_mut(&key)?;
+        let (tx, rx) = oneshot::channel();
+        sync.done.push(tx);
         Some(rx)
     }
 
-    /// A peer acknowledged route announcement `id`.
-    fn route_acked(&self, id: u64) {
-        let mut syncs = self.route_syncs.lock();
-        let Some(sync) = syncs.get_mut(&id) else { return };
-        sync.waiting = sync.waiting.saturating_sub(1);
-        if sync.waiting == 0 {
-            if let Some(sync) = syncs.remove(&id) {
-                for tx in sync.done {
-                    let _ = tx.send(());
-                }
+    /// Peer `peer` acknowledged route announcement `id` (`None`: its link dropped, so it acknowledges
+    /// nothing more; it gets the routes from the snapshot on its next link).
+    fn route_acked(&self, peer: usize, id: Option<u64>) {
+        self.route_syncs.lock().retain(|_, sync| {
+            if id.is_none_or(|id| id == sync.id) {
+                sync.waiting.remove(&peer);
             }
-        }
+            if !sync.waiting.is_empty() {
+                return true;
+            }
+            for tx in sync.done.drain(..) {
+                let _ = tx.send(());
+            }
+            false
+        });
     }
 
     /// A local session's subscription to `filter` in `group` ended.
     pub fn unsubscribed(&self, filter: &str, group: Option<&str>) {
-        let key = RouteKey { filter: filter.into(), group: group.map(str::to_string) };
+        let key = RouteKey::new(filter, group);
         let mut local = self.local.lock();
         let Some(n) = local.get_mut(&key) else { return };
         *n -= 1;
         if *n == 0 {
             local.remove(&key);
-            self.announce(ShardMsg::RouteDel(key));
+            if group.is_some() {
+                self.remote.unsubscribe(filter, group, &HERE);
+            }
             // A pending announcement of the same route no longer matters.
-            self.route_syncs.lock().retain(|_, s| s.key != key_of(filter, group));
+            self.route_syncs.lock().remove(&key);
+            self.announce(ShardMsg::RouteDel(key));
         }
     }
 
     /// Sends a route change to every live peer link (called under the `local` lock, so changes
-    /// and snapshots never cross); returns to how many.
-    fn announce(&self, msg: ShardMsg) -> usize {
-        let mut sent = 0;
-        for p in &self.peers {
-            if let Some(link) = p.link.lock().as_ref() {
-                sent += usize::from(link.send(msg.clone(), Bytes::new()));
+    /// and snapshots never cross); returns the peers it went to.
+    fn announce(&self, msg: ShardMsg) -> HashSet<usize> {
+        let mut sent = HashSet::new();
+        for (i, p) in self.peers.iter().enumerate() {
+            if p.link.lock().as_ref().is_some_and(|link| link.send(msg.clone(), Bytes::new())) {
+                sent.insert(i);
             }
         }
         sent
@@ -243,7 +262,7 @@ impl ShardRouting {
     /// before the publisher is acknowledged.
     pub fn forward(&self, broker: &Broker, msg: &Message, batch: &mut Batch) -> Forwarded {
         let mut out = Forwarded::default();
-        if msg.topic.starts_with('$') {
+        if node_local(&msg.topic) {
             return out;
         }
         // Per target shard: whether it has direct subscribers, and the groups it serves.
@@ -253,16 +272,17 @@ impl ShardRouting {
         self.remote.for_each_match(&msg.topic, |m| match m {
             Match::Direct { key, .. } => direct.push(*key),
             Match::Shared { group, members } => {
-                let key = RouteKey { filter: members.filter().to_string(), group: Some(group.to_string()) };
-                // This shard is a candidate too when it has members; turns rotate over all.
-                let here = self.local.lock().contains_key(&key);
-                let turn = self.shared_turn.fetch_add(1, Ordering::Relaxed) % (members.len() + usize::from(here));
-                if here && turn == members.len() {
-                    return;
-                }
-                if let Some((peer, _)) = members.pick(|_, _| true) {
-                    groups.push((*peer, key.clone()));
-                    out.served_elsewhere.push(key);
+                // Rotates over the shards with members (this one too, as `HERE`), preferring those
+                // reachable now; an unreachable one only when no other is left.
+                let live = |p: &usize| *p == HERE || self.peers[*p].link.lock().is_some();
+                let picked = members.pick(|p, _| live(p)).or_else(|| members.pick(|_, _| true));
+                match picked {
+                    Some((&peer, _)) if peer != HERE => {
+                        let key = RouteKey::new(members.filter(), Some(group));
+                        groups.push((peer, key.clone()));
+                        out.served_elsewhere.push(key);
+                    }
+                    _ => {}
                 }
             }
         });
@@ -293,7 +313,7 @@ impl ShardRouting {
         // A forward only to store the retained message is not a subscriber.
         out.shards = targets.iter().filter(|t| t.direct || !t.groups.is_empty()).count();
         let durable = self.durability.enabled() && msg.qos != QoS::AtMostOnce;
-        let mut deletes = Batch::new();
+        let mut deletes = Vec::new();
         for target in targets {
             let target_peer = target.peer;
             let peer = &self.peers[target_peer];
@@ -303,16 +323,14 @@ impl ShardRouting {
             let mut dropped = 0;
             while outbox.bytes > self.max_forward_bytes {
                 let Some(old) = outbox.pop_oldest() else { break };
-                if let Some(k) = old.stored {
-                    deletes.delete(Cf::Outbox, k);
-                }
+                deletes.extend(old.stored);
                 dropped += 1;
             }
             if dropped > 0 {
                 broker.stats.dropped(crate::metrics::DropReason::QueueFull, dropped);
                 broker.stats.limit_rejection("max_forward_bytes");
             }
-            let congested = outbox.bytes > FORWARD_HIGH_WATER;
+            let congested = outbox.bytes > self.high_water;
             // Sent while the outbox is still locked: frames leave in sequence order, which the
             // target's duplicate filter relies on (a later sequence applied first would make it
             // drop the earlier one as a repeat).
@@ -324,8 +342,9 @@ impl ShardRouting {
             }
             drop(outbox);
         }
-        if !deletes.is_empty() {
-            self.durability.fire(deletes);
+        // In the publish's own batch: after any put of these entries that is still to commit.
+        for k in deletes {
+            batch.delete(Cf::Outbox, k);
         }
         out
     }
@@ -336,23 +355,14 @@ impl ShardRouting {
         let peer = &self.peers[index];
         let mut logged_down = false;
         loop {
-            let dial = async {
-                let tcp = tokio::net::TcpStream::connect(peer.addr).await?;
-                tcp.set_nodelay(true)?;
-                Link::dial(tcp, &self.me, self.opts).await.map_err(std::io::Error::other)
-            };
             let dialed = tokio::select! {
                 _ = super::shutting_down(&mut shutdown) => return,
-                d = tokio::time::timeout(self.opts.heartbeat_timeout, dial) => d,
+                d = super::mux::connect(peer.addr, &self.me, self.opts) => d,
             };
             let (link, mut replies) = match dialed {
-                Ok(Ok(l)) => l,
-                failed => {
+                Ok(l) => l,
+                Err(error) => {
                     if !logged_down {
-                        let error = match failed {
-                            Ok(Err(e)) => e.to_string(),
-                            _ => "timed out".into(),
-                        };
                         tracing::warn!(peer = %peer.id, addr = %peer.addr, %error, "shard unreachable");
                         logged_down = true;
                     }
@@ -367,7 +377,7 @@ impl ShardRouting {
                 // route change or forward slips between them.
                 let local = self.local.lock();
                 let routes = local.keys().cloned().collect();
-                link.send(ShardMsg::Routes { epoch: self.epoch, routes }, Bytes::new());
+                link.send(ShardMsg::Routes { routes }, Bytes::new());
                 let outbox = peer.outbox.lock();
                 for e in outbox.entries() {
                     link.send(e.header.clone(), e.body.clone());
@@ -383,7 +393,7 @@ impl ShardRouting {
                             let (acked, room) = {
                                 let mut outbox = peer.outbox.lock();
                                 let acked = outbox.ack(epoch, seq);
-                                (acked, outbox.bytes <= FORWARD_LOW_WATER)
+                                (acked, outbox.bytes <= self.low_water)
                             };
                             if room {
                                 peer.room.notify_waiters();
@@ -394,7 +404,7 @@ impl ShardRouting {
                                 self.durability.fire(b);
                             }
                         }
-                        Some((ShardMsg::RouteAck { id }, _)) => self.route_acked(id),
+                        Some((ShardMsg::RouteAck { id }, _)) => self.route_acked(index, Some(id)),
                         Some((ShardMsg::RetainedReply { id, records }, _)) => {
                             if let Some(tx) = self.queries.lock().remove(&id) {
                                 let _ = tx.send(records);
@@ -406,6 +416,9 @@ impl ShardRouting {
                 }
             }
             *peer.link.lock() = None;
+            // Nobody waits on a peer that is gone: not SUBACKs, not publishers' acks.
+            self.route_acked(index, None);
+            peer.room.notify_waiters();
             tokio::time::sleep(self.opts.heartbeat).await;
         }
     }
@@ -419,7 +432,7 @@ impl ShardRouting {
             let peer = &self.peers[i];
             loop {
                 let notified = peer.room.notified();
-                if peer.outbox.lock().bytes <= FORWARD_LOW_WATER || peer.link.lock().is_none() {
+                if peer.outbox.lock().bytes <= self.low_water || peer.link.lock().is_none() {
                     break;
                 }
                 if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -492,16 +505,6 @@ impl ShardRouting {
         link: &Link,
     ) {
         let ack = ShardMsg::ForwardAck { epoch, seq };
-        {
-            let mut applied = self.applied.lock();
-            let (e, upto) = &mut applied[index];
-            if *e == epoch && seq <= *upto {
-                link.send(ack, Bytes::new());
-                return;
-            }
-            *e = epoch;
-            *upto = seq;
-        }
         let msg = match record::decode_message(body, Instant::now()) {
             Ok(m) => Arc::new(m),
             Err(e) => {
@@ -511,14 +514,14 @@ impl ShardRouting {
             }
         };
         let mut batch = Batch::new();
-        if retain {
-            broker.store_retained(&msg, &mut batch);
+        let durable = self.durability.enabled() && msg.qos != QoS::AtMostOnce;
+        let fresh = self.applied.lock()[index].admit(&self.peers[index].id, epoch, seq, durable.then_some(&mut batch));
+        if !fresh {
+            link.send(ack, Bytes::new());
+            return;
         }
-        if self.durability.enabled() && msg.qos != QoS::AtMostOnce {
-            let mut position = Vec::with_capacity(16);
-            position.extend_from_slice(&epoch.to_be_bytes());
-            position.extend_from_slice(&seq.to_be_bytes());
-            batch.put(Cf::Meta, applied_key(&self.peers[index].id), position);
+        if retain {
+            broker.retain(&msg, &mut batch);
         }
         let published = broker.route(&msg, batch, scope);
         match published.commit {
@@ -535,11 +538,6 @@ impl ShardRouting {
             }
         }
     }
-}
-
-/// Key in [`Cf::Meta`] of the last forward from `peer` applied here.
-fn applied_key(peer: &str) -> Bytes {
-    Bytes::from(format!("fwd-applied/{peer}"))
 }
 
 /// The entry of `peer` in a forward's target list, added if missing.

@@ -27,14 +27,7 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, tracker: TaskTracke
     loop {
         let (tcp, peer) = tokio::select! {
             _ = crate::cluster::shutting_down(&mut shutdown) => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "internal accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+            a = crate::listener::accept(&listener) => a,
         };
         let _ = tcp.set_nodelay(true);
         tokio::spawn(serve_link(tcp, peer, broker.clone(), tracker.clone(), opts, members.clone()));
@@ -96,11 +89,7 @@ fn attach(broker: &Arc<Broker>, incoming: Incoming, tracker: &TaskTracker) {
     guard.opened();
     let protocol = connect.protocol;
     let mut io = ClientIo::new(ClientStream::Remote(stream), max_packet, guard);
-    io.set_options(WriterOptions {
-        protocol,
-        topic_alias_maximum: connect.properties.topic_alias_maximum.unwrap_or(0),
-        max_packet_size: connect.properties.maximum_packet_size,
-    });
+    io.set_options(WriterOptions::of(&connect));
     let assigned = open.assigned_client_id.then(|| connect.client_id.clone());
     let properties =
         crate::handler::connect::connack_properties(&broker.config.mqtt, protocol, assigned, open.server_keep_alive);

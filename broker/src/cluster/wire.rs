@@ -83,13 +83,17 @@ pub struct RouteKey {
     pub group: Option<String>,
 }
 
+impl RouteKey {
+    pub fn new(filter: &str, group: Option<&str>) -> RouteKey {
+        RouteKey { filter: filter.into(), group: group.map(str::to_string) }
+    }
+}
+
 /// What shards tell each other.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ShardMsg {
     /// Every filter the sender's sessions subscribe to; replaces what the receiver knew of it.
-    /// `epoch` identifies the sender's process (forward sequence numbers restart with it).
     Routes {
-        epoch: u64,
         routes: Vec<RouteKey>,
     },
     /// The sender's sessions now subscribe to this filter (first subscriber); answered with
@@ -242,7 +246,7 @@ mod tests {
         roundtrip(Frame::bare(Header::Credit { stream: 9, bytes: 1 << 20 }));
         roundtrip(Frame::bare(Header::Close { stream: 1 }));
         let key = RouteKey { filter: "fleet/+/telemetry".into(), group: Some("g".into()) };
-        roundtrip(Frame::bare(Header::Shard(ShardMsg::Routes { epoch: 3, routes: vec![key.clone()] })));
+        roundtrip(Frame::bare(Header::Shard(ShardMsg::Routes { routes: vec![key.clone()] })));
         let forward = ShardMsg::Forward { epoch: 3, seq: 9, direct: true, groups: vec![key.clone()], retain: true };
         roundtrip(Frame { header: Header::Shard(forward), body: Bytes::from("rec") });
         roundtrip(Frame::bare(Header::Shard(ShardMsg::RouteDel(key))));

@@ -26,11 +26,11 @@ pub(super) fn split(filter: &str) -> (Option<&str>, &str) {
     }
 }
 
-/// A retained message matched by one filter of a SUBSCRIBE, with that subscription's options.
 /// Version of a retained message another shard owns: this shard cannot tell whether it is still
 /// current, so it is delivered as received.
 pub(super) const REMOTE_RETAINED: u64 = u64::MAX;
 
+/// A retained message matched by one filter of a SUBSCRIBE, with that subscription's options.
 struct RetainedMatch {
     found: Found,
     max_qos: QoS,

@@ -17,13 +17,11 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWrite;
 use tokio::time::{Instant, Sleep};
 
 /// Buffer per direction.
 const CHUNK: usize = 8 * 1024;
-/// How long the final bytes to a closing client may take.
-const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why forwarding stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,7 +112,7 @@ impl Pump {
                 match tokio_util::io::poll_read_buf(Pin::new(&mut self.client), cx, &mut self.up) {
                     Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(End::Client),
                     Poll::Ready(Ok(n)) => {
-                        self.guard_stats().bytes_received(n);
+                        self.guard.stats().bytes_received(n);
                         self.last_read = Instant::now();
                         progress = true;
                     }
@@ -126,7 +124,7 @@ impl Pump {
                 match Pin::new(&mut self.client).poll_write(cx, &self.down) {
                     Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(End::Client),
                     Poll::Ready(Ok(n)) => {
-                        self.guard_stats().bytes_sent(n);
+                        self.guard.stats().bytes_sent(n);
                         self.boundary.feed(&self.down[..n]);
                         self.delivered += n as u64;
                         self.down.advance(n);
@@ -165,10 +163,6 @@ impl Pump {
             }
         }
         Poll::Pending
-    }
-
-    fn guard_stats(&self) -> &crate::metrics::Stats {
-        self.guard.stats()
     }
 }
 
@@ -234,12 +228,7 @@ pub(super) async fn run(
             let _ = codec::encode(&p, protocol, &mut tail);
         }
     }
-    let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, async {
-        client.write_all(&tail).await?;
-        client.flush().await?;
-        client.shutdown().await
-    })
-    .await;
+    crate::connection::finish(&mut client, &tail).await;
     drop(guard);
 }
 

@@ -1,8 +1,9 @@
 //! Retained messages in a cluster: each topic's retained message lives on the shard the ring
 //! assigns the topic to; a subscribe gathers matching ones from the owners.
 //!
-//! Invariants: a query that gets no answer within the heartbeat timeout is dropped (its waiter
-//! removed) and the subscribe goes on without that shard's messages; an answer holds at most one
+//! Invariants: a query that gets no answer within the heartbeat timeout (one deadline for all the
+//! shards asked) is dropped (its waiter removed) and the subscribe goes on without that shard's
+//! messages; `$SYS` topics are each node's own and never asked for elsewhere; an answer holds at most one
 //! session queue's worth of messages.
 
 use super::{ShardMsg, ShardRouting};
@@ -17,8 +18,12 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 impl ShardRouting {
-    /// The peer owning the retained message of `topic` (`None`: this shard owns it).
+    /// The peer owning the retained message of `topic` (`None`: this shard owns it, or the topic
+    /// is one of this node's own `$SYS` topics).
     pub fn retained_owner(&self, topic: &str) -> Option<usize> {
+        if super::node_local(topic) {
+            return None;
+        }
         let owner = self.ring.owner(topic)?;
         if owner == self.me {
             None
@@ -40,7 +45,7 @@ impl ShardRouting {
                 tracing::debug!(peer = %self.peers[i].id, %filter, "retained messages of an unreachable shard skipped");
                 continue;
             };
-            let id = self.next_query.fetch_add(1, Ordering::Relaxed);
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             let (tx, rx) = oneshot::channel();
             self.queries.lock().insert(id, tx);
             link.send(ShardMsg::RetainedQuery { id, filter: filter.to_string() }, Bytes::new());
@@ -48,8 +53,10 @@ impl ShardRouting {
         }
         let mut out = Vec::new();
         let now = Instant::now();
+        // One deadline for all: the shards answer concurrently.
+        let deadline = tokio::time::Instant::now() + self.opts.heartbeat_timeout;
         for (i, id, rx) in waiting {
-            match tokio::time::timeout(self.opts.heartbeat_timeout, rx).await {
+            match tokio::time::timeout_at(deadline, rx).await {
                 Ok(Ok(records)) => {
                     out.extend(records.iter().filter_map(|r| record::decode_message(r, now).ok()).map(Arc::new))
                 }

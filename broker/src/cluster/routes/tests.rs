@@ -26,7 +26,7 @@ fn fill(r: &ShardRouting, from_seq: u64, n: usize) {
         let target = Target { peer: 0, direct: true, groups: Vec::new(), retain: false };
         outbox.push(1, target, Bytes::from(vec![0u8; 100_000]), None);
     }
-    assert!(outbox.bytes > FORWARD_HIGH_WATER, "filled from seq {from_seq}");
+    assert!(outbox.bytes > r.high_water, "filled from seq {from_seq}");
 }
 
 #[tokio::test]
@@ -41,7 +41,7 @@ async fn a_publisher_waits_while_a_live_peer_lags_and_no_longer_than_the_limit()
         for seq in 1..=16 {
             outbox.ack(1, seq);
         }
-        assert!(outbox.bytes <= FORWARD_LOW_WATER);
+        assert!(outbox.bytes <= r.low_water);
     }
     r.peers[0].room.notify_waiters();
     tokio::time::timeout(Duration::from_secs(1), waiting).await.expect("released once under low water").unwrap();
@@ -63,19 +63,8 @@ async fn a_publisher_waits_while_a_live_peer_lags_and_no_longer_than_the_limit()
 async fn concurrent_forwards_leave_in_sequence_order() {
     let (r, mut peer) = routing_with_live_peer().await;
     r.replace_routes(0, vec![RouteKey { filter: "t/#".into(), group: None }]);
-    let (_tx, rx) = tokio::sync::watch::channel(false);
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let durability = Arc::new(Durability::new(store.clone(), None));
-    let broker = Arc::new(Broker::new(Arc::new(Default::default()), store, durability, None, None, rx).unwrap());
-    let msg = Arc::new(Message {
-        topic: Arc::from("t/1"),
-        payload: Bytes::from_static(b"x"),
-        qos: QoS::AtLeastOnce,
-        retain: false,
-        properties: Default::default(),
-        publisher: crate::ids::ClientId::new("p"),
-        expires_at: None,
-    });
+    let broker = standalone_broker();
+    let msg = Arc::new(message("t/1", false));
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let (r, broker, msg) = (r.clone(), broker.clone(), msg.clone());
@@ -96,4 +85,66 @@ async fn concurrent_forwards_leave_in_sequence_order() {
             other => panic!("unexpected {other:?}"),
         }
     }
+}
+
+fn standalone_broker() -> Arc<Broker> {
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let durability = Arc::new(Durability::new(store.clone(), None));
+    Arc::new(Broker::new(Arc::new(Default::default()), store, durability, None, None, rx).unwrap())
+}
+
+fn message(topic: &str, retain: bool) -> Message {
+    Message {
+        topic: Arc::from(topic),
+        payload: Bytes::from_static(b"x"),
+        qos: QoS::AtLeastOnce,
+        retain,
+        properties: Default::default(),
+        publisher: crate::ids::ClientId::new("p"),
+        expires_at: None,
+    }
+}
+
+#[tokio::test]
+async fn a_suback_waiting_on_a_peer_whose_link_drops_is_released_and_nothing_stays_behind() {
+    let (r, _peer) = routing_with_live_peer().await;
+    let first = r.subscribed("a/+", None).expect("a new route waits for the live peer");
+    let second = r.subscribed("a/+", None).expect("a subscriber joining an announcement in flight waits too");
+    // The link drops before the peer acknowledged.
+    r.route_acked(0, None);
+    tokio::time::timeout(Duration::from_secs(1), first).await.expect("released").unwrap();
+    tokio::time::timeout(Duration::from_secs(1), second).await.expect("released").unwrap();
+    assert!(r.route_syncs.lock().is_empty());
+    assert!(r.subscribed("a/+", None).is_none(), "a known route makes nobody wait");
+}
+
+#[tokio::test]
+async fn a_shared_group_is_served_here_rather_than_by_an_unreachable_shard() {
+    let (r, _peer) = routing_with_live_peer().await;
+    let broker = standalone_broker();
+    let _ = r.subscribed("jobs/#", Some("g"));
+    r.replace_routes(0, vec![RouteKey::new("jobs/#", Some("g"))]);
+    // Both shards have members: the rotation alternates while the peer is reachable...
+    let elsewhere: usize =
+        (0..10).map(|_| r.forward(&broker, &message("jobs/1", false), &mut Batch::new()).served_elsewhere.len()).sum();
+    assert_eq!(elsewhere, 5);
+    // ... and keeps every message here while it is not.
+    *r.peers[0].link.lock() = None;
+    for _ in 0..10 {
+        let f = r.forward(&broker, &message("jobs/1", false), &mut Batch::new());
+        assert!(f.served_elsewhere.is_empty() && f.shards == 0);
+    }
+}
+
+#[tokio::test]
+async fn a_node_keeps_its_own_sys_topics() {
+    let (r, _peer) = routing_with_live_peer().await;
+    let broker = standalone_broker();
+    r.replace_routes(0, vec![RouteKey::new("#", None), RouteKey::new("$SYS/#", None)]);
+    assert!(r.retained_owner("$SYS/broker/version").is_none(), "stored here whatever the ring says");
+    assert_eq!(r.forward(&broker, &message("$SYS/broker/version", true), &mut Batch::new()).shards, 0);
+    assert_eq!(r.forward(&broker, &message("$app/x", false), &mut Batch::new()).shards, 0, "'#' skips $ topics");
+    r.replace_routes(0, vec![RouteKey::new("$app/x", None)]);
+    assert_eq!(r.forward(&broker, &message("$app/x", false), &mut Batch::new()).shards, 1, "other $ topics travel");
 }
