@@ -262,6 +262,11 @@ impl Broker {
         }
     }
 
+    /// Everything the broker wrote to stderr so far, whole (for searching early log lines).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
     /// Everything the broker wrote to stderr so far (its logs), at most the last 64 KiB.
     pub fn stderr(&self) -> String {
         tail(&self.stderr_path, 64 * 1024)

@@ -8,7 +8,9 @@
 //! bind them.
 
 use crate::broker::{merge, Broker};
+use crate::raw::RawClient;
 use crate::tempdir::TempDir;
+use crate::wire::{self, prop, Connect, Props};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -121,12 +123,17 @@ impl Cluster {
                     continue;
                 }
                 let needle = format!("shard link up peer={peer}");
-                while !shard.stderr().contains(&needle) {
+                while !shard.log().contains(&needle) {
                     assert!(std::time::Instant::now() < deadline, "{} never linked to {peer}", self.shard_ids[i]);
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
             }
         }
+    }
+
+    /// A free address on the cluster's own loopback address (for a load balancer in front of it).
+    pub fn spare_addr(&self) -> SocketAddr {
+        free_ports(self.ip, 1)[0]
     }
 
     /// Client address of front `i`.
@@ -141,12 +148,55 @@ impl Cluster {
             .shards
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.stderr().lines().any(|l| l.contains("through a front") && l.contains(&needle)))
+            .filter(|(_, s)| s.log().lines().any(|l| l.contains("through a front") && l.contains(&needle)))
             .map(|(i, _)| i)
             .collect();
         match hits.as_slice() {
             [one] => Some(*one),
             _ => None,
         }
+    }
+}
+
+/// Bound for one expected event.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A 5.0 CONNECT for a persistent session (expiry 300 s).
+pub fn persistent(id: &str) -> Connect {
+    let mut c = Connect::v5(id);
+    c.clean = false;
+    c.props = Props::new().u32(prop::SESSION_EXPIRY, 300);
+    c
+}
+
+impl Cluster {
+    /// A client id the ring places on shard `shard`, found by connecting candidates through the
+    /// first front.
+    pub async fn id_on_shard(&self, shard: usize, prefix: &str) -> String {
+        for i in 0..200 {
+            let id = format!("{prefix}-{i}");
+            let mut cl = RawClient::v5(self.front(0), &id).await;
+            cl.send(&wire::disconnect_v5(0, &Props::new())).await;
+            cl.expect_closed(WAIT).await;
+            if self.shard_of(&id) == Some(shard) {
+                return id;
+            }
+        }
+        panic!("no client id with prefix {prefix} lands on shard {shard}");
+    }
+}
+
+/// Connects until the CONNACK is a success (the front may still see the shard as down, 0x88);
+/// returns the client and Session Present.
+pub async fn connect_when_back(front: SocketAddr, connect: &Connect) -> (RawClient, bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (cl, ack) = RawClient::handshake(front, connect).await;
+        if ack.code == 0 {
+            return (cl, ack.session_present);
+        }
+        assert_eq!(ack.code, 0x88, "only 'server unavailable' is expected while the shard is down");
+        assert!(std::time::Instant::now() < deadline, "shard did not come back");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }

@@ -18,6 +18,7 @@
 pub mod broker;
 pub mod cli;
 pub mod cluster;
+pub mod haproxy;
 pub mod metrics;
 pub mod parse;
 pub mod raw;

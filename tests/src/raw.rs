@@ -177,6 +177,41 @@ impl RawClient {
         parse::publish(&p, self.v5).unwrap_or_else(|e| panic!("bad PUBLISH: {e}: {p:?}"))
     }
 
+    /// Reads the next PUBLISH and completes its QoS flow as a subscriber (PUBACK, or PUBREC and
+    /// PUBCOMP once the PUBREL came).
+    pub async fn receive(&mut self) -> parse::Publish {
+        let p = self.read_publish(WAIT).await;
+        self.complete(&p).await;
+        p
+    }
+
+    /// Every PUBLISH that arrives until nothing comes for `quiet` (each completed as in
+    /// [`RawClient::receive`]); other packets are dropped.
+    pub async fn receive_until_quiet(&mut self, quiet: Duration) -> Vec<parse::Publish> {
+        let mut got = Vec::new();
+        while let Ok(p) = self.try_read_packet(quiet).await {
+            if p.kind() == kind::PUBLISH {
+                let p = parse::publish(&p, self.v5).unwrap_or_else(|e| panic!("bad PUBLISH: {e}: {p:?}"));
+                self.complete(&p).await;
+                got.push(p);
+            }
+        }
+        got
+    }
+
+    async fn complete(&mut self, p: &parse::Publish) {
+        let pid = p.pid.unwrap_or(0);
+        match p.qos {
+            1 => self.send(&wire::puback(pid)).await,
+            2 => {
+                self.send(&wire::pubrec(pid)).await;
+                self.expect_ack(kind::PUBREL, pid).await;
+                self.send(&wire::pubcomp(pid)).await;
+            }
+            _ => {}
+        }
+    }
+
     /// Panics if a PUBLISH arrives within `dur`; other packets are kept.
     pub async fn expect_no_publish(&mut self, dur: Duration) {
         let deadline = Instant::now() + dur;

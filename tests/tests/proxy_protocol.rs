@@ -2,6 +2,7 @@
 //! is the one the broker logs; the MQTT bytes after the header (even in the same segment) are the
 //! session's; a connection without the header is refused and counted, without harm to others.
 
+use fleetmq_tests::haproxy::Haproxy;
 use fleetmq_tests::wire::{self, Connect};
 use fleetmq_tests::{metrics, unique, Broker, RawClient};
 use std::net::SocketAddr;
@@ -102,30 +103,12 @@ async fn through_haproxy_with_proxy_v2_the_client_address_is_real() {
     let metrics_port = b.metrics_url().trim_start_matches("http://").split(['/', ':']).nth(1).unwrap().to_string();
     let front_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let cfg = format!(
-        "global\n    maxconn 100\ndefaults\n    mode tcp\n    timeout connect 5s\n    timeout client 60s\n    \
-         timeout server 60s\nfrontend mqtt\n    bind 127.0.0.1:{front_port}\n    default_backend fleetmq\n\
+        "{}frontend mqtt\n    bind 127.0.0.1:{front_port}\n    default_backend fleetmq\n\
          backend fleetmq\n    option httpchk GET /ready\n    server node1 {behind} send-proxy-v2 source 127.0.0.2 \
-         check port {metrics_port} inter 300ms\n"
+         check port {metrics_port} inter 300ms\n",
+        Haproxy::preamble()
     );
-    let cfg_path = b.dir().join("haproxy.cfg");
-    std::fs::write(&cfg_path, cfg).unwrap();
-    let bin = if std::path::Path::new("/usr/sbin/haproxy").exists() { "/usr/sbin/haproxy" } else { "haproxy" };
-    let log = std::fs::File::create(b.dir().join("haproxy.log")).unwrap();
-    let child = std::process::Command::new(bin)
-        .args(["-db", "-f"])
-        .arg(&cfg_path)
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {bin} (installed by .ci/run): {e}"));
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _haproxy = Kill(child);
+    let _haproxy = Haproxy::start(b.dir(), &cfg);
     let front: SocketAddr = format!("127.0.0.1:{front_port}").parse().unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;
     let id = unique("lb");

@@ -41,8 +41,9 @@ pub enum ShardLossPolicy {
 #[serde(deny_unknown_fields)]
 pub struct MemberConfig {
     pub id: String,
-    /// Shards: the internal address fronts and shards connect to. Fronts: where clients should
-    /// reconnect when this front drains (Server Reference; behind a load balancer, its address).
+    /// Shards: the internal address fronts and shards connect to. Fronts: the address clients use
+    /// to reach this front; a draining front sends its clients to another front's `addr` (Server
+    /// Reference), so behind a load balancer give every front the balancer's address.
     pub addr: String,
 }
 

@@ -45,7 +45,11 @@ fn documented_examples_parse_and_validate() {
             seen += 1;
         }
     }
-    assert!(seen >= 2, "expected documented examples in {}", dir.display());
+    assert!(seen >= 4, "expected documented examples in {}", dir.display());
+    for cluster in ["cluster-front.toml", "cluster-shard.toml"] {
+        let c = Config::load(&dir.join(cluster)).unwrap_or_else(|e| panic!("{cluster}: {e}"));
+        assert_ne!(c.node.role, NodeRole::Standalone, "{cluster} documents a cluster role");
+    }
 }
 
 #[test]
@@ -91,7 +95,7 @@ fn cluster_roles_parse_and_name_the_bad_key() {
     bad("[cluster]\nheartbeat_timeout_ms = 10\nheartbeat_ms = 10\n", "cluster.heartbeat_timeout_ms");
     bad("[cluster]\nvnodes = 0\n", "cluster.vnodes");
     bad("[cluster]\nstream_window = 1\n", "cluster.stream_window");
-    bad("[cluster]\non_shard_loss = \"panic\"\n", "panic");
+    bad("[cluster]\non_shard_loss = \"panic\"\n", "on_shard_loss");
     bad("[cluster]\nbind = \"x\"\n", "cluster.bind");
     bad("[cluster]\nshards = 3\n", "shards");
     bad("[[listener]]\nbind = \"127.0.0.1:1\"\n", "listener");

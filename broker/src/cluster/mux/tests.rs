@@ -111,6 +111,16 @@ async fn unknown_nodes_and_other_versions_are_refused() {
     let dial = Link::dial(a, "intruder", opts(4096)).await;
     assert!(matches!(accept.await.unwrap(), Err(Error::Handshake(_))));
     assert!(dial.is_err());
+    // A member speaking another protocol version.
+    let (a, b) = tokio::io::duplex(1 << 16);
+    let accept = tokio::spawn(async move { Link::accept(b, "shard-1", opts(4096), |_| true).await });
+    let mut writer = FramedWrite::new(a, FrameCodec::default());
+    let hello = Hello { version: PROTOCOL_VERSION + 1, node: "front-1".into() };
+    writer.send(Frame::bare(Header::Hello(hello))).await.unwrap();
+    match accept.await.unwrap() {
+        Err(Error::Handshake(why)) => assert!(why.contains("protocol"), "{why}"),
+        other => panic!("expected a refused handshake, got {:?}", other.map(|_| ())),
+    }
 }
 
 #[tokio::test]
