@@ -3,11 +3,14 @@
 against one standalone node, same load, same run.
 
 The load is QoS 1 p2p: each pair's publisher and subscriber have their own client ids, so they
-usually live on different shards and every message crosses front → shard → shard → front. For the
-cluster, half the pairs connect through each front (two load-tool processes at once, distinct run
-ids). It runs once at full speed and once at a fixed rate (--rate, per publisher), and reports
-delivered msg/s, p50/p99 latency, the cores all broker processes used over the measurement window,
-and CPU milliseconds per 1000 delivered messages — the cost of the extra hops. Standard library only; reuses bench.py.
+usually live on different shards and every message crosses front → shard → shard → front. Both
+layouts get the same load shape: two load-tool processes at once with half the pairs each (for the
+cluster one per front; distinct run ids). It runs once at full speed and once at a fixed rate
+(--rate, per publisher), and reports delivered msg/s (sum), p50/p99 latency (the higher of the two
+processes' percentiles), the cores all broker processes used together over their busiest window of
+the measurement length (CPU ticks of every process summed at each sample, so the windows line up),
+and CPU milliseconds per 1000 delivered messages — the cost of the extra hops. Standard library
+only; reuses bench.py.
 """
 import argparse
 import json
@@ -45,7 +48,9 @@ def start_cluster(fleetmq, workdir):
     front_ports = [free_port() for _ in range(2)]
     members = "".join(f'[[cluster.shard]]\nid = "shard-{i + 1}"\naddr = "{IP}:{p}"\n' for i, p in enumerate(shard_ports))
     members += "".join(f'[[cluster.front]]\nid = "front-{i + 1}"\naddr = "{IP}:{p}"\n' for i, p in enumerate(front_ports))
-    common = '[log]\nlevel = "warn"\n[sys]\ninterval_ms = 0\n[limits]\nmax_connections = 100000\n'
+    # Link-up lines are logged at info: the run starts once every shard logged them.
+    common = ('[log]\nlevel = "fleetmq::cluster=info,warn"\n[sys]\ninterval_ms = 0\n'
+              '[limits]\nmax_connections = 100000\n')
     procs = []
     for i in range(3):
         text = f'[node]\nid = "shard-{i + 1}"\nrole = "shard"\ndata_dir = "data-{i}"\n{common}{members}'
@@ -56,14 +61,35 @@ def start_cluster(fleetmq, workdir):
         procs.append(start_node(fleetmq, workdir, f"front-{i + 1}", text))
     for port, proc in zip(front_ports, procs[3:]):
         bench.wait_port(port, proc)
+    deadline = time.monotonic() + 30
+    for i in range(3):
+        log = os.path.join(workdir, f"shard-{i + 1}.log")
+        while sum(f"shard link up peer=shard-{j + 1}" in open(log).read() for j in range(3) if j != i) < 2:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"shard-{i + 1} did not link to the other shards")
+            time.sleep(0.1)
     return procs, front_ports
 
 
+class TotalSampler(bench.Sampler):
+    """bench.Sampler over several processes at once: CPU ticks summed at each sample."""
+
+    def __init__(self, pids):
+        super().__init__(pids[0])
+        self.pids = pids
+
+    def run(self):
+        while not self.stop.is_set():
+            got = [bench.read_proc(p) for p in self.pids]
+            if all(got):
+                self.samples.append((time.monotonic(), sum(g[0] for g in got), sum(g[1] for g in got)))
+            self.stop.wait(bench.SAMPLE)
+
+
 def run(loadtest, ports, load, pids, secs):
-    """Runs one load-tool process per port at once; returns (reports, broker cpu seconds)."""
-    samplers = [bench.Sampler(p) for p in pids]
-    for s in samplers:
-        s.start()
+    """Runs one load-tool process per port at once; returns (reports, broker cores, commands)."""
+    sampler = TotalSampler(pids)
+    sampler.start()
     cmds = []
     for i, port in enumerate(ports):
         cmds.append([loadtest, "--port", str(port), "--no-progress", "--json", "--run-id", f"c{i}-{time.time_ns()}"]
@@ -74,11 +100,9 @@ def run(loadtest, ports, load, pids, secs):
         out, err = p.communicate(timeout=secs + 200)
         line = out.strip().splitlines()[-1] if out.strip() else ""
         reports.append(json.loads(line) if line else {"error": err.strip().splitlines()[-1:]})
-    for s in samplers:
-        s.stop.set()
-        s.join()
-    # Cores used over the measurement window (the busiest stretch of that length), all processes.
-    cores = sum(s.busiest(secs) for s in samplers)
+    sampler.stop.set()
+    sampler.join()
+    cores = sampler.busiest(secs)
     return reports, cores, [" ".join(c) for c in cmds]
 
 
@@ -120,12 +144,11 @@ def main():
                 port = free_port()
                 text = (f'[log]\nlevel = "warn"\n[sys]\ninterval_ms = 0\n[limits]\nmax_connections = 100000\n'
                         f'[[listener]]\nkind = "tcp"\nbind = "{IP}:{port}"\n')
-                procs, ports = [start_node(args.fleetmq, work, "standalone", text)], [port]
+                procs, ports = [start_node(args.fleetmq, work, "standalone", text)], [port, port]
                 bench.wait_port(port, procs[0])
             else:
                 procs, ports = start_cluster(args.fleetmq, work)
-            # Shards dial each other once a heartbeat (1 s) until all are up.
-            time.sleep(1.0 if layout == "standalone" else 3.0)
+            time.sleep(1.0)
             per = args.pairs // len(ports)
             load = ["p2p", "--pairs", str(per), "--qos", "1", "--rate", rate, "--inflight", "20", "--payload", "64",
                     "--warmup", warmup, "--duration", duration, "--drain", drain]
