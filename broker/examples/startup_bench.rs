@@ -32,6 +32,7 @@ fn main() -> anyhow::Result<()> {
             properties: Default::default(),
             publisher: ClientId::new("bench"),
             expires_at: None,
+            uid: fleetmq::ids::MessageUid::next(),
         };
         batch.put(Cf::Retained, Bytes::copy_from_slice(msg.topic.as_bytes()), record::encode_message(&msg, now)?);
         if batch.ops.len() >= 10_000 {

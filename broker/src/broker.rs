@@ -144,7 +144,7 @@ impl Broker {
                 opts,
                 c.max_forward_bytes,
                 durability.clone(),
-                c.vnodes,
+                crate::cluster::ring::ShardRing::new(c.ring_shards(), c.vnodes),
             );
             Arc::new(routing)
         });
@@ -284,6 +284,21 @@ impl Broker {
         } else if let Err(e) = self.store.write(batch) {
             tracing::warn!(error = %e, "retained message not stored");
         }
+    }
+
+    /// Whether this node holds a retained message for `topic`.
+    pub(crate) fn has_retained(&self, topic: &str) -> bool {
+        self.retained.contains(topic)
+    }
+
+    /// Removes the retained message of `topic` here (it moved to another shard), its delete
+    /// joining `durable`.
+    pub(crate) fn drop_retained(&self, topic: &str, durable: &mut Batch) {
+        self.retained.remove(topic);
+        let mut batch = Batch::new();
+        batch.delete(Cf::Retained, bytes::Bytes::copy_from_slice(topic.as_bytes()));
+        self.stats.retained.set(self.retained.len() as f64);
+        self.write_retained(batch, durable);
     }
 
     /// Removes expired retained messages from memory and storage (run periodically).

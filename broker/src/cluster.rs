@@ -14,6 +14,7 @@
 
 pub mod front;
 pub mod mux;
+pub mod plan;
 pub mod ring;
 pub mod routes;
 pub mod shard;

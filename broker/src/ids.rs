@@ -46,6 +46,24 @@ impl SessionId {
     }
 }
 
+/// A cluster-unique identity of one message, the same in every copy of it (forwarded to other
+/// shards, stored, reloaded), so a session handed over between shards can tell two copies of one
+/// publish apart from two publishes with the same content. A random per-process prefix and a
+/// counter: unique without coordination between nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageUid(pub u128);
+
+static NEXT_MESSAGE: AtomicU64 = AtomicU64::new(1);
+
+impl MessageUid {
+    /// A fresh uid.
+    pub fn next() -> MessageUid {
+        static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let prefix = *PREFIX.get_or_init(rand::random::<u64>);
+        MessageUid((u128::from(prefix) << 64) | u128::from(NEXT_MESSAGE.fetch_add(1, Ordering::Relaxed)))
+    }
+}
+
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "s{}", self.0)

@@ -1,5 +1,5 @@
 //! The `fleetmq` binary: runs a node (embedded single node with no arguments) and the operator
-//! subcommands `check-config`, `certs` and `passwd`.
+//! subcommands `check-config`, `certs`, `passwd` and `plan-shards`.
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -44,6 +44,19 @@ enum Command {
         #[arg(long)]
         delete: bool,
     },
+    /// Show which client ids a change of the shard set moves: their owners under the `[cluster]`
+    /// of FROM and of TO (config files of any cluster node).
+    PlanShards {
+        from: PathBuf,
+        to: PathBuf,
+        /// A file with one client id per line; without it, N ids `<prefix><n>`.
+        #[arg(long)]
+        ids_file: Option<PathBuf>,
+        #[arg(long, default_value_t = 10_000)]
+        ids: usize,
+        #[arg(long, default_value = "device-")]
+        prefix: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -62,6 +75,21 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Passwd { file, user, password, delete }) => passwd(file, user, password, delete),
+        Some(Command::PlanShards { from, to, ids_file, ids, prefix }) => {
+            let (from, to) = (Config::load(&from)?.cluster, Config::load(&to)?.cluster);
+            let ids: Vec<String> = match ids_file {
+                Some(f) => std::fs::read_to_string(&f)
+                    .with_context(|| format!("cannot read {}", f.display()))?
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                None => (0..ids).map(|i| format!("{prefix}{i}")).collect(),
+            };
+            print!("{}", fleetmq::cluster::plan::plan(&from, &to, &ids));
+            Ok(())
+        }
         None => {
             let config = match &cli.config {
                 Some(path) => Config::load(path)?,

@@ -7,7 +7,7 @@
 //! empty in a stored message; both are per-delivery concerns.
 
 use crate::codec::{LastWill, Publish, PublishProperties, QoS};
-use crate::ids::ClientId;
+use crate::ids::{ClientId, MessageUid};
 use crate::persist::DurableRef;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -28,6 +28,8 @@ pub struct Message {
     pub publisher: ClientId,
     /// When the Message Expiry Interval runs out, if one was given.
     pub expires_at: Option<Instant>,
+    /// The same in every copy of this message anywhere in the cluster.
+    pub uid: MessageUid,
 }
 
 impl Message {
@@ -40,7 +42,16 @@ impl Message {
         properties.topic_alias = None;
         properties.subscription_identifiers.clear();
         let expires_at = properties.message_expiry_interval.map(|s| now + Duration::from_secs(u64::from(s)));
-        Message { topic: Arc::from(p.topic), payload, qos: p.qos, retain: p.retain, properties, publisher, expires_at }
+        Message {
+            topic: Arc::from(p.topic),
+            payload,
+            qos: p.qos,
+            retain: p.retain,
+            properties,
+            publisher,
+            expires_at,
+            uid: MessageUid::next(),
+        }
     }
 
     /// Builds the message a will turns into when it is published.
@@ -64,6 +75,7 @@ impl Message {
             properties,
             publisher,
             expires_at,
+            uid: MessageUid::next(),
         }
     }
 

@@ -147,6 +147,11 @@ impl Stats {
         self.log_throttled("limit reached", limit);
     }
 
+    /// Sessions handed over to their new owner shard (cluster membership changed).
+    pub fn sessions_handed_over(&self, n: usize) {
+        counter!("fleetmq_sessions_handed_over_total").increment(n as u64);
+    }
+
     /// A packet was refused (5.0: reason 0x80; 3.1.1: connection closed) because the write it needed
     /// failed; the storage error itself is logged by the commit thread.
     pub fn storage_refusal(&self) {

@@ -138,6 +138,11 @@ impl Durability {
         });
     }
 
+    /// Resolves once every batch submitted so far has landed.
+    pub async fn barrier(&self) {
+        let _ = self.submit_barrier().await;
+    }
+
     fn submit_barrier(&self) -> Commit {
         match &self.committer {
             Some(c) => Box::pin(c.submit(Batch::new())),

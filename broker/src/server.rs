@@ -120,7 +120,7 @@ impl Server {
         }
         if let Some(routing) = &broker.routing {
             for peer in 0..routing.peer_count() {
-                tokio::spawn(routing.clone().run_peer(peer, broker.shutdown_signal()));
+                tokio::spawn(routing.clone().run_peer(broker.clone(), peer));
             }
         }
         if let Some(front) = &broker.front {

@@ -28,6 +28,7 @@ use tokio::sync::Notify;
 mod backpressure;
 mod durable;
 mod flow;
+pub mod handover;
 pub mod inbox;
 mod link;
 pub mod qos;
@@ -59,6 +60,18 @@ pub(crate) enum Control {
     Attach(Box<AttachRequest>),
     /// End the session now: a clean-start CONNECT with the same client id took over.
     Discard,
+    /// Hand the (offline, stored) session over to shard `peer` (cluster membership changed).
+    HandOut {
+        peer: usize,
+        link: Arc<dyn handover::HandoverLink>,
+        done: tokio::sync::oneshot::Sender<bool>,
+    },
+    /// Take in the deliveries the session's previous owner handed over.
+    Merge {
+        entries: Vec<handover::HandedEntry>,
+        inbound: Vec<u16>,
+        done: Option<tokio::sync::oneshot::Sender<bool>>,
+    },
 }
 
 /// The part of a session that publishers and the registry share with its task.
@@ -192,6 +205,11 @@ impl Sessions {
         } else {
             false
         }
+    }
+
+    /// Every session (online and offline); a copy, so the registry stays unlocked meanwhile.
+    pub(crate) fn all(&self) -> Vec<Arc<SessionShared>> {
+        self.map.lock().values().cloned().collect()
     }
 
     /// Number of sessions (online and offline).

@@ -53,6 +53,7 @@ fn publish_all(broker: &Broker) {
             properties: Default::default(),
             publisher: ClientId::default(),
             expires_at: None,
+            uid: crate::ids::MessageUid::next(),
         };
         let _ = broker.publish(Arc::new(msg), crate::store::Batch::new());
     }

@@ -95,6 +95,11 @@ impl Broker {
         broker
     }
 
+    /// Replaces the config file the next [`Broker::restart`] reads.
+    pub fn rewrite_config(&self, config: &str) {
+        self.dir.write("fleetmq.toml", config);
+    }
+
     /// Sets or lifts the file size limit for later [`Broker::restart`]s.
     pub fn set_file_size_limit(&mut self, bytes: Option<u64>) {
         self.file_size_limit = bytes;

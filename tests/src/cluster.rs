@@ -12,6 +12,7 @@ use crate::raw::RawClient;
 use crate::tempdir::TempDir;
 use crate::wire::{self, prop, Connect, Props};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 static CLUSTERS: AtomicU32 = AtomicU32::new(0);
@@ -27,6 +28,11 @@ pub struct Cluster {
     pub front_metrics: Vec<SocketAddr>,
     /// The loopback address this cluster's nodes use.
     pub ip: Ipv4Addr,
+    shard_addrs: Vec<SocketAddr>,
+    /// Shards (by id) marked as leaving.
+    leaving: Vec<String>,
+    extra: String,
+    behind_proxy: bool,
 }
 
 /// A loopback address no other cluster of this test run uses.
@@ -65,57 +71,137 @@ impl Cluster {
         let shard_addrs: Vec<SocketAddr> = ports.drain(..shards).collect();
         let front_addrs: Vec<SocketAddr> = ports.drain(..fronts).collect();
         let front_metrics: Vec<SocketAddr> = ports;
-        let mut members = String::new();
-        for (id, addr) in shard_ids.iter().zip(&shard_addrs) {
-            members.push_str(&format!("[[cluster.shard]]\nid = \"{id}\"\naddr = \"{addr}\"\n"));
-        }
-        for (i, addr) in front_addrs.iter().enumerate() {
-            members.push_str(&format!("[[cluster.front]]\nid = \"front-{}\"\naddr = \"{addr}\"\n", i + 1));
-        }
-        let start = |id: &str, role: &str, listener: Option<SocketAddr>, metrics: Option<SocketAddr>| {
-            let dir = TempDir::new(&format!("fleetmq-{id}"));
-            let engine = std::env::var("FLEETMQ_TEST_ENGINE").unwrap_or_else(|_| "memory".into());
-            let mut text = format!(
-                "[node]\nid = \"{id}\"\nrole = \"{role}\"\ndata_dir = {data:?}\n\
-                 [log]\nlevel = \"fleetmq=debug,info\"\n\
-                 [storage]\nengine = {engine:?}\n\
-                 [cluster]\nheartbeat_ms = 200\nheartbeat_timeout_ms = 1000\n{members}",
-                data = dir.join("data").display().to_string()
-            );
-            if let Some(addr) = listener {
-                text.push_str(&format!("[[listener]]\nkind = \"tcp\"\nbind = \"{addr}\"\n"));
-                if behind_proxy {
-                    text.push_str("proxy_protocol = \"v2\"\n");
-                }
-            }
-            if let Some(addr) = metrics {
-                text.push_str(&format!("[metrics]\nbind = \"{addr}\"\n"));
-            }
-            let mut table: toml::Table = text.parse().unwrap_or_else(|e| panic!("cluster config: {e}\n{text}"));
-            let extra: toml::Table = extra.parse().unwrap_or_else(|e| panic!("extra config: {e}\n{extra}"));
-            merge(&mut table, extra);
-            if role == "front" {
-                // A front stores nothing, whatever the test asks of the shards.
-                if let Some(toml::Value::Table(storage)) = table.get_mut("storage") {
-                    storage.insert("engine".into(), toml::Value::String("memory".into()));
-                }
-            }
-            Broker::start_exact(dir, &table.to_string(), None)
+        let mut cluster = Cluster {
+            shards: Vec::new(),
+            fronts: Vec::new(),
+            shard_ids,
+            front_addrs,
+            front_metrics,
+            ip,
+            shard_addrs,
+            leaving: Vec::new(),
+            extra: extra.to_string(),
+            behind_proxy,
         };
-        let shards: Vec<Broker> = shard_ids.iter().map(|id| start(id, "shard", None, None)).collect();
-        let fronts: Vec<Broker> = front_addrs
-            .iter()
-            .enumerate()
-            .map(|(i, a)| start(&format!("front-{}", i + 1), "front", Some(*a), front_metrics.get(i).copied()))
-            .collect();
-        let cluster = Cluster { shards, fronts, shard_ids, front_addrs, front_metrics, ip };
+        for i in 0..shards {
+            let dir = TempDir::new(&format!("fleetmq-{}", cluster.shard_ids[i]));
+            let config = cluster.shard_config(i, dir.path());
+            cluster.shards.push(Broker::start_exact(dir, &config, None));
+        }
+        for i in 0..fronts {
+            let dir = TempDir::new(&format!("fleetmq-front-{}", i + 1));
+            let config = cluster.front_config(i, dir.path());
+            cluster.fronts.push(Broker::start_exact(dir, &config, None));
+        }
         cluster.await_shard_links();
         cluster
+    }
+
+    /// The `[[cluster.shard]]` and `[[cluster.front]]` lists as they are now.
+    fn members(&self) -> String {
+        let mut members = String::new();
+        for (id, addr) in self.shard_ids.iter().zip(&self.shard_addrs) {
+            members.push_str(&format!("[[cluster.shard]]\nid = \"{id}\"\naddr = \"{addr}\"\n"));
+            if self.leaving.contains(id) {
+                members.push_str("leaving = true\n");
+            }
+        }
+        for (i, addr) in self.front_addrs.iter().enumerate() {
+            members.push_str(&format!("[[cluster.front]]\nid = \"front-{}\"\naddr = \"{addr}\"\n", i + 1));
+        }
+        members
+    }
+
+    fn shard_config(&self, i: usize, dir: &Path) -> String {
+        self.node_config(&self.shard_ids[i], "shard", dir, None, None)
+    }
+
+    fn front_config(&self, i: usize, dir: &Path) -> String {
+        let id = format!("front-{}", i + 1);
+        self.node_config(&id, "front", dir, Some(self.front_addrs[i]), self.front_metrics.get(i).copied())
+    }
+
+    fn node_config(
+        &self,
+        id: &str,
+        role: &str,
+        dir: &Path,
+        listener: Option<SocketAddr>,
+        metrics: Option<SocketAddr>,
+    ) -> String {
+        let engine = std::env::var("FLEETMQ_TEST_ENGINE").unwrap_or_else(|_| "memory".into());
+        let mut text = format!(
+            "[node]\nid = \"{id}\"\nrole = \"{role}\"\ndata_dir = {data:?}\n\
+             [log]\nlevel = \"fleetmq=debug,info\"\n\
+             [storage]\nengine = {engine:?}\n\
+             [cluster]\nheartbeat_ms = 200\nheartbeat_timeout_ms = 1000\n{members}",
+            data = dir.join("data").display().to_string(),
+            members = self.members(),
+        );
+        if let Some(addr) = listener {
+            text.push_str(&format!("[[listener]]\nkind = \"tcp\"\nbind = \"{addr}\"\n"));
+            if self.behind_proxy {
+                text.push_str("proxy_protocol = \"v2\"\n");
+            }
+        }
+        if let Some(addr) = metrics {
+            text.push_str(&format!("[metrics]\nbind = \"{addr}\"\n"));
+        }
+        let mut table: toml::Table = text.parse().unwrap_or_else(|e| panic!("cluster config: {e}\n{text}"));
+        let extra: toml::Table = self.extra.parse().unwrap_or_else(|e| panic!("extra config: {e}\n{}", self.extra));
+        merge(&mut table, extra);
+        if role == "front" {
+            // A front stores nothing, whatever the test asks of the shards.
+            if let Some(toml::Value::Table(storage)) = table.get_mut("storage") {
+                storage.insert("engine".into(), toml::Value::String("memory".into()));
+            }
+        }
+        table.to_string()
+    }
+
+    /// Changes the shard set the documented way: the new shard starts first, then every other
+    /// shard and then every front restarts on the new member list (kill -9 and start on the same
+    /// data directory). Returns once all shards are linked again.
+    pub fn add_shard(&mut self) {
+        let id = format!("shard-{}", self.shard_ids.len() + 1);
+        self.shard_ids.push(id.clone());
+        self.shard_addrs.push(free_ports(self.ip, 1)[0]);
+        let dir = TempDir::new(&format!("fleetmq-{id}"));
+        let config = self.shard_config(self.shard_ids.len() - 1, dir.path());
+        self.shards.push(Broker::start_exact(dir, &config, None));
+        self.reconfigure(self.shards.len() - 1);
+    }
+
+    /// Marks shard `i` as leaving and rolls the new member list out like [`Cluster::add_shard`].
+    pub fn retire_shard(&mut self, i: usize) {
+        self.leaving.push(self.shard_ids[i].clone());
+        self.reconfigure(usize::MAX);
+    }
+
+    /// Restarts every shard but `skip`, then every front, on the current member list.
+    fn reconfigure(&mut self, skip: usize) {
+        let marks: Vec<usize> = self.shards.iter().map(|s| s.log().len()).collect();
+        for i in (0..self.shards.len()).filter(|i| *i != skip) {
+            let config = self.shard_config(i, self.shards[i].dir());
+            self.shards[i].rewrite_config(&config);
+            self.shards[i].restart();
+        }
+        for i in 0..self.fronts.len() {
+            let config = self.front_config(i, self.fronts[i].dir());
+            self.fronts[i].rewrite_config(&config);
+            self.fronts[i].restart();
+        }
+        self.await_links_since(&marks);
     }
 
     /// Waits until every shard has its link to every other shard up (each logs `shard link up`),
     /// so routes announced from now on reach every shard before the SUBACK.
     pub fn await_shard_links(&self) {
+        self.await_links_since(&vec![0; self.shards.len()]);
+    }
+
+    /// Like [`Cluster::await_shard_links`], for links logged past byte `marks[i]` of shard i's log.
+    fn await_links_since(&self, marks: &[usize]) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         for (i, shard) in self.shards.iter().enumerate() {
             for (j, peer) in self.shard_ids.iter().enumerate() {
@@ -123,7 +209,7 @@ impl Cluster {
                     continue;
                 }
                 let needle = format!("shard link up peer={peer}");
-                while !shard.log().contains(&needle) {
+                while !shard.log().get(marks[i]..).unwrap_or_default().contains(&needle) {
                     assert!(std::time::Instant::now() < deadline, "{} never linked to {peer}", self.shard_ids[i]);
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }

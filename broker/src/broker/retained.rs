@@ -115,6 +115,11 @@ impl Retained {
         Stored::Yes { evicted }
     }
 
+    /// Whether `topic` has a retained message (expired or not).
+    pub fn contains(&self, topic: &str) -> bool {
+        self.state.read().index.get(topic).is_some()
+    }
+
     /// Removes the retained message of `topic`, if any.
     pub fn remove(&self, topic: &str) -> bool {
         let mut s = self.state.write();
@@ -212,6 +217,7 @@ mod tests {
             properties: Default::default(),
             publisher: ClientId::new("p"),
             expires_at: None,
+            uid: crate::ids::MessageUid::next(),
         })
     }
 

@@ -23,6 +23,7 @@ fn retained(topic: &str, payload: &'static str) -> Arc<Message> {
         properties: Default::default(),
         publisher: ClientId::new("p"),
         expires_at: None,
+        uid: crate::ids::MessageUid::next(),
     })
 }
 

@@ -53,7 +53,7 @@ impl Front {
             .collect();
         Front {
             node: config.node.id.clone(),
-            ring: ShardRing::new(c.shards.iter().map(|s| s.id.as_str()), c.vnodes),
+            ring: ShardRing::new(c.ring_shards(), c.vnodes),
             shards,
             opts: super::link_options(c),
             policy: c.on_shard_loss,
@@ -155,13 +155,14 @@ pub async fn serve(broker: &Arc<Broker>, front: &Front, mut io: ClientIo, mut ad
     if codec::encode(&Packet::Connect(admitted.connect), protocol, &mut body).is_err() {
         return;
     }
+    let client_id = client_id.as_str();
     let open = SessionOpen {
         peer: admitted.peer,
         username: admitted.username,
         assigned_client_id: admitted.assigned_client_id,
         server_keep_alive: admitted.server_keep_alive,
+        owner: front.ring.owner(client_id).unwrap_or_default().to_string(),
     };
-    let client_id = client_id.as_str();
     let Some(stream) = front.open(client_id, open, body.freeze()) else {
         broker.stats.limit_rejection("shard_unavailable");
         tracing::debug!(%client_id, "owner shard unreachable: CONNECT refused");

@@ -39,6 +39,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 mod applied;
+mod handover;
 mod outbox;
 mod retained;
 
@@ -66,14 +67,15 @@ pub struct ShardRouting {
     high_water: usize,
     low_water: usize,
     durability: Arc<Durability>,
-    /// Owners of retained topics (the same ring as sessions).
-    ring: ShardRing,
+    /// Owners of retained topics and sessions.
+    ring: Arc<ShardRing>,
     /// Retained queries waiting for their reply, by id.
     queries: Mutex<HashMap<u64, oneshot::Sender<Vec<Vec<u8>>>>>,
     /// Route announcements not yet acknowledged by every shard they went to.
     route_syncs: Mutex<HashMap<RouteKey, RouteSync>>,
-    /// Ids of route announcements and retained queries.
+    /// Ids of route announcements, retained queries and hand-overs.
     next_id: AtomicU64,
+    handovers: handover::Handovers,
 }
 
 /// A route announcement waiting for acks.
@@ -122,14 +124,15 @@ struct Peer {
 }
 
 impl ShardRouting {
-    /// The routing state of shard `me` among `shards` (id, internal address).
+    /// The routing state of shard `me` among `shards` (id, internal address); `ring` places
+    /// sessions and retained topics on them.
     pub fn new(
         me: &str,
         shards: &[(String, SocketAddr)],
         opts: LinkOptions,
         max_forward_bytes: usize,
         durability: Arc<Durability>,
-        vnodes: u32,
+        ring: ShardRing,
     ) -> Self {
         let peers: Vec<Peer> = shards
             .iter()
@@ -155,10 +158,11 @@ impl ShardRouting {
             high_water: FORWARD_HIGH_WATER.min(max_forward_bytes / 4),
             low_water: FORWARD_HIGH_WATER.min(max_forward_bytes / 4) / 2,
             durability,
-            ring: ShardRing::new(shards.iter().map(|(id, _)| id.as_str()), vnodes),
+            ring: Arc::new(ring),
             queries: Mutex::new(HashMap::new()),
             route_syncs: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            handovers: handover::Handovers::default(),
         }
     }
 
@@ -350,8 +354,9 @@ impl ShardRouting {
     }
 
     /// Keeps the outbound link to peer `index` up until shutdown: dials, announces the routes,
-    /// re-sends the outbox, and takes acks.
-    pub async fn run_peer(self: Arc<Self>, index: usize, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    /// re-sends the outbox, hands over what the peer owns now, and takes acks and answers.
+    pub async fn run_peer(self: Arc<Self>, broker: Arc<Broker>, index: usize) {
+        let mut shutdown = broker.shutdown_signal();
         let peer = &self.peers[index];
         let mut logged_down = false;
         loop {
@@ -384,6 +389,7 @@ impl ShardRouting {
                 }
                 *peer.link.lock() = Some(link.clone());
             }
+            tokio::spawn(self.clone().hand_out(broker.clone(), index));
             loop {
                 tokio::select! {
                     _ = super::shutting_down(&mut shutdown) => { link.close(); return; }
@@ -409,6 +415,9 @@ impl ShardRouting {
                             if let Some(tx) = self.queries.lock().remove(&id) {
                                 let _ = tx.send(records);
                             }
+                        }
+                        Some((ShardMsg::HandoverReady { id, ok } | ShardMsg::HandoverDone { id, ok }, _)) => {
+                            self.handover_answered(id, ok)
                         }
                         Some(_) => {}
                         None => break,
@@ -449,7 +458,7 @@ impl ShardRouting {
 
     /// Serves what peer `index` sends on the link it dialed to us, until the link ends.
     pub async fn serve_peer(
-        &self,
+        self: &Arc<Self>,
         broker: &Arc<Broker>,
         index: usize,
         link: Link,
@@ -469,14 +478,28 @@ impl ShardRouting {
                         self.remote.unsubscribe(&key.filter, key.group.as_deref(), &index);
                     }
                 }
-                ShardMsg::Forward { epoch, seq, direct, groups, retain } => {
+                ShardMsg::Forward { epoch, seq, direct, groups, retain, moved } => {
                     let scope = Scope::Forwarded { direct, groups: &groups };
-                    self.apply(broker, index, (epoch, seq, retain), scope, &body, &link)
+                    self.apply(broker, index, (epoch, seq, retain, moved), scope, &body, &link)
                 }
                 ShardMsg::RetainedQuery { id, filter } => retained::answer(broker, &link, id, filter),
-                ShardMsg::ForwardAck { .. } | ShardMsg::RetainedReply { .. } | ShardMsg::RouteAck { .. } => {}
+                ShardMsg::HandoverBegin { id, client_id, next_seq } => {
+                    self.take_session(broker, &link, (id, client_id, next_seq), &body)
+                }
+                ShardMsg::HandoverEntry { id, seq, qos, retain, sub_ids, released } => {
+                    self.take_entry(index, id, (seq, qos, retain, sub_ids, released), &body)
+                }
+                ShardMsg::HandoverEnd { id, client_id, entries, inbound } => {
+                    self.take_end(broker, &link, index, (id, client_id, entries, inbound))
+                }
+                ShardMsg::ForwardAck { .. }
+                | ShardMsg::RetainedReply { .. }
+                | ShardMsg::RouteAck { .. }
+                | ShardMsg::HandoverReady { .. }
+                | ShardMsg::HandoverDone { .. } => {}
             }
         }
+        self.handover_link_ended(index);
     }
 
     fn replace_routes(&self, index: usize, routes: Vec<RouteKey>) {
@@ -499,7 +522,7 @@ impl ShardRouting {
         &self,
         broker: &Arc<Broker>,
         index: usize,
-        (epoch, seq, retain): (u64, u64, bool),
+        (epoch, seq, retain, moved): (u64, u64, bool, bool),
         scope: Scope<'_>,
         body: &[u8],
         link: &Link,
@@ -520,7 +543,8 @@ impl ShardRouting {
             link.send(ack, Bytes::new());
             return;
         }
-        if retain {
+        // A handed-over retained message yields to one published since.
+        if retain && !(moved && broker.has_retained(&msg.topic)) {
             broker.retain(&msg, &mut batch);
         }
         let published = broker.route(&msg, batch, scope);
@@ -545,7 +569,7 @@ fn target_index(targets: &mut Vec<Target>, peer: usize) -> usize {
     match targets.iter().position(|t| t.peer == peer) {
         Some(i) => i,
         None => {
-            targets.push(Target { peer, direct: false, groups: Vec::new(), retain: false });
+            targets.push(Target { peer, direct: false, groups: Vec::new(), retain: false, moved: false });
             targets.len() - 1
         }
     }

@@ -8,7 +8,7 @@
 
 use super::mux::{Accepted, Incoming, Link, LinkOptions};
 use crate::broker::Broker;
-use crate::codec::{self, ConnAck, Packet};
+use crate::codec::{self, ConnAck, Packet, ReasonCode};
 use crate::connection::{ClientIo, ClientStream, ConnGuard, WriterOptions};
 use crate::session::{self, AttachRequest};
 use bytes::BytesMut;
@@ -84,11 +84,21 @@ fn attach(broker: &Arc<Broker>, incoming: Incoming, tracker: &TaskTracker) {
     if broker.is_shutting_down() {
         return;
     }
+    let refuse = broker.routing.as_ref().and_then(|r| r.owner_of(&connect.client_id)).filter(|o| *o != open.owner);
     let mut guard = ConnGuard::new(broker.clone());
     guard.token = Some(tracker.token());
     guard.opened();
     let protocol = connect.protocol;
     let mut io = ClientIo::new(ClientStream::Remote(stream), max_packet, guard);
+    if let Some(owner) = refuse {
+        // The front's ring and ours disagree (a membership change is rolling out): serving the
+        // session here could split it in two, so the client retries until the configurations agree.
+        broker.stats.limit_rejection("membership_mismatch");
+        tracing::debug!(client_id = %connect.client_id, front_owner = %open.owner, %owner, "CONNECT for another shard refused");
+        let refusal = Packet::ConnAck(ConnAck { reason: ReasonCode::USE_ANOTHER_SERVER, ..Default::default() });
+        tokio::spawn(async move { io.write_now(&refusal, protocol).await });
+        return;
+    }
     io.set_options(WriterOptions::of(&connect));
     let assigned = open.assigned_client_id.then(|| connect.client_id.clone());
     let properties =

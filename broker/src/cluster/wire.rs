@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
 /// Version of the internal protocol; both ends of a link must speak the same one.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Largest frame: one MQTT packet of the largest configurable size plus header.
 pub const MAX_FRAME: usize = 268_435_460 + 1024;
@@ -41,6 +41,10 @@ pub struct SessionOpen {
     pub assigned_client_id: bool,
     /// The keepalive the front enforces when it differs from the client's (5.0: Server Keep Alive).
     pub server_keep_alive: Option<u16>,
+    /// The shard the front's ring names as the session's owner (this one, or the one it stands
+    /// in for under `on_shard_loss = "next_shard"`): a shard whose own ring disagrees refuses the
+    /// session, so two configurations never serve one client id at once.
+    pub owner: String,
 }
 
 /// The header of a frame.
@@ -111,13 +115,16 @@ pub enum ShardMsg {
     /// rise by one per message within an epoch, per target shard. The receiver delivers to its
     /// direct subscriptions if `direct`, and to its members of exactly the shared `groups` (the
     /// sender chose this shard to serve them); with `retain` it also stores the message as its
-    /// topic's retained message (the receiver owns that topic).
+    /// topic's retained message (the receiver owns that topic); `moved` marks a retained message
+    /// handed over by its previous owner, stored only if the receiver has none for the topic yet
+    /// (one published since is newer).
     Forward {
         epoch: u64,
         seq: u64,
         direct: bool,
         groups: Vec<RouteKey>,
         retain: bool,
+        moved: bool,
     },
     /// Asks for the retained messages matching `filter` that the receiver owns.
     RetainedQuery {
@@ -133,6 +140,44 @@ pub enum ShardMsg {
     ForwardAck {
         epoch: u64,
         seq: u64,
+    },
+    /// Hand-over of a persistent session to its new owner (the receiver): the body is the stored
+    /// session record. `next_seq` is the sender's next delivery sequence, so entries handed over
+    /// later keep their order below anything the receiver queues meanwhile.
+    HandoverBegin {
+        id: u64,
+        client_id: String,
+        next_seq: u64,
+    },
+    /// The receiver holds the session and every shard routes its subscriptions there (`ok`), or it
+    /// cannot take it now (a shard of its membership is unreachable): the sender keeps it and
+    /// tries again later.
+    HandoverReady {
+        id: u64,
+        ok: bool,
+    },
+    /// One queued or in-flight delivery of the session being handed over; the body is the
+    /// message record (which carries the message's uid).
+    HandoverEntry {
+        id: u64,
+        seq: u64,
+        qos: u8,
+        retain: bool,
+        sub_ids: Vec<u32>,
+        /// QoS 2: PUBREC was received, resume with PUBREL.
+        released: bool,
+    },
+    /// The last of the entries; with the inbound QoS 2 packet ids awaiting PUBREL.
+    HandoverEnd {
+        id: u64,
+        client_id: String,
+        entries: u32,
+        inbound: Vec<u16>,
+    },
+    /// The receiver stored everything: the sender deletes its copy.
+    HandoverDone {
+        id: u64,
+        ok: bool,
     },
 }
 
@@ -238,6 +283,7 @@ mod tests {
                     username: Some("u".into()),
                     assigned_client_id: true,
                     server_keep_alive: Some(60),
+                    owner: "shard-2".into(),
                 },
             },
             body: Bytes::from_static(b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00"),
@@ -247,7 +293,8 @@ mod tests {
         roundtrip(Frame::bare(Header::Close { stream: 1 }));
         let key = RouteKey { filter: "fleet/+/telemetry".into(), group: Some("g".into()) };
         roundtrip(Frame::bare(Header::Shard(ShardMsg::Routes { routes: vec![key.clone()] })));
-        let forward = ShardMsg::Forward { epoch: 3, seq: 9, direct: true, groups: vec![key.clone()], retain: true };
+        let forward =
+            ShardMsg::Forward { epoch: 3, seq: 9, direct: true, groups: vec![key.clone()], retain: true, moved: false };
         roundtrip(Frame { header: Header::Shard(forward), body: Bytes::from("rec") });
         roundtrip(Frame::bare(Header::Shard(ShardMsg::RouteDel(key))));
     }

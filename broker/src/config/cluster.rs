@@ -45,6 +45,11 @@ pub struct MemberConfig {
     /// to reach this front; a draining front sends its clients to another front's `addr` (Server
     /// Reference), so behind a load balancer give every front the balancer's address.
     pub addr: String,
+    /// Shards only: the shard is leaving the cluster. It stays a member (links, forwarding) but
+    /// owns nothing on the ring, so it hands every stored session and retained message over to
+    /// the others; remove it once it holds none (see README, "Changing the shard set").
+    #[serde(default)]
+    pub leaving: bool,
 }
 
 /// `[cluster]`: membership and internal links (used by front and shard nodes only).
@@ -95,6 +100,11 @@ impl ClusterConfig {
     }
 
     /// Checks the section for a node of `role` named `node_id`.
+    /// Ids of the shards that own sessions and retained topics (those not leaving).
+    pub fn ring_shards(&self) -> impl Iterator<Item = &str> {
+        self.shards.iter().filter(|s| !s.leaving).map(|s| s.id.as_str())
+    }
+
     pub(super) fn validate(&self, role: NodeRole, node_id: &str) -> Result<(), Error> {
         let invalid = |key: String, message: String| Err(Error::Invalid { key, message });
         if role == NodeRole::Standalone {
@@ -122,6 +132,12 @@ impl ClusterConfig {
                     );
                 }
             }
+        }
+        if let Some(i) = self.fronts.iter().position(|f| f.leaving) {
+            return invalid(format!("cluster.front[{i}].leaving"), "only shards leave through a hand-over".into());
+        }
+        if self.shards.iter().all(|s| s.leaving) {
+            return invalid("cluster.shard".into(), "at least one shard must not be leaving".into());
         }
         let (list, members) = match role {
             NodeRole::Shard => ("cluster.shard", &self.shards),

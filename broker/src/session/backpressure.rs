@@ -148,6 +148,7 @@ mod tests {
             properties: Default::default(),
             publisher: ClientId::new("p"),
             expires_at: None,
+            uid: crate::ids::MessageUid::next(),
         });
         Delivery { msg, qos: QoS::AtMostOnce, retain: false, sub_ids: Vec::new(), durable: None }
     }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 impl SessionTask {
     /// The stored form of this session.
-    fn record(&self) -> SessionRecord {
+    pub(super) fn record(&self) -> SessionRecord {
         let now = Instant::now();
         let mut r = SessionRecord::new(self.owner.clone(), self.expiry_secs);
         r.offline_since_ms =
@@ -97,7 +97,7 @@ pub(crate) fn restore_sessions(broker: &Arc<Broker>, sessions: Vec<RecoveredSess
         if !broker.sessions.replace(None, shared.clone()) {
             continue;
         }
-        tasks.push(restore_one(broker, shared, rs, now, wall));
+        tasks.push(restore_one(broker, shared, rs, now, wall).0);
     }
     broker.stats.subscriptions.set(broker.router.len() as f64);
     for task in tasks {
@@ -105,13 +105,16 @@ pub(crate) fn restore_sessions(broker: &Arc<Broker>, sessions: Vec<RecoveredSess
     }
 }
 
-fn restore_one(
+/// The task of a stored session, subscriptions routed; with what resolves once other shards
+/// route each new one here.
+pub(super) fn restore_one(
     broker: &Arc<Broker>,
     shared: Arc<super::SessionShared>,
     rs: RecoveredSession,
     now: Instant,
     wall: SystemTime,
-) -> SessionTask {
+) -> (SessionTask, Vec<tokio::sync::oneshot::Receiver<()>>) {
+    let mut synced = Vec::new();
     let mut task = SessionTask::new(broker.clone(), shared.clone());
     let r = rs.record;
     task.owner = r.owner;
@@ -123,7 +126,7 @@ fn restore_one(
         let (group, inner) = super::subscribe::split(&s.filter);
         let entry = crate::broker::SubEntry { session: shared.clone(), options, sub_id: s.sub_id };
         // Other shards learn restored routes from the snapshot when their links come up.
-        let _ = broker.subscribe(inner, group, entry);
+        synced.extend(broker.subscribe(inner, group, entry));
         task.subscriptions.insert(s.filter, (options, s.sub_id));
     }
     // Offline since the record says, or (connected at the crash) since now: that connection died.
@@ -139,5 +142,5 @@ fn restore_one(
     if r.expiry_secs != u32::MAX {
         task.expire_at = Some(at(r.expiry_secs));
     }
-    task
+    (task, synced)
 }

@@ -91,6 +91,11 @@ impl Inbox {
         self.queue.drain(..).collect()
     }
 
+    /// Uids of the queued messages.
+    pub fn uids(&self) -> impl Iterator<Item = crate::ids::MessageUid> + '_ {
+        self.queue.iter().map(|d| d.msg.uid)
+    }
+
     /// Removes the oldest delivery.
     pub fn pop(&mut self) -> Option<Delivery> {
         let d = self.queue.pop_front()?;
@@ -149,6 +154,7 @@ mod tests {
             properties: Default::default(),
             publisher: ClientId::new("p"),
             expires_at: None,
+            uid: crate::ids::MessageUid::next(),
         };
         Delivery { msg: Arc::new(msg), qos, retain: false, sub_ids: vec![], durable: None }
     }

@@ -63,6 +63,8 @@ pub(super) struct SessionTask {
     /// While set, a subscriber this client published to is congested (publisher back-pressure):
     /// only acknowledgements and PINGREQ are read until the pause ends.
     pub pause: Option<Pause>,
+    /// Set while the session, created by a hand-over, waits for the previous owner's entries.
+    pub receiving: Option<Box<super::handover::Receiving>>,
     pub ended: bool,
     /// The one timer of the session: keep-alive while online, will delay and expiry while not.
     timer: Pin<Box<Sleep>>,
@@ -100,6 +102,7 @@ impl SessionTask {
             resets: 0,
             cold: false,
             pause: None,
+            receiving: None,
             ended: false,
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             timer_at: None,
@@ -119,11 +122,22 @@ impl SessionTask {
             tokio::select! {
                 c = self.shared.next_control() => match c {
                     Control::Attach(req) => {
-                        if self.cold {
-                            // Boxed: its state would otherwise sit in every session's task.
-                            Box::pin(self.load_cold()).await;
+                        if let Some(req) = self.hold(req) {
+                            if self.cold {
+                                // Boxed: its state would otherwise sit in every session's task.
+                                Box::pin(self.load_cold()).await;
+                            }
+                            self.attach(*req, true);
                         }
-                        self.attach(*req, true);
+                    }
+                    Control::HandOut { peer, link, done } => {
+                        let _ = done.send(Box::pin(self.hand_out(peer, link)).await);
+                    }
+                    Control::Merge { entries, inbound, done } => {
+                        let stored = Box::pin(self.merge(entries, inbound)).await;
+                        if let Some(done) = done {
+                            let _ = done.send(stored);
+                        }
                     }
                     Control::Discard => {
                         // A DISCONNECT the old connection sent first still decides its will.
@@ -165,10 +179,7 @@ impl SessionTask {
     fn arm_timer(&mut self) {
         let want = match &self.link {
             Some(link) => link.keepalive_due(),
-            None => match (self.will_at, self.expire_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            },
+            None => [self.will_at, self.expire_at, self.hold_deadline()].into_iter().flatten().min(),
         };
         match want {
             None => self.timer_at = None,
@@ -181,7 +192,7 @@ impl SessionTask {
     }
 
     /// Attaches a connection and queues its CONNACK; `existing` says whether this session existed.
-    fn attach(&mut self, req: AttachRequest, mut existing: bool) {
+    pub(super) fn attach(&mut self, req: AttachRequest, mut existing: bool) {
         if self.link.is_some() && !self.take_over() {
             existing = false;
         }
@@ -280,7 +291,7 @@ impl SessionTask {
         self.expire_at = None;
     }
 
-    fn unsubscribe_all(&mut self) {
+    pub(super) fn unsubscribe_all(&mut self) {
         for (filter, _) in self.subscriptions.drain() {
             let (group, inner) = super::subscribe::split(&filter);
             self.broker.unsubscribe(inner, group, self.shared.id);
@@ -350,6 +361,11 @@ impl SessionTask {
             }
             return;
         }
+        if self.hold_deadline().is_some_and(|t| t <= now) {
+            // The previous owner's entries did not come in time: serve the client without them.
+            self.release_held();
+            return;
+        }
         if self.will_at.is_some_and(|t| t <= now) {
             self.will_at = None;
             self.publish_will();
@@ -393,8 +409,24 @@ impl SessionTask {
     /// After the session ended: hand any attach that raced with the end to a fresh session.
     fn finish(self) {
         for c in self.shared.close_control() {
-            if let Control::Attach(req) = c {
-                super::attach(&self.broker, *req);
+            match c {
+                Control::Attach(req) => super::attach(&self.broker, *req),
+                Control::HandOut { done, .. } => {
+                    let _ = done.send(false);
+                }
+                Control::Merge { entries, inbound, done } => {
+                    // Handed to whatever session has the client id now (or dropped if none: the
+                    // session ended here).
+                    let broker = self.broker.clone();
+                    let client_id = self.shared.client_id.to_string();
+                    tokio::spawn(async move {
+                        let stored = super::handover::merge(&broker, &client_id, entries, inbound).await;
+                        if let Some(done) = done {
+                            let _ = done.send(stored);
+                        }
+                    });
+                }
+                Control::Discard => {}
             }
         }
     }

@@ -11,6 +11,7 @@ fn open() -> SessionOpen {
         username: None,
         assigned_client_id: false,
         server_keep_alive: None,
+        owner: "shard-1".into(),
     }
 }
 
@@ -131,13 +132,16 @@ async fn shard_messages_arrive_in_order_with_their_body() {
     let mut accepted = accept.await.unwrap().unwrap();
     for seq in 1..=100u64 {
         assert!(dialer.send(
-            ShardMsg::Forward { epoch: 7, seq, direct: true, groups: Vec::new(), retain: false },
+            ShardMsg::Forward { epoch: 7, seq, direct: true, groups: Vec::new(), retain: false, moved: false },
             Bytes::from(seq.to_be_bytes().to_vec())
         ));
     }
     for seq in 1..=100u64 {
         let (msg, body) = accepted.messages.recv().await.unwrap();
-        assert_eq!(msg, ShardMsg::Forward { epoch: 7, seq, direct: true, groups: Vec::new(), retain: false });
+        assert_eq!(
+            msg,
+            ShardMsg::Forward { epoch: 7, seq, direct: true, groups: Vec::new(), retain: false, moved: false }
+        );
         assert_eq!(&body[..], &seq.to_be_bytes());
     }
     assert!(accepted.link.send(ShardMsg::ForwardAck { epoch: 7, seq: 100 }, Bytes::new()));

@@ -28,6 +28,7 @@ struct StoredHeader {
     direct: bool,
     groups: Vec<RouteKey>,
     retain: bool,
+    moved: bool,
 }
 
 /// Where a forward goes and what the target does with it.
@@ -39,6 +40,8 @@ pub(super) struct Target {
     pub groups: Vec<RouteKey>,
     /// Store as the topic's retained message (the target owns the topic).
     pub retain: bool,
+    /// ... only if the target has none (a hand-over of the topic to its new owner).
+    pub moved: bool,
 }
 
 /// The forwards to one peer.
@@ -70,20 +73,20 @@ impl Outbox {
     /// Adds a forward of `body` in `epoch`; when `store` is given (a durable forward), its record
     /// joins that batch. Returns the frame header to send.
     pub fn push(&mut self, epoch: u64, target: Target, body: Bytes, store: Option<(&str, &mut Batch)>) -> ShardMsg {
-        let Target { direct, groups, retain, .. } = target;
+        let Target { direct, groups, retain, moved, .. } = target;
         let seq = self.next_seq;
         self.next_seq += 1;
         let slot = self.next_slot;
         self.next_slot += 1;
         let stored = store.and_then(|(peer, batch)| {
-            let header = StoredHeader { epoch, seq, direct, groups: groups.clone(), retain };
+            let header = StoredHeader { epoch, seq, direct, groups: groups.clone(), retain, moved };
             let mut value = postcard::to_stdvec(&header).ok()?;
             value.extend_from_slice(&body);
             let k = key(peer, slot);
             batch.put(Cf::Outbox, k.clone(), value);
             Some(k)
         });
-        let header = ShardMsg::Forward { epoch, seq, direct, groups, retain };
+        let header = ShardMsg::Forward { epoch, seq, direct, groups, retain, moved };
         self.bytes += body.len();
         self.ids.insert((epoch, seq), slot);
         self.entries.insert(slot, Entry { header: header.clone(), body, stored });
@@ -133,6 +136,7 @@ impl Outbox {
                         direct: h.direct,
                         groups: h.groups,
                         retain: h.retain,
+                        moved: h.moved,
                     };
                     let body = Bytes::copy_from_slice(record);
                     outbox.bytes += body.len();
@@ -162,8 +166,8 @@ mod tests {
         let mut outbox = Outbox::default();
         let mut batch = Batch::new();
         let group = RouteKey { filter: "jobs/#".into(), group: Some("g".into()) };
-        let direct = || Target { peer: 0, direct: true, groups: vec![], retain: false };
-        let grouped = Target { peer: 0, direct: false, groups: vec![group.clone()], retain: true };
+        let direct = || Target { peer: 0, direct: true, groups: vec![], retain: false, moved: false };
+        let grouped = Target { peer: 0, direct: false, groups: vec![group.clone()], retain: true, moved: false };
         outbox.push(5, direct(), Bytes::from_static(b"one"), Some(("shard-2", &mut batch)));
         outbox.push(5, grouped, Bytes::from_static(b"two"), Some(("shard-2", &mut batch)));
         outbox.push(5, direct(), Bytes::from_static(b"qos0"), None);
@@ -176,11 +180,18 @@ mod tests {
             got,
             vec![
                 (
-                    ShardMsg::Forward { epoch: 5, seq: 1, direct: true, groups: vec![], retain: false },
+                    ShardMsg::Forward { epoch: 5, seq: 1, direct: true, groups: vec![], retain: false, moved: false },
                     Bytes::from_static(b"one")
                 ),
                 (
-                    ShardMsg::Forward { epoch: 5, seq: 2, direct: false, groups: vec![group], retain: true },
+                    ShardMsg::Forward {
+                        epoch: 5,
+                        seq: 2,
+                        direct: false,
+                        groups: vec![group],
+                        retain: true,
+                        moved: false
+                    },
                     Bytes::from_static(b"two")
                 ),
             ]

@@ -11,7 +11,7 @@ async fn routing_with_live_peer() -> (Arc<ShardRouting>, crate::cluster::mux::Ac
     let durability = Arc::new(Durability::new(Arc::new(MemoryStore::new()), None));
     let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
     let shards = [("s1".to_string(), addr), ("s2".to_string(), addr)];
-    let r = Arc::new(ShardRouting::new("s1", &shards, opts(), 1 << 30, durability, 16));
+    let r = Arc::new(ShardRouting::new("s1", &shards, opts(), 1 << 30, durability, ShardRing::new(["s1", "s2"], 16)));
     let (a, b) = tokio::io::duplex(1 << 20);
     let accept = tokio::spawn(async move { Link::accept(b, "s2", opts(), |_| true).await });
     let (link, _) = Link::dial(a, "s1", opts()).await.unwrap();
@@ -23,7 +23,7 @@ async fn routing_with_live_peer() -> (Arc<ShardRouting>, crate::cluster::mux::Ac
 fn fill(r: &ShardRouting, from_seq: u64, n: usize) {
     let mut outbox = r.peers[0].outbox.lock();
     for _ in 0..n {
-        let target = Target { peer: 0, direct: true, groups: Vec::new(), retain: false };
+        let target = Target { peer: 0, direct: true, groups: Vec::new(), retain: false, moved: false };
         outbox.push(1, target, Bytes::from(vec![0u8; 100_000]), None);
     }
     assert!(outbox.bytes > r.high_water, "filled from seq {from_seq}");
@@ -103,6 +103,7 @@ fn message(topic: &str, retain: bool) -> Message {
         properties: Default::default(),
         publisher: crate::ids::ClientId::new("p"),
         expires_at: None,
+        uid: crate::ids::MessageUid::next(),
     }
 }
 

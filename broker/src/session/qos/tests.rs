@@ -22,6 +22,7 @@ fn delivery(qos: QoS, payload: &'static str) -> Delivery {
         properties: Default::default(),
         publisher: ClientId::new("p"),
         expires_at: None,
+        uid: crate::ids::MessageUid::next(),
     };
     Delivery { msg: Arc::new(msg), qos, retain: false, sub_ids: vec![], durable: None }
 }

@@ -1,0 +1,180 @@
+//! Changing the shard set of a running cluster: adding a shard moves only the client ids whose
+//! owner changed (measured over 10k ids with `fleetmq plan-shards` on the nodes' own configs), and
+//! each moved persistent session keeps its subscriptions and its queued QoS 1 and QoS 2 messages;
+//! retained messages move to their topic's new owner. A leaving shard hands everything over.
+//! Real processes on RocksDB, restarted the documented way (kill -9, new member list).
+
+use fleetmq_tests::broker::fleetmq_bin;
+use fleetmq_tests::cluster::{persistent, Cluster};
+use fleetmq_tests::wire::{self, Props};
+use fleetmq_tests::RawClient;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// Persistent sessions, each subscribed to `{prefix}/{id}/q1` (QoS 1) and `{prefix}/{id}/q2`
+/// (QoS 2), offline with three QoS 1 and two QoS 2 messages queued; and `retained` retained
+/// messages on `{prefix}/retained/{n}`. Returns the client ids.
+async fn offline_sessions_with_queues(c: &Cluster, prefix: &str, sessions: usize, retained: u16) -> Vec<String> {
+    let ids: Vec<String> = (0..sessions).map(|i| format!("{prefix}-{i}")).collect();
+    for id in &ids {
+        let (mut s, ack) = RawClient::handshake(c.front(0), &persistent(id)).await;
+        assert_eq!(ack.code, 0);
+        let (q1, q2) = (format!("{prefix}/{id}/q1"), format!("{prefix}/{id}/q2"));
+        assert_eq!(s.subscribe(1, &[(&q1, 1), (&q2, 2)]).await, vec![1, 2]);
+        s.send(&wire::disconnect_v5(0, &Props::new())).await;
+        s.expect_closed(WAIT).await;
+    }
+    let mut p = RawClient::v5(c.front(0), &format!("{prefix}-publisher")).await;
+    let mut pid = 0u16;
+    for id in &ids {
+        for (qos, count) in [(1u8, 3), (2u8, 2)] {
+            for n in 0..count {
+                pid += 1;
+                let publish = wire::Publish::new(true, format!("{prefix}/{id}/q{qos}"), format!("{id}-q{qos}-{n}"));
+                assert_eq!(p.publish(&publish.qos(qos, pid)).await, 0, "acknowledged to the publisher");
+            }
+        }
+    }
+    for n in 0..retained {
+        pid += 1;
+        let publish = wire::Publish::new(true, format!("{prefix}/retained/{n}"), format!("r{n}")).retain();
+        let code = p.publish(&publish.qos(1, pid)).await;
+        assert!(code == 0 || code == 0x10, "retained publish refused: {code:#x}");
+    }
+    ids
+}
+
+/// Runs `fleetmq plan-shards` on two config files and returns (moved, total).
+fn plan(from: &std::path::Path, to: &std::path::Path, args: &[&str]) -> (usize, usize) {
+    let out = std::process::Command::new(fleetmq_bin())
+        .arg("plan-shards")
+        .arg(from)
+        .arg(to)
+        .args(args)
+        .output()
+        .expect("run fleetmq plan-shards");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "plan-shards failed: {}", String::from_utf8_lossy(&out.stderr));
+    let first = text.lines().next().unwrap_or_default();
+    let words: Vec<&str> = first.split_whitespace().collect();
+    match words.as_slice() {
+        ["moved", moved, "of", total, ..] => (moved.parse().unwrap(), total.parse().unwrap()),
+        _ => panic!("unexpected plan-shards output: {text}"),
+    }
+}
+
+/// Sum of `moved=` over the shards' "sessions handed over" log lines.
+fn handed_over(c: &Cluster) -> usize {
+    c.shards
+        .iter()
+        .flat_map(|s| {
+            s.log()
+                .lines()
+                .filter(|l| l.contains("sessions handed over to their new owner"))
+                .filter_map(|l| l.split("moved=").nth(1)?.split_whitespace().next()?.parse::<usize>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+/// Waits until the shards logged `want` sessions handed over in all.
+fn await_handed_over(c: &Cluster, want: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while handed_over(c) < want {
+        assert!(Instant::now() < deadline, "only {} of {want} sessions handed over", handed_over(c));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(handed_over(c), want, "only sessions whose owner changed move");
+}
+
+/// Every session resumes (Session Present) with exactly its queued messages, in order, QoS 2 once.
+async fn sessions_resume_with_their_queues(front: SocketAddr, prefix: &str, ids: &[String]) {
+    for id in ids {
+        let (mut s, ack) = RawClient::handshake(front, &persistent(id)).await;
+        assert_eq!(ack.code, 0, "{id} refused");
+        assert!(ack.session_present, "{id} lost its session");
+        let got: Vec<String> = s
+            .receive_until_quiet(Duration::from_millis(400))
+            .await
+            .into_iter()
+            .map(|p| format!("{}:{}", p.qos, String::from_utf8_lossy(&p.payload)))
+            .collect();
+        let mut q1: Vec<&String> = got.iter().filter(|m| m.starts_with("1:")).collect();
+        let q2: Vec<&String> = got.iter().filter(|m| m.starts_with("2:")).collect();
+        q1.dedup();
+        let want_q1: Vec<String> = (0..3).map(|n| format!("1:{id}-q1-{n}")).collect();
+        let want_q2: Vec<String> = (0..2).map(|n| format!("2:{id}-q2-{n}")).collect();
+        assert_eq!(q1, want_q1.iter().collect::<Vec<_>>(), "{id}: QoS 1 queue (in order) in {got:?}");
+        assert_eq!(q2, want_q2.iter().collect::<Vec<_>>(), "{id}: QoS 2 queue exactly once, in order");
+        // The subscriptions came along: a new message still reaches the session.
+        let mut p = RawClient::v5(front, &format!("{id}-after")).await;
+        assert_eq!(p.publish(&wire::Publish::new(true, format!("{prefix}/{id}/q1"), "after").qos(1, 1)).await, 0);
+        assert_eq!(s.receive().await.payload, b"after");
+    }
+}
+
+/// A fresh subscriber to `{prefix}/retained/+` gets every retained message.
+async fn retained_all_there(front: SocketAddr, prefix: &str, count: u16) {
+    let mut want: Vec<String> = (0..count).map(|n| format!("{prefix}/retained/{n}=r{n}")).collect();
+    want.sort();
+    let mut cl = RawClient::v5(front, &format!("{prefix}-retained-probe")).await;
+    assert_eq!(cl.subscribe(1, &[(&format!("{prefix}/retained/+"), 1)]).await, vec![1]);
+    let mut got: Vec<String> = cl
+        .receive_until_quiet(Duration::from_millis(800))
+        .await
+        .into_iter()
+        .map(|p| format!("{}={}", p.topic, String::from_utf8_lossy(&p.payload)))
+        .collect();
+    got.sort();
+    assert_eq!(got, want, "retained messages after the membership change");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_a_shard_moves_a_quarter_of_the_ids_and_their_sessions_keep_their_queues() {
+    let mut c = Cluster::start(3, 1, "[storage]\nengine = \"rocksdb\"\n");
+    let ids = offline_sessions_with_queues(&c, "grow", 40, 16).await;
+    let before = c.shards[0].dir().join("before.toml");
+    std::fs::copy(c.shards[0].dir().join("fleetmq.toml"), &before).unwrap();
+
+    c.add_shard();
+    let after = c.shards[0].dir().join("fleetmq.toml");
+    let (moved, total) = plan(&before, &after, &["--ids", "10000"]);
+    assert_eq!(total, 10_000);
+    assert!(moved > 1_000 && moved <= 2_500 + 500, "adding a 4th shard moved {moved} of 10000 ids");
+    let ids_file = c.shards[0].dir().join("ids.txt");
+    std::fs::write(&ids_file, ids.join("\n")).unwrap();
+    let (ours, _) = plan(&before, &after, &["--ids-file", ids_file.to_str().unwrap()]);
+    assert!(ours > 0, "none of the test's sessions moves; pick other ids");
+
+    await_handed_over(&c, ours);
+    let new_shard = c.shards[3].log();
+    let arrived = ids.iter().filter(|id| {
+        new_shard.lines().any(|l| l.contains("handed over to this shard") && l.contains(&format!("client_id={id} ")))
+    });
+    assert_eq!(arrived.count(), ours, "the moved sessions are the ones the new shard took");
+    sessions_resume_with_their_queues(c.front(0), "grow", &ids).await;
+    retained_all_there(c.front(0), "grow", 16).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaving_shard_hands_every_session_and_retained_message_over() {
+    let mut c = Cluster::start(3, 1, "[storage]\nengine = \"rocksdb\"\n");
+    let ids = offline_sessions_with_queues(&c, "shrink", 24, 12).await;
+    let before = c.shards[0].dir().join("before.toml");
+    std::fs::copy(c.shards[0].dir().join("fleetmq.toml"), &before).unwrap();
+
+    c.retire_shard(2);
+    let ids_file = c.shards[0].dir().join("ids.txt");
+    std::fs::write(&ids_file, ids.join("\n")).unwrap();
+    let (ours, _) = plan(&before, &c.shards[0].dir().join("fleetmq.toml"), &["--ids-file", ids_file.to_str().unwrap()]);
+    assert!(ours > 0, "none of the test's sessions was on the leaving shard; pick other ids");
+    await_handed_over(&c, ours);
+    sessions_resume_with_their_queues(c.front(0), "shrink", &ids).await;
+    retained_all_there(c.front(0), "shrink", 12).await;
+    assert!(
+        c.shards[2].log().contains("retained messages handed over to their new owner"),
+        "the leaving shard gave its retained messages away"
+    );
+}
