@@ -112,3 +112,25 @@ fn cluster_roles_parse_and_name_the_bad_key() {
             .to_string();
     assert!(e.contains("storage.engine"), "{e}");
 }
+
+#[test]
+fn leaving_shards_leave_the_ring_but_not_the_membership() {
+    let text = |node: &str, extra: &str| {
+        format!(
+            "[node]\nid = \"{node}\"\nrole = \"shard\"\n\
+             [[cluster.shard]]\nid = \"s1\"\naddr = \"127.0.0.1:7001\"\n{extra}\
+             [[cluster.shard]]\nid = \"s2\"\naddr = \"127.0.0.1:7002\"\n"
+        )
+    };
+    let c = Config::parse(&text("s1", "leaving = true\n")).unwrap();
+    assert_eq!(c.cluster.ring_shards().collect::<Vec<_>>(), ["s2"], "a leaving shard owns nothing");
+    assert_eq!(c.cluster.shards.len(), 2, "but stays a member while it hands over");
+    let all_leaving = format!("{}leaving = true\n", text("s1", "leaving = true\n"));
+    let e = Config::parse(&all_leaving).unwrap_err().to_string();
+    assert!(e.contains("cluster.shard") && e.contains("leaving"), "{e}");
+    let front = "[[cluster.front]]\nid = \"f1\"\naddr = \"127.0.0.1:1883\"\nleaving = true\n";
+    let e = Config::parse(&format!("{}{front}", text("s1", ""))).unwrap_err().to_string();
+    assert!(e.contains("cluster.front[0].leaving"), "{e}");
+    let e = Config::parse(&text("s1", "leaving = \"soon\"\n")).unwrap_err().to_string();
+    assert!(e.contains("leaving"), "{e}");
+}
