@@ -178,15 +178,26 @@ impl Cluster {
         self.reconfigure(usize::MAX);
     }
 
+    /// Marks shard `i` as leaving on the shards only, the fronts keep the old member list (a
+    /// membership change half rolled out).
+    pub fn retire_shard_on_shards_only(&mut self, i: usize) {
+        self.leaving.push(self.shard_ids[i].clone());
+        self.reconfigure_nodes(usize::MAX, false);
+    }
+
     /// Restarts every shard but `skip`, then every front, on the current member list.
     fn reconfigure(&mut self, skip: usize) {
+        self.reconfigure_nodes(skip, true);
+    }
+
+    fn reconfigure_nodes(&mut self, skip: usize, fronts: bool) {
         let marks: Vec<usize> = self.shards.iter().map(|s| s.log().len()).collect();
         for i in (0..self.shards.len()).filter(|i| *i != skip) {
             let config = self.shard_config(i, self.shards[i].dir());
             self.shards[i].rewrite_config(&config);
             self.shards[i].restart();
         }
-        for i in 0..self.fronts.len() {
+        for i in (0..self.fronts.len()).filter(|_| fronts) {
             let config = self.front_config(i, self.fronts[i].dir());
             self.fronts[i].rewrite_config(&config);
             self.fronts[i].restart();

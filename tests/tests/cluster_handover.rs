@@ -178,3 +178,25 @@ async fn a_leaving_shard_hands_every_session_and_retained_message_over() {
         "the leaving shard gave its retained messages away"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_refuses_a_session_a_front_with_another_ring_sends_it() {
+    let mut c = Cluster::start(2, 1, "");
+    let id = c.id_on_shard(1, "mismatch").await;
+    // The shards learn that shard-2 leaves, the front does not yet: it still sends `id` there.
+    c.retire_shard_on_shards_only(1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ack = loop {
+        let (_, ack) = RawClient::handshake(c.front(0), &persistent(&id)).await;
+        // 0x88 while the front has not relinked to the restarted shard yet.
+        if ack.code != 0x88 || Instant::now() > deadline {
+            break ack;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(ack.code, 0x9C, "use another server: the shard's ring gives the session to shard-1");
+    let mut v4 = RawClient::connect(c.front(0)).await;
+    v4.send_connect(&wire::Connect::v4(&id)).await;
+    assert_eq!(v4.expect_connack(WAIT).await.code, 0x03, "3.1.1: server unavailable");
+    assert!(c.shards[1].log().contains("CONNECT for another shard refused"));
+}
