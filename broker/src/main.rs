@@ -52,9 +52,9 @@ enum Command {
         /// A file with one client id per line; without it, N ids `<prefix><n>`.
         #[arg(long)]
         ids_file: Option<PathBuf>,
-        #[arg(long, default_value_t = 10_000)]
+        #[arg(long, default_value_t = 10_000, conflicts_with = "ids_file")]
         ids: usize,
-        #[arg(long, default_value = "device-")]
+        #[arg(long, default_value = "device-", conflicts_with = "ids_file")]
         prefix: String,
     },
 }
@@ -87,7 +87,8 @@ fn main() -> anyhow::Result<()> {
                     .collect(),
                 None => (0..ids).map(|i| format!("{prefix}{i}")).collect(),
             };
-            print!("{}", fleetmq::cluster::plan::plan(&from, &to, &ids));
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = write!(std::io::stdout().lock(), "{}", fleetmq::cluster::plan::plan(&from, &to, &ids));
             Ok(())
         }
         None => {

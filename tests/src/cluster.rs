@@ -178,6 +178,11 @@ impl Cluster {
         self.reconfigure(usize::MAX);
     }
 
+    /// Restarts every shard (kill -9) on its current config and waits for the links.
+    pub fn restart_shards(&mut self) {
+        self.reconfigure_nodes(usize::MAX, false);
+    }
+
     /// Marks shard `i` as leaving on the shards only, the fronts keep the old member list (a
     /// membership change half rolled out).
     pub fn retire_shard_on_shards_only(&mut self, i: usize) {
@@ -191,11 +196,17 @@ impl Cluster {
     }
 
     fn reconfigure_nodes(&mut self, skip: usize, fronts: bool) {
-        let marks: Vec<usize> = self.shards.iter().map(|s| s.log().len()).collect();
-        for i in (0..self.shards.len()).filter(|i| *i != skip) {
-            let config = self.shard_config(i, self.shards[i].dir());
-            self.shards[i].rewrite_config(&config);
-            self.shards[i].restart();
+        // marks[i][j]: shard i's log length when shard j restarted; a link i → j counts only if
+        // logged after that (an earlier one died with j).
+        let n = self.shards.len();
+        let mut marks: Vec<Vec<usize>> = self.shards.iter().map(|s| vec![s.log().len(); n]).collect();
+        for j in (0..n).filter(|j| *j != skip) {
+            for (i, shard) in self.shards.iter().enumerate() {
+                marks[i][j] = shard.log().len();
+            }
+            let config = self.shard_config(j, self.shards[j].dir());
+            self.shards[j].rewrite_config(&config);
+            self.shards[j].restart();
         }
         for i in (0..self.fronts.len()).filter(|_| fronts) {
             let config = self.front_config(i, self.fronts[i].dir());
@@ -208,11 +219,12 @@ impl Cluster {
     /// Waits until every shard has its link to every other shard up (each logs `shard link up`),
     /// so routes announced from now on reach every shard before the SUBACK.
     pub fn await_shard_links(&self) {
-        self.await_links_since(&vec![0; self.shards.len()]);
+        self.await_links_since(&vec![vec![0; self.shards.len()]; self.shards.len()]);
     }
 
-    /// Like [`Cluster::await_shard_links`], for links logged past byte `marks[i]` of shard i's log.
-    fn await_links_since(&self, marks: &[usize]) {
+    /// Like [`Cluster::await_shard_links`], for a link i → j logged past byte `marks[i][j]` of
+    /// shard i's log.
+    fn await_links_since(&self, marks: &[Vec<usize>]) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         for (i, shard) in self.shards.iter().enumerate() {
             for (j, peer) in self.shard_ids.iter().enumerate() {
@@ -220,7 +232,7 @@ impl Cluster {
                     continue;
                 }
                 let needle = format!("shard link up peer={peer}");
-                while !shard.log().get(marks[i]..).unwrap_or_default().contains(&needle) {
+                while !shard.log().get(marks[i][j]..).unwrap_or_default().contains(&needle) {
                     assert!(std::time::Instant::now() < deadline, "{} never linked to {peer}", self.shard_ids[i]);
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
@@ -281,6 +293,25 @@ impl Cluster {
         }
         panic!("no client id with prefix {prefix} lands on shard {shard}");
     }
+}
+
+/// Subscribes a fresh client on `front` to `filters` and collects the retained messages it gets,
+/// as sorted `topic=payload` strings.
+pub async fn retained_seen(front: SocketAddr, id: &str, filters: &[&str]) -> Vec<String> {
+    let mut cl = RawClient::v5(front, id).await;
+    let want: Vec<(&str, u8)> = filters.iter().map(|f| (*f, 1)).collect();
+    assert_eq!(cl.subscribe(1, &want).await, vec![1; filters.len()]);
+    let mut got: Vec<String> = cl
+        .receive_until_quiet(std::time::Duration::from_millis(800))
+        .await
+        .into_iter()
+        .map(|p| {
+            assert!(p.retain, "a retained message on subscribe has the retain flag");
+            format!("{}={}", p.topic, String::from_utf8_lossy(&p.payload))
+        })
+        .collect();
+    got.sort();
+    got
 }
 
 /// Connects until the CONNACK is a success (the front may still see the shard as down, 0x88);

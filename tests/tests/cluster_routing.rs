@@ -2,11 +2,10 @@
 //! groups spread over shards, SUBACK after route propagation, forwards that survive shard crashes,
 //! and retained messages partitioned by topic. Real processes, as in `cluster.rs`.
 
-use fleetmq_tests::cluster::{connect_when_back, persistent, Cluster};
+use fleetmq_tests::cluster::{connect_when_back, persistent, retained_seen, Cluster};
 use fleetmq_tests::parse::kind;
 use fleetmq_tests::wire::{self, Props};
 use fleetmq_tests::RawClient;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -217,23 +216,6 @@ async fn acknowledged_forwards_survive_a_crash_of_the_publishing_shard_too() {
     s.expect_no_publish(Duration::from_millis(800)).await;
 }
 
-/// Subscribes a fresh client on `front` to `filter` and collects the retained messages it gets.
-async fn retained_seen(front: SocketAddr, id: &str, filter: &str) -> Vec<String> {
-    let mut cl = RawClient::v5(front, id).await;
-    assert_eq!(cl.subscribe(1, &[(filter, 1)]).await, vec![1]);
-    let mut got: Vec<String> = cl
-        .receive_until_quiet(Duration::from_millis(800))
-        .await
-        .into_iter()
-        .map(|p| {
-            assert!(p.retain, "a retained message on subscribe has the retain flag");
-            format!("{}={}", p.topic, String::from_utf8_lossy(&p.payload))
-        })
-        .collect();
-    got.sort();
-    got
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retained_messages_live_on_their_topics_shard_and_wildcard_subscribes_gather_them() {
     let c = Cluster::start(3, 2, "");
@@ -251,7 +233,7 @@ async fn retained_messages_live_on_their_topics_shard_and_wildcard_subscribes_ga
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let got = retained_seen(c.front(attempt % 2), &format!("ret-probe-{attempt}"), "ret/#").await;
+        let got = retained_seen(c.front(attempt % 2), &format!("ret-probe-{attempt}"), &["ret/#"]).await;
         if got == want {
             break;
         }
@@ -260,8 +242,8 @@ async fn retained_messages_live_on_their_topics_shard_and_wildcard_subscribes_ga
     // Every shard gathers all of them, and an exact topic finds its owner.
     for shard in 0..3 {
         let id = c.id_on_shard(shard, &format!("ret-sub{shard}")).await;
-        assert_eq!(retained_seen(c.front(shard % 2), &id, "ret/#").await, want, "subscriber on shard {shard}");
-        assert_eq!(retained_seen(c.front(0), &id, "ret/t7").await, vec!["ret/t7=r7".to_string()]);
+        assert_eq!(retained_seen(c.front(shard % 2), &id, &["ret/#"]).await, want, "subscriber on shard {shard}");
+        assert_eq!(retained_seen(c.front(0), &id, &["ret/t7"]).await, vec!["ret/t7=r7".to_string()]);
     }
     // An exact filter asks only the topic's owner: every topic is found, so each is stored where
     // the ring puts it (and only there: a copy elsewhere would show twice in the wildcard gathers).
@@ -282,7 +264,7 @@ async fn retained_messages_live_on_their_topics_shard_and_wildcard_subscribes_ga
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         attempt += 1;
-        let got = retained_seen(c.front(1), &format!("ret-probe-{attempt}"), "ret/#").await;
+        let got = retained_seen(c.front(1), &format!("ret-probe-{attempt}"), &["ret/#"]).await;
         if !got.contains(&"ret/t7=r7".to_string()) {
             assert_eq!(got.len(), 11, "only the cleared one is gone: {got:?}");
             break;

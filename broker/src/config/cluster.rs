@@ -99,12 +99,12 @@ impl ClusterConfig {
         self.bind.as_deref().or_else(|| self.shards.iter().find(|s| s.id == node_id).map(|s| s.addr.as_str()))
     }
 
-    /// Checks the section for a node of `role` named `node_id`.
     /// Ids of the shards that own sessions and retained topics (those not leaving).
     pub fn ring_shards(&self) -> impl Iterator<Item = &str> {
         self.shards.iter().filter(|s| !s.leaving).map(|s| s.id.as_str())
     }
 
+    /// Checks the section for a node of `role` named `node_id`.
     pub(super) fn validate(&self, role: NodeRole, node_id: &str) -> Result<(), Error> {
         let invalid = |key: String, message: String| Err(Error::Invalid { key, message });
         if role == NodeRole::Standalone {

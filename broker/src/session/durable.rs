@@ -78,11 +78,7 @@ impl SessionTask {
                 queued.push(d);
             }
         }
-        let mut inbox = self.shared.inbox.lock();
-        let newer = inbox.take_all();
-        for d in queued.into_iter().chain(newer) {
-            inbox.push_unbounded(d);
-        }
+        self.shared.inbox.lock().prepend(queued);
     }
 }
 

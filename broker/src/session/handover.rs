@@ -38,6 +38,9 @@ use tokio::sync::oneshot;
 /// the old owner sends (which keep theirs): more than any session queues while it is handed over.
 const RESERVED_SEQS: u64 = 1 << 32;
 
+/// Attempts to send a session's entries before the old owner gives up until its next start.
+const END_ATTEMPTS: u32 = 10;
+
 /// How long a session being handed over holds an attaching client back while its entries are
 /// on their way.
 pub const HOLD: Duration = Duration::from_secs(10);
@@ -90,10 +93,14 @@ impl SessionTask {
         self.broker.stats.sessions.decrement(1.0);
         let entries = self.handed_entries().await;
         let inbound: Vec<u16> = self.qos.incoming_qos2().collect();
+        let mut attempts = 0;
         while !link.end(peer, &client_id, &entries, &inbound).await {
-            if self.broker.is_shutting_down() {
-                // The stored copy stays; the next start hands it over again.
-                return true;
+            attempts += 1;
+            if self.broker.is_shutting_down() || attempts >= END_ATTEMPTS {
+                // The stored copy stays (the new owner drops what it already has by uid); the
+                // next start hands it over again.
+                tracing::warn!(%client_id, attempts, "handed-over session's entries not taken; kept for the next start");
+                return false;
             }
             tokio::time::sleep(link.retry_delay()).await;
         }
@@ -141,16 +148,18 @@ impl SessionTask {
         if self.cold {
             self.load_cold().await;
         }
+        // Copies this session got itself (a publish reaching both owners). Only those: one message
+        // can legitimately be handed over twice (a direct and a shared subscription).
         let mut have: HashSet<MessageUid> = self.qos.outgoing().iter().map(|f| f.delivery.msg.uid).collect();
         have.extend(self.shared.inbox.lock().uids());
-        let base = self.receiving.as_mut().and_then(|r| r.base.take());
+        let base = self.receiving.as_ref().and_then(|r| r.base);
         let now = Instant::now();
         let (client_id, inc) = (self.shared.client_id.to_string(), self.shared.id.0);
         let d = self.broker.durability.clone();
         let mut batch = Batch::new();
         let (mut queued, mut released, mut repeats) = (Vec::new(), Vec::new(), 0usize);
         for e in entries {
-            if !have.insert(e.msg.uid) {
+            if have.contains(&e.msg.uid) {
                 repeats += 1;
                 continue;
             }
@@ -190,18 +199,16 @@ impl SessionTask {
                 return false;
             }
         }
+        // The reserved sequences are used up: a later hand-over gets fresh ones.
+        if let Some(r) = self.receiving.as_mut() {
+            r.base = None;
+        }
         tracing::debug!(%client_id, entries = queued.len() + released.len(), repeats, "session handed over to this shard");
         self.qos.restore_incoming(inbound);
         for (delivery, packet_id) in released {
             self.qos.restore_released(delivery, packet_id);
         }
-        {
-            let mut inbox = self.shared.inbox.lock();
-            let newer = inbox.take_all();
-            for d in queued.into_iter().chain(newer) {
-                inbox.push_unbounded(d);
-            }
-        }
+        self.shared.inbox.lock().prepend(queued);
         self.release_held();
         true
     }

@@ -72,11 +72,15 @@ impl Inbox {
         Enqueued { accepted: true, dropped, congested: false }
     }
 
-    /// Appends without applying limits (stored deliveries reloaded after a restart were admitted
-    /// under the limits when they first arrived).
-    pub fn push_unbounded(&mut self, d: Delivery) {
-        self.bytes += d.msg.cost();
-        self.queue.push_back(d);
+    /// Puts older deliveries (reloaded from storage, or handed over by another shard) in front of
+    /// what is queued, in their order, without applying limits (they were admitted before).
+    pub fn prepend(&mut self, older: Vec<Delivery>) {
+        let newer = std::mem::take(&mut self.queue);
+        for d in older {
+            self.bytes += d.msg.cost();
+            self.queue.push_back(d);
+        }
+        self.queue.extend(newer);
     }
 
     /// Puts a delivery back at the front (it could not be started yet).

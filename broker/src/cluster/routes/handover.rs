@@ -13,7 +13,7 @@
 //! does not come in time counts as refused.
 
 use super::outbox::Target;
-use super::{node_local, ShardRouting};
+use super::ShardRouting;
 use crate::broker::Broker;
 use crate::cluster::mux::Link;
 use crate::cluster::wire::ShardMsg;
@@ -32,6 +32,9 @@ use tokio::sync::oneshot;
 /// Sessions handed over at once to one peer.
 const CONCURRENT: usize = 16;
 
+/// Longest pause between hand-over passes to one peer.
+const MAX_PAUSE: Duration = Duration::from_secs(30);
+
 /// Hand-over state of a shard.
 #[derive(Default)]
 pub(super) struct Handovers {
@@ -41,6 +44,8 @@ pub(super) struct Handovers {
     incoming: Mutex<HashMap<(usize, u64), Vec<HandedEntry>>>,
     /// Peers a hand-over pass runs for.
     busy: Mutex<HashSet<usize>>,
+    /// Peers every stored retained message they own was handed to.
+    retained_moved: Mutex<HashSet<usize>>,
 }
 
 impl HandoverLink for ShardRouting {
@@ -115,26 +120,34 @@ impl ShardRouting {
         self.peers.iter().all(|p| p.link.lock().is_some())
     }
 
-    /// Hands over what peer `index` now owns (its link just came up); tried again while some of
-    /// it stays here and the link is up.
+    /// Hands over what peer `index` now owns (its link just came up); tried again, with growing
+    /// pauses, while some of it stays here (a session online here, a peer not ready) and the link
+    /// is up.
     pub(super) async fn hand_out(self: Arc<Self>, broker: Arc<Broker>, index: usize) {
         if !self.handovers.busy.lock().insert(index) {
             return;
         }
         let peer = self.peers[index].id.clone();
+        let mut pause = self.opts.heartbeat_timeout;
         loop {
-            if let Err(e) = self.move_retained(&broker, index).await {
-                tracing::warn!(%peer, error = %e, "retained messages could not be handed over");
+            // The ring is fixed for the life of the process: once moved, retained messages are
+            // not looked for again until the next start.
+            let mut retained_left = !self.handovers.retained_moved.lock().contains(&index);
+            if retained_left {
+                match self.move_retained(&broker, index).await {
+                    Ok(all) => retained_left = !all,
+                    Err(e) => tracing::warn!(%peer, error = %e, "retained messages could not be handed over"),
+                }
+                if !retained_left {
+                    self.handovers.retained_moved.lock().insert(index);
+                }
             }
-            let due: Vec<_> = broker
+            let (online, due): (Vec<_>, Vec<_>) = broker
                 .sessions
                 .all()
                 .into_iter()
-                .filter(|s| s.durable && !s.is_online() && self.owner_of(s.client_id.as_str()) == Some(peer.as_str()))
-                .collect();
-            if due.is_empty() {
-                break;
-            }
+                .filter(|s| s.durable && self.owner_of(s.client_id.as_str()) == Some(peer.as_str()))
+                .partition(|s| s.is_online());
             let link: Arc<dyn HandoverLink> = self.clone();
             let results: Vec<bool> = futures_util::stream::iter(due)
                 .map(|s| {
@@ -145,34 +158,36 @@ impl ShardRouting {
                 .collect()
                 .await;
             let moved = results.iter().filter(|ok| **ok).count();
-            let left = results.len() - moved;
+            // A session online here (served while its owner was away) goes once it is offline.
+            let left = results.len() - moved + online.len();
             if moved > 0 {
                 broker.stats.sessions_handed_over(moved);
                 tracing::info!(%peer, moved, left, "sessions handed over to their new owner");
             }
-            if left == 0 || broker.is_shutting_down() || self.peers[index].link.lock().is_none() {
+            if (left == 0 && !retained_left) || broker.is_shutting_down() || self.peers[index].link.lock().is_none() {
                 break;
             }
-            tracing::debug!(%peer, left, "sessions not handed over yet; trying again");
-            tokio::time::sleep(self.opts.heartbeat_timeout).await;
+            tracing::debug!(%peer, left, retained_left, "hand-over not complete yet; trying again");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(MAX_PAUSE);
         }
         self.handovers.busy.lock().remove(&index);
     }
 
     /// Moves the stored retained messages whose topic peer `index` owns now: each becomes a
-    /// durable forward to it, deleted here in the same commit.
-    async fn move_retained(&self, broker: &Arc<Broker>, index: usize) -> crate::store::Result<()> {
+    /// durable forward to it, deleted here in the same commit. Stops while the peer's outbox is
+    /// past its high-water mark (so nothing moved is dropped for room); `Ok(true)` when all moved.
+    async fn move_retained(self: &Arc<Self>, broker: &Arc<Broker>, index: usize) -> crate::store::Result<bool> {
         if !self.durability.enabled() {
-            return Ok(());
+            return Ok(true);
         }
         let peer = self.peers[index].id.clone();
         let store = self.durability.store().clone();
-        let ring = self.ring.clone();
+        let this = self.clone();
         let found = tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
             store.scan_prefix(Cf::Retained, b"", &mut |k, v| {
-                let moves = std::str::from_utf8(k)
-                    .is_ok_and(|t| !node_local(t) && ring.owner(t).is_some_and(|o| o == peer.as_str()));
+                let moves = std::str::from_utf8(k).is_ok_and(|t| this.retained_owner(t) == Some(index));
                 if moves {
                     out.push((Bytes::copy_from_slice(k), Bytes::copy_from_slice(v)));
                 }
@@ -182,26 +197,41 @@ impl ShardRouting {
         })
         .await
         .map_err(|e| crate::store::Error::Engine(e.to_string()))??;
-        if found.is_empty() {
-            return Ok(());
-        }
+        let mut moved = 0;
+        let mut all = true;
         let mut batch = Batch::new();
+        let p = &self.peers[index];
         for (topic, body) in &found {
+            if p.outbox.lock().bytes > self.high_water {
+                self.commit(std::mem::take(&mut batch)).await?;
+                self.clone().wait_for_room(vec![index], self.opts.heartbeat_timeout).await;
+                if p.outbox.lock().bytes > self.high_water || p.link.lock().is_none() {
+                    all = false;
+                    break;
+                }
+            }
             let target = Target { peer: index, direct: false, groups: Vec::new(), retain: true, moved: true };
-            let peer = &self.peers[index];
-            let mut outbox = peer.outbox.lock();
-            let header = outbox.push(self.epoch, target, body.clone(), Some((peer.id.as_str(), &mut batch)));
-            if let Some(link) = peer.link.lock().as_ref() {
+            let mut outbox = p.outbox.lock();
+            let header = outbox.push(self.epoch, target, body.clone(), Some((p.id.as_str(), &mut batch)));
+            if let Some(link) = p.link.lock().as_ref() {
                 link.send(header, body.clone());
             }
             drop(outbox);
             broker.drop_retained(std::str::from_utf8(topic).unwrap_or_default(), &mut batch);
+            moved += 1;
         }
-        if let Some(commit) = self.durability.submit(batch) {
-            commit.await?;
+        self.commit(batch).await?;
+        if moved > 0 {
+            tracing::info!(%peer, moved, "retained messages handed over to their new owner");
         }
-        tracing::info!(peer = %self.peers[index].id, moved = found.len(), "retained messages handed over to their new owner");
-        Ok(())
+        Ok(all)
+    }
+
+    async fn commit(&self, batch: Batch) -> crate::store::Result<()> {
+        match self.durability.submit(batch) {
+            Some(commit) => commit.await,
+            None => Ok(()),
+        }
     }
 
     /// Peer `index` asks this shard to take a session (`HandoverBegin`): creates it (unless it
@@ -221,11 +251,16 @@ impl ShardRouting {
                     tracing::warn!(%client_id, error = %e, "bad handed-over session record");
                     false
                 }
+                // Another ring here (a membership change half rolled out): not ours to take.
+                Ok(_) if this.owner_of(&client_id) != Some(this.me.as_str()) => false,
                 Ok(record) => match session_handover::take_in(&broker, &client_id, record, next_seq).await {
                     Ok(synced) => {
+                        // Ready only once every shard routes the session here: the old owner
+                        // unsubscribes next, and a shard still routing to it alone would lose
+                        // publishes.
                         let limit = this.opts.heartbeat_timeout;
-                        let _ = tokio::time::timeout(limit, futures_util::future::join_all(synced)).await;
-                        this.all_linked()
+                        let routed = tokio::time::timeout(limit, futures_util::future::join_all(synced)).await;
+                        routed.is_ok_and(|r| r.iter().all(Result::is_ok)) && this.all_linked()
                     }
                     Err(e) => {
                         tracing::warn!(%client_id, error = %e, "handed-over session not taken");

@@ -9,7 +9,6 @@
 use crate::cluster::wire::{RouteKey, ShardMsg};
 use crate::store::{Batch, Cf, Store};
 use bytes::{BufMut, Bytes, BytesMut};
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
 /// One forward waiting for its acknowledgement.
@@ -18,17 +17,6 @@ pub(super) struct Entry {
     pub body: Bytes,
     /// Its key in [`Cf::Outbox`], when stored.
     pub stored: Option<Bytes>,
-}
-
-/// What a stored entry keeps besides the message record (which follows it in the value).
-#[derive(Serialize, Deserialize)]
-struct StoredHeader {
-    epoch: u64,
-    seq: u64,
-    direct: bool,
-    groups: Vec<RouteKey>,
-    retain: bool,
-    moved: bool,
 }
 
 /// Where a forward goes and what the target does with it.
@@ -78,15 +66,15 @@ impl Outbox {
         self.next_seq += 1;
         let slot = self.next_slot;
         self.next_slot += 1;
+        let header = ShardMsg::Forward { epoch, seq, direct, groups, retain, moved };
+        // Stored as the frame header it is sent with, then the message record.
         let stored = store.and_then(|(peer, batch)| {
-            let header = StoredHeader { epoch, seq, direct, groups: groups.clone(), retain, moved };
             let mut value = postcard::to_stdvec(&header).ok()?;
             value.extend_from_slice(&body);
             let k = key(peer, slot);
             batch.put(Cf::Outbox, k.clone(), value);
             Some(k)
         });
-        let header = ShardMsg::Forward { epoch, seq, direct, groups, retain, moved };
         self.bytes += body.len();
         self.ids.insert((epoch, seq), slot);
         self.entries.insert(slot, Entry { header: header.clone(), body, stored });
@@ -128,19 +116,11 @@ impl Outbox {
         let mut bad = 0usize;
         store.scan_prefix(Cf::Outbox, prefix, &mut |k, v| {
             let slot = k.get(prefix.len()..).and_then(|s| <[u8; 8]>::try_from(s).ok()).map(u64::from_be_bytes);
-            match (slot, postcard::take_from_bytes::<StoredHeader>(v)) {
-                (Some(slot), Ok((h, record))) => {
-                    let header = ShardMsg::Forward {
-                        epoch: h.epoch,
-                        seq: h.seq,
-                        direct: h.direct,
-                        groups: h.groups,
-                        retain: h.retain,
-                        moved: h.moved,
-                    };
+            match (slot, postcard::take_from_bytes::<ShardMsg>(v)) {
+                (Some(slot), Ok((header @ ShardMsg::Forward { epoch, seq, .. }, record))) => {
                     let body = Bytes::copy_from_slice(record);
                     outbox.bytes += body.len();
-                    outbox.ids.insert((h.epoch, h.seq), slot);
+                    outbox.ids.insert((epoch, seq), slot);
                     outbox.entries.insert(slot, Entry { header, body, stored: Some(Bytes::copy_from_slice(k)) });
                     outbox.next_slot = outbox.next_slot.max(slot + 1);
                 }

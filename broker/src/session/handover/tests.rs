@@ -47,9 +47,7 @@ fn queued(broker: &Broker, client_id: &str) -> Vec<String> {
     let mut inbox = s.inbox.lock();
     let all = inbox.take_all();
     let names = all.iter().map(|d| String::from_utf8_lossy(&d.msg.payload).into_owned()).collect();
-    for d in all {
-        inbox.push_unbounded(d);
-    }
+    inbox.prepend(all);
     names
 }
 
@@ -68,6 +66,9 @@ async fn a_taken_session_routes_its_subscriptions_and_merges_older_entries_in_fr
     let entries = vec![entry(7, &old), entry(8, &window)];
     assert!(merge(&broker, "dev", entries, vec![42]).await);
     assert_eq!(queued(&broker, "dev"), ["old", "window"], "older first, the repeat dropped");
+    // The old owner restarted before it saw Done and sends the same entries again.
+    assert!(merge(&broker, "dev", vec![entry(7, &old), entry(8, &window)], vec![42]).await);
+    assert_eq!(queued(&broker, "dev"), ["old", "window"], "a repeated hand-over adds nothing");
 
     // Stored: the old entry keeps its sequence (below the new session's own), the inbound id too.
     let inc = broker.sessions.get(&ClientId::new("dev")).unwrap().id.0;
@@ -102,6 +103,16 @@ async fn an_existing_session_keeps_its_state_and_gets_the_entries_with_fresh_seq
         })
         .unwrap();
     assert_eq!(n, 2, "the second entry did not overwrite the first (same old sequence)");
+}
+
+#[tokio::test]
+async fn one_message_handed_over_twice_for_two_subscriptions_stays_twice() {
+    let (broker, _) = durable_broker();
+    take_in(&broker, "dev", record(), 0).await.unwrap();
+    // A direct and a shared subscription of the session both matched it: two deliveries, one uid.
+    let both = message("t/1", "both", QoS::AtLeastOnce);
+    assert!(merge(&broker, "dev", vec![entry(1, &both), entry(2, &both)], vec![]).await);
+    assert_eq!(queued(&broker, "dev"), ["both", "both"]);
 }
 
 #[tokio::test]
