@@ -69,6 +69,8 @@ pub struct Broker {
     pub front: Option<Arc<crate::cluster::front::Front>>,
     /// On a shard node: routes to and forwards for the other shards.
     pub routing: Option<Arc<crate::cluster::routes::ShardRouting>>,
+    /// Mutual TLS of internal links (`[cluster.tls]`), built at start-up.
+    pub link_tls: Option<Arc<crate::cluster::secure::LinkTls>>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -113,7 +115,7 @@ struct Target {
 
 impl Broker {
     /// Builds the broker state over `store`, rebuilding the retained index from it; `shutdown`
-    /// flips to `true` when the node starts shutting down.
+    /// flips to `true` when the node starts shutting down; `link_tls` secures internal links.
     pub fn new(
         config: Arc<Config>,
         store: Arc<dyn Store>,
@@ -121,6 +123,7 @@ impl Broker {
         acl: Option<Acl>,
         passwords: Option<PasswordFile>,
         shutdown: watch::Receiver<bool>,
+        link_tls: Option<Arc<crate::cluster::secure::LinkTls>>,
     ) -> crate::store::Result<Broker> {
         let limits = &config.limits;
         let inbox_limits = InboxLimits {
@@ -137,7 +140,7 @@ impl Broker {
         let routing = (config.node.role == crate::config::NodeRole::Shard).then(|| {
             let c = &config.cluster;
             let shards: Vec<_> = c.shards.iter().filter_map(|s| Some((s.id.clone(), s.addr.parse().ok()?))).collect();
-            let opts = crate::cluster::link_options(c);
+            let opts = crate::cluster::link_options(c, link_tls.clone());
             let routing = crate::cluster::routes::ShardRouting::new(
                 &config.node.id,
                 &shards,
@@ -163,8 +166,11 @@ impl Broker {
             started: Instant::now(),
             store,
             durability,
-            front: (config.node.role == crate::config::NodeRole::Front)
-                .then(|| Arc::new(crate::cluster::front::Front::new(&config))),
+            front: (config.node.role == crate::config::NodeRole::Front).then(|| {
+                let opts = crate::cluster::link_options(&config.cluster, link_tls.clone());
+                Arc::new(crate::cluster::front::Front::new(&config, opts))
+            }),
+            link_tls,
             routing,
             shutdown,
             config,

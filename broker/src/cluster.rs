@@ -17,18 +17,22 @@ pub mod mux;
 pub mod plan;
 pub mod ring;
 pub mod routes;
+pub mod secure;
 pub mod shard;
 pub mod wire;
 
 use crate::config::ClusterConfig;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// Link tunables from `[cluster]`.
-pub fn link_options(c: &ClusterConfig) -> mux::LinkOptions {
+/// Link tunables from `[cluster]`, with the node's internal-link TLS (built from `[cluster.tls]`
+/// at start-up) if it has one.
+pub fn link_options(c: &ClusterConfig, tls: Option<Arc<secure::LinkTls>>) -> mux::LinkOptions {
     mux::LinkOptions {
         heartbeat: Duration::from_millis(c.heartbeat_ms),
         heartbeat_timeout: Duration::from_millis(c.heartbeat_timeout_ms),
         window: c.stream_window,
+        tls,
     }
 }
 

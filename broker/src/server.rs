@@ -32,6 +32,8 @@ pub enum Error {
     Metrics(String),
     #[error("storage: {0}")]
     Store(crate::store::Error),
+    #[error("cluster.tls: {0}")]
+    LinkTls(crate::tls::Error),
 }
 
 /// Result alias of this module.
@@ -56,6 +58,12 @@ impl Server {
         let passwords = match &config.auth.password_file {
             Some(p) => Some(PasswordFile::load(p).map_err(Error::Passwords)?),
             None => None,
+        };
+        let link_tls = match (&config.cluster.tls, config.node.role) {
+            (Some(c), NodeRole::Front | NodeRole::Shard) => {
+                Some(Arc::new(crate::cluster::secure::LinkTls::new(c).map_err(Error::LinkTls)?))
+            }
+            _ => None,
         };
         let acl = match &config.auth.acl_file {
             Some(p) => Some(Acl::load(p).map_err(Error::Acl)?),
@@ -97,7 +105,7 @@ impl Server {
         let sys_interval = config.sys.interval_ms;
         // Rebuilding the retained index scans the store: off the reactor threads.
         let broker = tokio::task::spawn_blocking(move || {
-            Broker::new(Arc::new(config), store, durability, acl, passwords, shutdown_rx)
+            Broker::new(Arc::new(config), store, durability, acl, passwords, shutdown_rx, link_tls)
         })
         .await
         .map_err(|e| Error::Store(crate::store::Error::Engine(e.to_string())))?

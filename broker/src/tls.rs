@@ -1,5 +1,5 @@
-//! TLS for FleetMQ listeners: building the rustls server configuration from PEM files and reading
-//! the identity of a verified client certificate.
+//! TLS for FleetMQ listeners and internal links: building rustls server and client configurations
+//! from PEM files and reading the identity of a verified client certificate.
 //!
 //! Invariants: the configuration always uses the ring crypto provider, offers TLS 1.3 and 1.2 and
 //! advertises the ALPN protocol `mqtt`. When a client CA is configured, every client must present a
@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 /// ALPN protocol identifier advertised by FleetMQ TLS listeners.
 pub const ALPN_MQTT: &[u8] = b"mqtt";
@@ -56,6 +56,9 @@ pub enum Error {
     /// The client CA file holds a certificate that cannot serve as a trust anchor.
     #[error("{}: invalid client CA: {reason}", path.display())]
     InvalidCa { path: PathBuf, reason: String },
+    /// The name to verify a peer's certificate against is not a DNS name or IP address.
+    #[error("invalid server name {name:?}")]
+    InvalidServerName { name: String },
     /// rustls rejected the configuration for another reason.
     #[error("TLS configuration failed: {0}")]
     Rustls(#[from] rustls::Error),
@@ -123,6 +126,30 @@ pub fn server_config(opts: &TlsOptions) -> Result<Arc<ServerConfig>> {
         other => Error::Rustls(other),
     })?;
     config.alpn_protocols = vec![ALPN_MQTT.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Builds a rustls client configuration that presents `cert`/`key` as its client certificate and
+/// trusts only the CAs in `ca` (internal links between nodes: mutual TLS with a private CA).
+pub fn client_config(cert: &Path, key: &Path, ca: &Path) -> Result<Arc<ClientConfig>> {
+    let certs = load_certs(cert)?;
+    let private = load_key(key)?;
+    let mut roots = RootCertStore::empty();
+    for c in load_certs(ca)? {
+        roots.add(c).map_err(|e| Error::InvalidCa { path: ca.to_path_buf(), reason: e.to_string() })?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, private)
+        .map_err(|e| match e {
+            rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+                Error::KeyMismatch { cert: cert.to_path_buf(), key: key.to_path_buf() }
+            }
+            rustls::Error::General(reason) => Error::InvalidKey { path: key.to_path_buf(), reason },
+            other => Error::Rustls(other),
+        })?;
     Ok(Arc::new(config))
 }
 

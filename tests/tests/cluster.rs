@@ -8,7 +8,7 @@ use fleetmq_tests::haproxy::Haproxy;
 use fleetmq_tests::parse::kind;
 use fleetmq_tests::raw::Error as RawError;
 use fleetmq_tests::wire::{self, prop, Connect, Props};
-use fleetmq_tests::RawClient;
+use fleetmq_tests::{cli, RawClient, TempDir};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -277,5 +277,40 @@ async fn behind_haproxy_two_fronts_serve_publish_subscribe_across_shards_with_re
     }
     for (i, f) in c.fronts.iter().enumerate() {
         assert!(f.stderr().contains("forwarding session"), "front {i} served no client: round robin over both");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_cluster_tls_nodes_link_over_mutual_tls_and_a_plain_front_is_refused() {
+    let certs = TempDir::new("fleetmq-cluster-certs");
+    cli::certs(certs.path(), None);
+    let d = certs.path().display();
+    let tls = format!(
+        "[cluster.tls]\ncert = \"{d}/server.pem\"\nkey = \"{d}/server.key\"\nca = \"{d}/ca.pem\"\n\
+         client_cert = \"{d}/client.pem\"\nclient_key = \"{d}/client.key\"\nserver_name = \"localhost\"\n"
+    );
+    let mut c = Cluster::start(2, 2, &tls);
+    // Shard ↔ shard (route, forward) and front → shard links all run over TLS here.
+    let sub_id = c.id_on_shard(0, "tls-sub").await;
+    let pub_id = c.id_on_shard(1, "tls-pub").await;
+    let mut sub = RawClient::v5(c.front(0), &sub_id).await;
+    assert_eq!(sub.subscribe(1, &[("tls/+", 1)]).await, vec![1]);
+    let mut publisher = RawClient::v5(c.front(1), &pub_id).await;
+    assert_eq!(publisher.publish(&wire::Publish::new(true, "tls/a", "sealed").qos(1, 7)).await, 0);
+    let got = sub.receive().await;
+    assert_eq!((got.topic.as_str(), got.payload.as_slice()), ("tls/a", &b"sealed"[..]));
+
+    // A front restarted without [cluster.tls] cannot link: the shards refuse its plain TCP.
+    let path = c.fronts[1].dir().join("fleetmq.toml");
+    let mut config: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+    config["cluster"].as_table_mut().unwrap().remove("tls");
+    c.fronts[1].rewrite_config(&config.to_string());
+    c.fronts[1].restart();
+    let (_, ack) = RawClient::handshake(c.front(1), &Connect::v5(&sub_id)).await;
+    assert_eq!(ack.code, 0x88, "no link to the shard without TLS: server unavailable");
+    let deadline = Instant::now() + WAIT;
+    while !c.shards.iter().any(|s| s.log().contains("internal link refused")) {
+        assert!(Instant::now() < deadline, "no shard logged the refused plain link");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -11,7 +11,7 @@ fn broker(store: Arc<dyn Store>) -> Broker {
 fn broker_with(store: Arc<dyn Store>, config: Config) -> Broker {
     let (_tx, rx) = watch::channel(false);
     let durability = Arc::new(crate::persist::Durability::new(store.clone(), None));
-    Broker::new(Arc::new(config), store, durability, None, None, rx).unwrap()
+    Broker::new(Arc::new(config), store, durability, None, None, rx, None).unwrap()
 }
 
 fn retained(topic: &str, payload: &'static str) -> Arc<Message> {

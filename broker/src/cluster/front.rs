@@ -40,8 +40,8 @@ struct ShardSlot {
 }
 
 impl Front {
-    /// The front of a validated cluster config.
-    pub fn new(config: &Config) -> Front {
+    /// The front of a validated cluster config, dialing shards with `opts`.
+    pub fn new(config: &Config, opts: LinkOptions) -> Front {
         let c = &config.cluster;
         let shards = c
             .shards
@@ -55,7 +55,7 @@ impl Front {
             node: config.node.id.clone(),
             ring: ShardRing::new(c.ring_shards(), c.vnodes),
             shards,
-            opts: super::link_options(c),
+            opts,
             policy: c.on_shard_loss,
             server_reference: c.fronts.iter().find(|f| f.id != config.node.id).map(|f| f.addr.clone()),
         }
@@ -69,7 +69,7 @@ impl Front {
     /// Dials `shard` once; true when a link is up.
     async fn dial(&self, shard: &str, logged_down: &mut bool) -> bool {
         let Some(slot) = self.shards.get(shard) else { return false };
-        match super::mux::connect(slot.addr, &self.node, self.opts).await {
+        match super::mux::connect(slot.addr, &self.node, &self.opts).await {
             Ok((link, _)) => {
                 tracing::info!(%shard, addr = %slot.addr, "internal link up");
                 *slot.link.lock() = Some(link);

@@ -48,12 +48,14 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Tunables of a link.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct LinkOptions {
     pub heartbeat: Duration,
     pub heartbeat_timeout: Duration,
     /// Credit granted to the peer for each stream.
     pub window: u32,
+    /// Mutual TLS for links this node dials and accepts; plain TCP when `None`.
+    pub tls: Option<Arc<super::secure::LinkTls>>,
 }
 
 /// A stream the peer opened, for the accepting side to serve.
@@ -225,16 +227,23 @@ impl Link {
     }
 }
 
-/// Dials a peer's internal address and sets up the link, all within the heartbeat timeout.
+/// Dials a peer's internal address and sets up the link (TLS handshake included when configured),
+/// all within the heartbeat timeout.
 pub async fn connect(
     addr: std::net::SocketAddr,
     me: &str,
-    opts: LinkOptions,
+    opts: &LinkOptions,
 ) -> Result<(Link, mpsc::UnboundedReceiver<Received>)> {
     let dial = async {
         let tcp = tokio::net::TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
-        Link::dial(tcp, me, opts).await
+        match &opts.tls {
+            Some(tls) => {
+                let tls = tls.connect(tcp, addr).await.map_err(|e| Error::Handshake(format!("TLS: {e}")))?;
+                Link::dial(tls, me, opts.clone()).await
+            }
+            None => Link::dial(tcp, me, opts.clone()).await,
+        }
     };
     tokio::time::timeout(opts.heartbeat_timeout, dial).await.map_err(|_| Error::Timeout)?
 }

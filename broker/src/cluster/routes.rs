@@ -362,7 +362,7 @@ impl ShardRouting {
         loop {
             let dialed = tokio::select! {
                 _ = super::shutting_down(&mut shutdown) => return,
-                d = super::mux::connect(peer.addr, &self.me, self.opts) => d,
+                d = super::mux::connect(peer.addr, &self.me, &self.opts) => d,
             };
             let (link, mut replies) = match dialed {
                 Ok(l) => l,

@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 /// Accepts internal links until shutdown.
 pub async fn run(listener: TcpListener, broker: Arc<Broker>, tracker: TaskTracker) {
     let cluster = &broker.config.cluster;
-    let opts = super::link_options(cluster);
+    let opts = super::link_options(cluster, broker.link_tls.clone());
     let members: Arc<HashSet<String>> =
         Arc::new(cluster.shards.iter().chain(cluster.fronts.iter()).map(|m| m.id.clone()).collect());
     let mut shutdown = broker.shutdown_signal();
@@ -30,7 +30,7 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, tracker: TaskTracke
             a = crate::listener::accept(&listener) => a,
         };
         let _ = tcp.set_nodelay(true);
-        tokio::spawn(serve_link(tcp, peer, broker.clone(), tracker.clone(), opts, members.clone()));
+        tokio::spawn(serve_link(tcp, peer, broker.clone(), tracker.clone(), opts.clone(), members.clone()));
     }
 }
 
@@ -43,7 +43,17 @@ async fn serve_link(
     members: Arc<HashSet<String>>,
 ) {
     let me = broker.config.node.id.clone();
-    let Accepted { link, mut incoming, messages } = match Link::accept(tcp, &me, opts, |n| members.contains(n)).await {
+    let admit = |n: &str| members.contains(n);
+    let accepted = match opts.tls.clone() {
+        // The handshake is bounded like the hello: a silent peer cannot hold the task.
+        Some(tls) => match tokio::time::timeout(opts.heartbeat_timeout, tls.accept(tcp)).await {
+            Ok(Ok(stream)) => Link::accept(stream, &me, opts, admit).await,
+            Ok(Err(e)) => Err(super::mux::Error::Handshake(format!("TLS: {e}"))),
+            Err(_) => Err(super::mux::Error::Timeout),
+        },
+        None => Link::accept(tcp, &me, opts, admit).await,
+    };
+    let Accepted { link, mut incoming, messages } = match accepted {
         Ok(a) => a,
         Err(e) => {
             tracing::warn!(%addr, error = %e, "internal link refused");

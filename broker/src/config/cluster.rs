@@ -8,6 +8,7 @@ use super::Error;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// The part a node plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -52,6 +53,27 @@ pub struct MemberConfig {
     pub leaving: bool,
 }
 
+/// `[cluster.tls]`: mutual TLS on every internal link (front → shard, shard ↔ shard).
+///
+/// Every node presents a certificate signed by `ca` and accepts only peers that do; a node
+/// refuses plain-TCP links once this is set, so enable it on all nodes in one rolling restart.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkTlsConfig {
+    /// Certificate chain this node presents when a peer dials it (server authentication).
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// CA certificates every peer's certificate must chain to (both directions).
+    pub ca: PathBuf,
+    /// Certificate this node presents when it dials a peer (client authentication); defaults to
+    /// `cert`, which then needs both the server and the client extended key usage.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// Name every peer's server certificate must carry; default: the peer's internal IP address
+    /// (as an IP subject alternative name).
+    pub server_name: Option<String>,
+}
+
 /// `[cluster]`: membership and internal links (used by front and shard nodes only).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -71,6 +93,8 @@ pub struct ClusterConfig {
     /// Bytes of forwarded publishes a shard keeps per peer shard until the peer acknowledges
     /// them; past it the oldest are dropped (counted) so a dead peer costs bounded memory.
     pub max_forward_bytes: usize,
+    /// Mutual TLS on internal links; plain TCP when absent.
+    pub tls: Option<LinkTlsConfig>,
     #[serde(rename = "shard")]
     pub shards: Vec<MemberConfig>,
     #[serde(rename = "front")]
@@ -87,6 +111,7 @@ impl Default for ClusterConfig {
             on_shard_loss: ShardLossPolicy::Refuse,
             stream_window: 256 * 1024,
             max_forward_bytes: 256 << 20,
+            tls: None,
             shards: Vec::new(),
             fronts: Vec::new(),
         }
@@ -165,6 +190,20 @@ impl ClusterConfig {
         }
         if self.max_forward_bytes < 1 << 20 {
             return invalid("cluster.max_forward_bytes".into(), "must be at least 1048576".into());
+        }
+        if let Some(tls) = &self.tls {
+            if tls.client_cert.is_some() != tls.client_key.is_some() {
+                let key = if tls.client_cert.is_some() { "client_key" } else { "client_cert" };
+                return invalid(format!("cluster.tls.{key}"), "client_cert and client_key go together".into());
+            }
+            if let Some(name) = &tls.server_name {
+                if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
+                    return invalid(
+                        "cluster.tls.server_name".into(),
+                        format!("`{name}` is not a DNS name or IP address"),
+                    );
+                }
+            }
         }
         Ok(())
     }

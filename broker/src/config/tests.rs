@@ -98,6 +98,12 @@ fn cluster_roles_parse_and_name_the_bad_key() {
     bad("[cluster]\non_shard_loss = \"panic\"\n", "on_shard_loss");
     bad("[cluster]\nbind = \"x\"\n", "cluster.bind");
     bad("[cluster]\nshards = 3\n", "shards");
+    let tls = "[cluster.tls]\ncert = \"n.pem\"\nkey = \"n.key\"\nca = \"ca.pem\"\n";
+    bad(&format!("{tls}client_cert = \"c.pem\"\n"), "cluster.tls.client_key");
+    bad(&format!("{tls}server_name = \"not a name!\"\n"), "cluster.tls.server_name");
+    bad(&format!("{tls}verify = false\n"), "verify");
+    let with_tls = Config::parse(&format!("[node]\nid = \"s1\"\nrole = \"shard\"\n{tls}{MEMBERS}")).unwrap();
+    assert_eq!(with_tls.cluster.tls.map(|t| t.ca), Some("ca.pem".into()));
     bad("[[listener]]\nbind = \"127.0.0.1:1\"\n", "listener");
     let e = Config::parse(&format!("[node]\nid = \"s9\"\nrole = \"shard\"\n{MEMBERS}")).unwrap_err().to_string();
     assert!(e.contains("node.id"), "{e}");

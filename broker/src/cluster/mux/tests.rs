@@ -2,7 +2,12 @@ use super::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn opts(window: u32) -> LinkOptions {
-    LinkOptions { heartbeat: Duration::from_millis(50), heartbeat_timeout: Duration::from_millis(400), window }
+    LinkOptions {
+        heartbeat: Duration::from_millis(50),
+        heartbeat_timeout: Duration::from_millis(400),
+        window,
+        tls: None,
+    }
 }
 
 fn open() -> SessionOpen {

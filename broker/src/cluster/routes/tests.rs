@@ -4,7 +4,12 @@ use crate::store::MemoryStore;
 use std::time::Duration;
 
 fn opts() -> LinkOptions {
-    LinkOptions { heartbeat: Duration::from_millis(100), heartbeat_timeout: Duration::from_secs(2), window: 65536 }
+    LinkOptions {
+        heartbeat: Duration::from_millis(100),
+        heartbeat_timeout: Duration::from_secs(2),
+        window: 65536,
+        tls: None,
+    }
 }
 
 async fn routing_with_live_peer() -> (Arc<ShardRouting>, crate::cluster::mux::Accepted) {
@@ -91,7 +96,7 @@ fn standalone_broker() -> Arc<Broker> {
     let (_tx, rx) = tokio::sync::watch::channel(false);
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let durability = Arc::new(Durability::new(store.clone(), None));
-    Arc::new(Broker::new(Arc::new(Default::default()), store, durability, None, None, rx).unwrap())
+    Arc::new(Broker::new(Arc::new(Default::default()), store, durability, None, None, rx, None).unwrap())
 }
 
 fn message(topic: &str, retain: bool) -> Message {

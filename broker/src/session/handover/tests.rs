@@ -12,7 +12,7 @@ fn durable_broker() -> (Arc<Broker>, Arc<dyn Store>) {
     let committer = Committer::start(store.clone(), SyncMode::Always).unwrap();
     let durability = Arc::new(Durability::new(store.clone(), Some(committer)));
     let (_tx, rx) = tokio::sync::watch::channel(false);
-    let broker = Broker::new(Arc::new(Config::default()), store.clone(), durability, None, None, rx).unwrap();
+    let broker = Broker::new(Arc::new(Config::default()), store.clone(), durability, None, None, rx, None).unwrap();
     (Arc::new(broker), store)
 }
 
