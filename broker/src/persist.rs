@@ -182,9 +182,10 @@ impl Durability {
         Ok(batch)
     }
 
-    /// Blocking: the stored deliveries of a session incarnation in sequence order, with their
-    /// messages (expired ones are released instead and reported in the returned batch).
-    pub fn load_queue(&self, client_id: &str, incarnation: u64, now: Instant) -> Result<LoadedQueue> {
+    /// Blocking: the stored deliveries of a session incarnation with a sequence below `below`, in
+    /// sequence order, with their messages (expired ones are released instead and reported in the
+    /// returned batch).
+    pub fn load_queue(&self, client_id: &str, incarnation: u64, below: u64, now: Instant) -> Result<LoadedQueue> {
         let prefix = keys::session(client_id, incarnation);
         let mut raw = Vec::new();
         self.store.scan_prefix(Cf::Queue, &prefix, &mut |k, v| {
@@ -196,6 +197,9 @@ impl Durability {
         let mut loaded = LoadedQueue::default();
         for (seq, entry) in raw {
             let (Some(seq), Ok(entry)) = (seq, entry) else { continue };
+            if seq >= below {
+                continue;
+            }
             let r = DurableRef { incarnation, seq, msg_id: entry.msg_id, recovered: true };
             let msg = match cache.get(&entry.msg_id) {
                 Some(m) => m.clone(),

@@ -328,3 +328,76 @@ pub async fn connect_when_back(front: SocketAddr, connect: &Connect) -> (RawClie
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// How a [`qos1_load`] ended.
+#[derive(Debug, Default)]
+pub struct LoadEnd {
+    /// Payloads acknowledged with a success code, in acknowledgement order.
+    pub acked: Vec<String>,
+    /// The reason of the DISCONNECT that ended it, if one did.
+    pub disconnect: Option<u8>,
+}
+
+/// Publishes QoS 1 messages `{tag}-{n}` (n from 0 below `count`) to `topic` with up to `window`
+/// unacknowledged, until all are acknowledged or the connection ends (DISCONNECT, close, 5 s of
+/// silence). `progress` counts acknowledgements as they come, so a test can act mid-load.
+pub async fn qos1_load(
+    cl: &mut RawClient,
+    topic: &str,
+    tag: &str,
+    count: u32,
+    window: usize,
+    progress: &std::sync::atomic::AtomicUsize,
+) -> LoadEnd {
+    use crate::parse::{self, kind};
+    let mut in_flight = std::collections::VecDeque::new();
+    let mut end = LoadEnd::default();
+    let mut next = 0u32;
+    loop {
+        while in_flight.len() < window && next < count {
+            let pid = (next % 60_000) as u16 + 1;
+            let payload = format!("{tag}-{next}");
+            if cl.try_send(&wire::Publish::new(cl.is_v5(), topic, &payload).qos(1, pid).encode()).await.is_err() {
+                return end;
+            }
+            in_flight.push_back((pid, payload));
+            next += 1;
+        }
+        if in_flight.is_empty() {
+            return end;
+        }
+        let Ok(p) = cl.try_read_packet(WAIT).await else { return end };
+        if p.kind() == kind::DISCONNECT {
+            end.disconnect = parse::disconnect(&p).ok().map(|(reason, _)| reason);
+            return end;
+        }
+        if p.kind() != kind::PUBACK {
+            continue;
+        }
+        let ack = parse::ack(&p).unwrap_or_else(|e| panic!("bad PUBACK: {e}"));
+        let at = in_flight.iter().position(|(pid, _)| *pid == ack.pid).unwrap_or_else(|| panic!("PUBACK for {ack:?}"));
+        let (_, payload) = in_flight.remove(at).unwrap_or_default();
+        if ack.reason < 0x80 {
+            end.acked.push(payload);
+            progress.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Every PUBLISH payload `cl` receives (each acknowledged, QoS 1) until its connection ends or
+/// nothing comes for `quiet`.
+pub async fn collect_qos1(cl: &mut RawClient, quiet: std::time::Duration) -> Vec<String> {
+    use crate::parse::{self, kind};
+    let mut got = Vec::new();
+    while let Ok(p) = cl.try_read_packet(quiet).await {
+        if p.kind() != kind::PUBLISH {
+            continue;
+        }
+        let p = parse::publish(&p, cl.is_v5()).unwrap_or_else(|e| panic!("bad PUBLISH: {e}"));
+        got.push(String::from_utf8_lossy(&p.payload).into_owned());
+        if cl.try_send(&wire::puback(p.pid.unwrap_or(0))).await.is_err() {
+            break;
+        }
+    }
+    got
+}

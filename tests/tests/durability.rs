@@ -230,6 +230,38 @@ async fn retained_messages_and_sessions_survive_restart_and_expiry_applies() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_queued_after_a_restart_behind_stored_ones_arrive_once_in_order() {
+    let mut broker = Broker::start(DURABLE);
+    let mut connect = Connect::v5(&unique("cold"));
+    connect.clean = false;
+    connect.props = Props::new().u32(prop::SESSION_EXPIRY, 3600);
+    let mut s = RawClient::connect_ok(broker.tcp_addr(), &connect).await;
+    assert_eq!(s.subscribe(1, &[("cold/#", 1)]).await, vec![1]);
+    s.send(&wire::disconnect()).await;
+    async fn publish_range(addr: SocketAddr, range: std::ops::Range<u16>) {
+        let mut p = RawClient::v5(addr, &unique("cold-pub")).await;
+        for n in range {
+            assert_eq!(p.publish(&wire::Publish::new(true, "cold/t", format!("m{n}")).qos(1, n + 1)).await, 0);
+        }
+    }
+    publish_range(broker.tcp_addr(), 0..5).await;
+    broker.kill9();
+    broker.restart();
+    // Stored before the crash (loaded at the first attach) and queued since (in memory and stored).
+    publish_range(broker.tcp_addr(), 5..10).await;
+    let (mut s, ack) = RawClient::handshake(broker.tcp_addr(), &connect).await;
+    assert!(ack.session_present);
+    let got: Vec<String> = s
+        .receive_until_quiet(Duration::from_millis(800))
+        .await
+        .into_iter()
+        .map(|p| String::from_utf8_lossy(&p.payload).into_owned())
+        .collect();
+    let expected: Vec<String> = (0..10).map(|n| format!("m{n}")).collect();
+    assert_eq!(got, expected, "every message once, stored ones first");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_broker_on_the_same_data_dir_refuses_to_start() {
     let broker = Broker::start(DURABLE);
     let (status, stderr) = broker.run_another(Duration::from_secs(15));

@@ -53,11 +53,13 @@ impl SessionTask {
 
     /// Loads the deliveries a recovered session had on disk: QoS 2 flows already released resume
     /// with PUBREL; the rest go back to the front of the queue in sequence order.
+    /// Entries queued since the restart are in memory already and stored at or above the cold
+    /// bound, so only those below it are loaded.
     pub(super) async fn load_cold(&mut self) {
-        self.cold = false;
+        let Some(below) = self.cold.take() else { return };
         let d = self.broker.durability.clone();
         let (id, inc) = (self.shared.client_id.to_string(), self.shared.id.0);
-        let loaded = match tokio::task::spawn_blocking(move || d.load_queue(&id, inc, Instant::now())).await {
+        let loaded = match tokio::task::spawn_blocking(move || d.load_queue(&id, inc, below, Instant::now())).await {
             Ok(Ok(l)) => l,
             Ok(Err(e)) => return tracing::warn!(error = %e, "stored deliveries could not be loaded"),
             Err(e) => return tracing::warn!(error = %e, "loading stored deliveries failed"),
@@ -115,7 +117,7 @@ pub(super) fn restore_one(
     let r = rs.record;
     task.owner = r.owner;
     task.expiry_secs = r.expiry_secs;
-    task.cold = rs.queued > 0;
+    task.cold = (rs.queued > 0).then_some(rs.next_seq);
     task.qos.restore_incoming(rs.inbound);
     for s in r.subscriptions {
         let options = s.options();

@@ -118,7 +118,7 @@ impl SessionTask {
         let d = self.broker.durability.clone();
         let (id, inc) = (self.shared.client_id.to_string(), self.shared.id.0);
         let mut out = Vec::new();
-        match tokio::task::spawn_blocking(move || d.load_queue(&id, inc, Instant::now())).await {
+        match tokio::task::spawn_blocking(move || d.load_queue(&id, inc, u64::MAX, Instant::now())).await {
             Ok(Ok(loaded)) => out.extend(loaded.entries.into_iter().map(|(r, e, msg)| HandedEntry {
                 seq: r.seq,
                 qos: e.qos(),
@@ -145,9 +145,7 @@ impl SessionTask {
     /// this shard's ids), drops those this session already holds, and puts them in front of the
     /// queue. `false` if they could not be stored (the old owner sends them again).
     pub(super) async fn merge(&mut self, entries: Vec<HandedEntry>, inbound: Vec<u16>) -> bool {
-        if self.cold {
-            self.load_cold().await;
-        }
+        self.load_cold().await;
         // Copies this session got itself (a publish reaching both owners). Only those: one message
         // can legitimately be handed over twice (a direct and a shared subscription).
         let mut have: HashSet<MessageUid> = self.qos.outgoing().iter().map(|f| f.delivery.msg.uid).collect();

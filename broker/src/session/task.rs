@@ -58,8 +58,9 @@ pub(super) struct SessionTask {
     /// Counts resets of the session state (a takeover that does not resume it), so retained
     /// messages of a subscription made before are not queued after.
     pub resets: u64,
-    /// Recovered after a restart with deliveries still on disk, loaded at the first attach.
-    pub cold: bool,
+    /// Recovered after a restart with deliveries still on disk, loaded at the first attach: those
+    /// stored below this sequence (the first one this process assigns the session).
+    pub cold: Option<u64>,
     /// While set, a subscriber this client published to is congested (publisher back-pressure):
     /// only acknowledgements and PINGREQ are read until the pause ends.
     pub pause: Option<Pause>,
@@ -100,7 +101,7 @@ impl SessionTask {
             releases: Batch::new(),
             generation: 0,
             resets: 0,
-            cold: false,
+            cold: None,
             pause: None,
             receiving: None,
             ended: false,
@@ -123,7 +124,7 @@ impl SessionTask {
                 c = self.shared.next_control() => match c {
                     Control::Attach(req) => {
                         if let Some(req) = self.hold(req) {
-                            if self.cold {
+                            if self.cold.is_some() {
                                 // Boxed: its state would otherwise sit in every session's task.
                                 Box::pin(self.load_cold()).await;
                             }
