@@ -292,7 +292,7 @@ async fn behind_haproxy_two_fronts_serve_publish_subscribe_across_shards_with_re
         }
     }
     let mut publisher = publisher.expect("a publisher on another shard");
-    assert_eq!(sub.subscribe(1, &[("lb/+/t", 1)]).await, vec![1]);
+    assert_eq!(sub.subscribe(1, &[("lb/+/t", 2)]).await, vec![2]);
     for n in 0..5 {
         let code = publisher.publish(&wire::Publish::new(true, "lb/dev/t", format!("via-lb-{n}")).qos(1, 1 + n)).await;
         assert_eq!(code, 0);
@@ -300,6 +300,40 @@ async fn behind_haproxy_two_fronts_serve_publish_subscribe_across_shards_with_re
     for n in 0..5 {
         assert_eq!(sub.receive().await.payload, format!("via-lb-{n}").as_bytes());
     }
+    for qos in [0u8, 2] {
+        let payload = format!("at-qos-{qos}");
+        let code =
+            publisher.publish(&wire::Publish::new(true, "lb/dev/t", &payload).qos(qos, 10 + u16::from(qos))).await;
+        assert_eq!(code, 0);
+        let m = sub.receive().await;
+        assert_eq!((m.payload.as_slice(), m.qos), (payload.as_bytes(), qos));
+    }
+    // A shared group whose members came in through the balancer gets each message once.
+    let mut members = Vec::new();
+    for n in 0..2 {
+        let mut m = RawClient::v5(lb, &format!("lb-share-{n}")).await;
+        assert_eq!(m.subscribe(1, &[("$share/lbg/lb/shared", 1)]).await, vec![1]);
+        members.push(m);
+    }
+    for n in 0..10u16 {
+        let code = publisher.publish(&wire::Publish::new(true, "lb/shared", format!("s{n}")).qos(1, 20 + n)).await;
+        assert_eq!(code, 0);
+    }
+    let mut shared = Vec::new();
+    for m in &mut members {
+        shared.extend(m.receive_until_quiet(Duration::from_millis(500)).await.into_iter().map(|p| p.payload));
+    }
+    shared.sort();
+    let mut expected: Vec<Vec<u8>> = (0..10).map(|n| format!("s{n}").into_bytes()).collect();
+    expected.sort();
+    assert_eq!(shared, expected, "each message to exactly one member of the group");
+    // Retained through the balancer, found by a wildcard subscriber that also came through it.
+    let code = publisher.publish(&wire::Publish::new(true, "lb/ret/a", "kept").qos(1, 40).retain()).await;
+    assert_eq!(code, 0x10, "accepted, no matching subscribers (yet)");
+    let mut late = RawClient::v5(lb, "lb-late").await;
+    assert_eq!(late.subscribe(1, &[("lb/ret/#", 1)]).await, vec![1]);
+    let m = late.receive().await;
+    assert_eq!((m.topic.as_str(), m.payload.as_slice(), m.retain), ("lb/ret/a", &b"kept"[..], true));
     // The shard sees the client's own address, carried by PROXY v2 through the front.
     let needle = format!("client_id={sub_id} peer={}", sub.local_addr());
     assert!(c.shards[sub_shard].stderr().contains(&needle), "shard log lacks {needle}");
@@ -309,6 +343,11 @@ async fn behind_haproxy_two_fronts_serve_publish_subscribe_across_shards_with_re
     for (i, f) in c.fronts.iter().enumerate() {
         assert!(f.stderr().contains("forwarding session"), "front {i} served no client: round robin over both");
     }
+    // Takeover through the balancer: the next connection (the other front, by round robin or
+    // not) ends the first with 0x8E.
+    let (_again, ack) = RawClient::handshake(lb, &Connect::v5(&sub_id)).await;
+    assert_eq!(ack.code, 0);
+    assert_eq!(sub.expect_disconnect(WAIT).await, 0x8E, "session taken over");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
