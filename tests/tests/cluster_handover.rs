@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 const WAIT: Duration = Duration::from_secs(5);
 
 /// Persistent sessions, each subscribed to `{prefix}/{id}/q1` (QoS 1) and `{prefix}/{id}/q2`
-/// (QoS 2), offline with three QoS 1 and two QoS 2 messages queued; and `retained` retained
+/// (QoS 2), offline with three QoS 1 and two QoS 2 messages sent once and unacknowledged (in
+/// flight); and `retained` retained
 /// messages on `{prefix}/retained/{n}`. Returns the client ids.
 async fn offline_sessions_with_queues(c: &Cluster, prefix: &str, sessions: usize, retained: u16) -> Vec<String> {
     let ids: Vec<String> = (0..sessions).map(|i| format!("{prefix}-{i}")).collect();
@@ -36,6 +37,15 @@ async fn offline_sessions_with_queues(c: &Cluster, prefix: &str, sessions: usize
                 assert_eq!(p.publish(&publish.qos(qos, pid)).await, 0, "acknowledged to the publisher");
             }
         }
+    }
+    // Each session comes back once and leaves without acknowledging what it was sent: its
+    // messages are in flight (sent, unacknowledged) rather than only queued when it moves.
+    for id in &ids {
+        let (mut s, ack) = RawClient::handshake(c.front(0), &persistent(id)).await;
+        assert!(ack.session_present);
+        assert_eq!(s.read_publish(WAIT).await.payload, format!("{id}-q1-0").as_bytes());
+        s.send(&wire::disconnect_v5(0, &Props::new())).await;
+        s.expect_closed(WAIT).await;
     }
     for n in 0..retained {
         pid += 1;
