@@ -1,0 +1,9 @@
+//! FleetMQ bridge: copies chosen MQTT topics into a partitioned, replayable log that stream
+//! processors read with ordinary Kafka clients.
+//!
+//! [`log`] owns the embedded log on disk (partitioned, segmented, CRC-checked Kafka v2 record
+//! batches); [`group`] owns consumer-group membership and committed offsets.
+#![forbid(unsafe_code)]
+
+pub mod group;
+pub mod log;
