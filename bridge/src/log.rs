@@ -25,6 +25,7 @@ mod batch;
 mod config;
 mod decode;
 mod index;
+pub mod inspect;
 mod partition;
 mod partitioner;
 mod reader;

@@ -34,6 +34,8 @@ pub struct Published {
     pub queued: usize,
     pub commit: Option<Commit>,
     pub congested: Vec<Arc<SessionShared>>,
+    /// Refused and not delivered: the bridge buffer is full (5.0: 0x97 Quota exceeded).
+    pub refused: bool,
 }
 
 /// What one enqueue did.
@@ -69,6 +71,8 @@ pub struct Broker {
     pub front: Option<Arc<crate::cluster::front::Front>>,
     /// On a shard node: routes to and forwards for the other shards.
     pub routing: Option<Arc<crate::cluster::routes::ShardRouting>>,
+    /// Copies bridged topics into the partitioned log (`[[bridge.rule]]`).
+    pub bridge: Option<Arc<crate::bridge::Bridge>>,
     /// Mutual TLS of internal links (`[cluster.tls]`), built at start-up.
     pub link_tls: Option<Arc<crate::cluster::secure::LinkTls>>,
     shutdown: watch::Receiver<bool>,
@@ -154,6 +158,10 @@ impl Broker {
         if let Some(r) = &routing {
             r.recover(store.as_ref())?;
         }
+        let bridge = match config.bridge.enabled() {
+            true => Some(Arc::new(crate::bridge::Bridge::open(&config.bridge, &config.node.id, durability.clone())?)),
+            false => None,
+        };
         Ok(Broker {
             router: SubscriptionTable::new(64),
             retained,
@@ -171,6 +179,7 @@ impl Broker {
                 Arc::new(crate::cluster::front::Front::new(&config, opts))
             }),
             link_tls,
+            bridge,
             routing,
             shutdown,
             config,
@@ -193,6 +202,12 @@ impl Broker {
     /// and the queue entries of persistent subscribers, plus `batch` — e.g. the publisher's own
     /// inbound QoS 2 record — all in one atomic write).
     pub fn publish(&self, msg: Arc<Message>, mut batch: Batch) -> Published {
+        // Buffered for the log in the publish's own commit, so before its acknowledgement.
+        if let Some(bridge) = &self.bridge {
+            if bridge.capture(&msg, &mut batch, &self.stats) == crate::bridge::Capture::Refused {
+                return Published { queued: 0, commit: None, congested: Vec::new(), refused: true };
+            }
+        }
         // In a cluster the retained message is stored by the shard owning its topic.
         if msg.retain && self.routing.as_ref().is_none_or(|r| r.retained_owner(&msg.topic).is_none()) {
             self.retain(&msg, &mut batch);
@@ -417,7 +432,7 @@ impl Broker {
             }
         }
         let commit = self.durability.submit(batch);
-        let mut published = Published { queued: 0, commit, congested: Vec::new() };
+        let mut published = Published { queued: 0, commit, congested: Vec::new(), refused: false };
         let mut releases = Batch::new();
         for (session, d) in deliveries {
             let q = self.deliver(&session, d, &mut releases);

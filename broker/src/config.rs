@@ -8,9 +8,11 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+mod bridge;
 mod cluster;
 mod sections;
 
+pub use bridge::*;
 pub use cluster::*;
 pub use sections::*;
 
@@ -43,6 +45,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub storage: StorageConfig,
     pub cluster: ClusterConfig,
+    pub bridge: BridgeConfig,
 }
 
 impl Config {
@@ -75,6 +78,10 @@ impl Config {
             return invalid("node.id", "must not be empty");
         }
         self.cluster.validate(self.node.role, &self.node.id)?;
+        self.bridge.validate()?;
+        if self.bridge.enabled() && self.node.role == NodeRole::Front {
+            return invalid("bridge", "a front accepts no publishes itself: configure the bridge on the shards");
+        }
         if self.node.role == NodeRole::Shard && !self.listeners.is_empty() {
             return invalid("listener", "a shard serves clients through fronts: remove its [[listener]] sections");
         }

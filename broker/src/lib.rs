@@ -9,6 +9,7 @@
 
 pub mod acl;
 pub mod auth;
+pub mod bridge;
 pub mod broker;
 pub mod certs;
 pub mod cluster;

@@ -1,5 +1,6 @@
 //! The `fleetmq` binary: runs a node (embedded single node with no arguments) and the operator
-//! subcommands `check-config`, `certs`, `passwd` and `plan-shards`.
+//! subcommands `check-config`, `certs`, `passwd`, `plan-shards` and `log` (inspecting the bridge's
+//! embedded log).
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -8,6 +9,8 @@ use fleetmq::server::Server;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::time::Duration;
+
+mod log_cli;
 
 #[derive(Parser)]
 #[command(name = "fleetmq", version, about = "FleetMQ MQTT broker")]
@@ -57,6 +60,36 @@ enum Command {
         #[arg(long, default_value = "device-", conflicts_with = "ids_file")]
         prefix: String,
     },
+    /// Inspect the bridge's embedded log (read-only: safe while the broker runs).
+    Log {
+        #[command(subcommand)]
+        command: LogCommand,
+        /// The node's config file (finds `[bridge.log] dir`, default `<data_dir>/bridge-log`).
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        /// The log directory itself (instead of --config).
+        #[arg(long, global = true, conflicts_with = "config")]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum LogCommand {
+    /// List topics with their partitions and offsets.
+    Topics,
+    /// Print records of a topic (all partitions, or one).
+    Tail {
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        partition: Option<u32>,
+        /// `earliest`, `latest` or an offset.
+        #[arg(long, default_value = "earliest")]
+        from: String,
+        /// Keep printing new records until interrupted.
+        #[arg(long)]
+        follow: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -90,6 +123,24 @@ fn main() -> anyhow::Result<()> {
             // A closed pipe (`| head`) is not an error worth a panic.
             let _ = write!(std::io::stdout().lock(), "{}", fleetmq::cluster::plan::plan(&from, &to, &ids));
             Ok(())
+        }
+        Some(Command::Log { command, config, dir }) => {
+            let dir = match (dir, config) {
+                (Some(d), _) => d,
+                (None, c) => {
+                    let config = match c {
+                        Some(path) => Config::load(&path)?,
+                        None => Config::parse("")?,
+                    };
+                    fleetmq::bridge::start::log_config(&config.bridge, &config.node.data_dir).dir
+                }
+            };
+            match command {
+                LogCommand::Topics => log_cli::topics(&dir),
+                LogCommand::Tail { topic, partition, from, follow } => {
+                    log_cli::tail(&dir, &topic, partition, &from, follow)
+                }
+            }
         }
         None => {
             let config = match &cli.config {

@@ -34,6 +34,8 @@ pub enum Error {
     Store(crate::store::Error),
     #[error("cluster.tls: {0}")]
     LinkTls(crate::tls::Error),
+    #[error("{0}")]
+    Bridge(String),
 }
 
 /// Result alias of this module.
@@ -86,6 +88,17 @@ impl Server {
             .await
             .map_err(|e| Error::Store(crate::store::Error::Engine(e.to_string())))?
             .map_err(Error::Store)?;
+        let bridge_log = match config.bridge.enabled() {
+            true => {
+                let (c, dir) = (config.bridge.clone(), config.node.data_dir.clone());
+                let log = tokio::task::spawn_blocking(move || crate::bridge::start::open_log(&c, &dir))
+                    .await
+                    .map_err(|e| Error::Bridge(e.to_string()))?
+                    .map_err(Error::Bridge)?;
+                Some(log)
+            }
+            false => None,
+        };
         let mut bound = Vec::new();
         for l in &config.listeners {
             bound.push(Listener::bind(l).await?);
@@ -112,6 +125,9 @@ impl Server {
         .map(Arc::new)
         .map_err(Error::Store)?;
         crate::session::restore_sessions(&broker, recovered);
+        if let (Some(bridge), Some(log)) = (&broker.bridge, bridge_log) {
+            crate::bridge::start::run(bridge.clone(), log, broker.shutdown_signal());
+        }
         let tracker = TaskTracker::new();
         let mut listeners = Vec::new();
         for l in bound {

@@ -41,11 +41,14 @@ pub enum Cf {
     Inbound,
     /// peer shard + slot → forward to that shard not yet acknowledged (cluster shards).
     Outbox,
+    /// bridge sequence → record accepted for the log and not yet shipped to it.
+    Bridge,
 }
 
 impl Cf {
     /// Every column family, for engines that create them up front.
-    pub const ALL: [Cf; 7] = [Cf::Retained, Cf::Sessions, Cf::Meta, Cf::Queue, Cf::Messages, Cf::Inbound, Cf::Outbox];
+    pub const ALL: [Cf; 8] =
+        [Cf::Retained, Cf::Sessions, Cf::Meta, Cf::Queue, Cf::Messages, Cf::Inbound, Cf::Outbox, Cf::Bridge];
 
     /// The column family's stable name on disk.
     pub fn name(self) -> &'static str {
@@ -57,6 +60,7 @@ impl Cf {
             Cf::Messages => "messages",
             Cf::Inbound => "inbound",
             Cf::Outbox => "outbox",
+            Cf::Bridge => "bridge",
         }
     }
 }

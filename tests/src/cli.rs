@@ -40,3 +40,12 @@ pub fn passwd(file: &Path, user: &str, password: &str) {
 pub fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
+
+/// `fleetmq log <args> --config <broker dir>/fleetmq.toml`: stdout as text.
+pub fn log(broker_dir: &Path, args: &[&str]) -> String {
+    let config = broker_dir.join("fleetmq.toml").display().to_string();
+    let mut all = vec!["log"];
+    all.extend_from_slice(args);
+    all.extend(["--config", &config]);
+    String::from_utf8_lossy(&run(&all).stdout).into_owned()
+}

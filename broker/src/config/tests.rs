@@ -53,6 +53,37 @@ fn documented_examples_parse_and_validate() {
 }
 
 #[test]
+fn bridge_section_parses_and_names_the_bad_key() {
+    let rule = "[[bridge.rule]]\nfilter = \"fleet/+/t\"\nlog_topic = \"telemetry\"\n";
+    let c = Config::parse(rule).unwrap();
+    assert!(c.bridge.enabled());
+    assert_eq!((c.bridge.rules[0].partitions, c.bridge.rules[0].key.as_str()), (1, "client_id"));
+    assert!(!Config::parse("").unwrap().bridge.enabled(), "off without rules");
+    let bad = |extra: &str, key: &str| {
+        let e = Config::parse(&format!("{extra}{rule}")).unwrap_err().to_string();
+        assert!(e.contains(key), "expected {key} in: {e}");
+    };
+    bad("[bridge]\ntarget = \"kafka\"\n", "bridge.target");
+    bad("[bridge]\ntarget = \"pulsar\"\n", "pulsar");
+    bad("[bridge]\nmax_buffer_bytes = 10\n", "bridge.max_buffer_bytes");
+    bad("[bridge]\nbatch_max_age_ms = 0\n", "bridge.batch_max_age_ms");
+    bad("[bridge]\non_buffer_full = \"panic\"\n", "panic");
+    bad("[bridge.kafka]\nbind = \"x\"\n", "bridge.kafka.bind");
+    bad("[bridge.log]\ncompression = \"gzip\"\n", "gzip");
+    bad("[bridge.log]\nsegments = 1\n", "segments");
+    let second = |k: &str| format!("[[bridge.rule]]\nfilter = \"a/#\"\nlog_topic = \"telemetry\"\n{k}\n");
+    bad(&second("key = \"device\""), "bridge.rule[0].key");
+    bad(&second("partitions = 0"), "bridge.rule[0].partitions");
+    bad(&second("partitions = 4"), "bridge.rule[1].partitions");
+    bad("[[bridge.rule]]\nfilter = \"$share/g/a\"\nlog_topic = \"x\"\n", "bridge.rule[0].filter");
+    bad("[[bridge.rule]]\nfilter = \"a/#/b\"\nlog_topic = \"x\"\n", "bridge.rule[0].filter");
+    bad("[[bridge.rule]]\nfilter = \"a\"\nlog_topic = \"bad topic\"\n", "bridge.rule[0].log_topic");
+    let front = format!("[node]\nid = \"f1\"\nrole = \"front\"\n{MEMBERS}");
+    let e = Config::parse(&format!("{rule}{front}")).unwrap_err().to_string();
+    assert!(e.contains("bridge"), "{e}");
+}
+
+#[test]
 fn storage_section_parses_and_validates() {
     let c = Config::parse("").unwrap();
     assert_eq!(

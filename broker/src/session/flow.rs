@@ -169,6 +169,14 @@ impl SessionTask {
                 }
                 let msg = Message::from_publish(p, self.shared.client_id.clone(), Instant::now());
                 let published = self.broker.publish(Arc::new(msg), batch);
+                if published.refused {
+                    if !v5 {
+                        // 3.1.1 cannot refuse a publish in its acknowledgement: close rather than ack.
+                        return self.close_for(ReasonCode::QUOTA_EXCEEDED, false);
+                    }
+                    let reason = ReasonCode::QUOTA_EXCEEDED;
+                    return self.defer(Deferred::Ack { generation, qos, packet_id, reason }, None);
+                }
                 let reason =
                     if published.queued == 0 && v5 { ReasonCode::NO_MATCHING_SUBSCRIBERS } else { ReasonCode::SUCCESS };
                 let commit = published.commit;

@@ -1,0 +1,227 @@
+//! The bridge on the publish path: copies publishes matching `[[bridge.rule]]` into the
+//! partitioned log, at least once and in order per key.
+//!
+//! Invariants:
+//! - A matching publish is buffered before its publisher is acknowledged: on a durable engine its
+//!   records go into the publish's own commit (column family `bridge`), so an acknowledged QoS 1/2
+//!   publish is in the buffer after any crash; on the memory engine the buffer is memory.
+//! - The [`shipper`] moves buffered records to the log in buffer order (one batch per partition
+//!   per shipment) and deletes them from the buffer only once the log has them; after a crash the
+//!   records of the last unconfirmed shipment are shipped again — the only repeats, marked by the
+//!   `fleetmq.node` + `fleetmq.seq` headers (the sequence never goes back on a node).
+//! - The buffer is bounded by `max_buffer_bytes`: past it, `on_buffer_full` refuses QoS 1/2
+//!   publishes on bridged topics or drops the bridge copy, counted either way.
+
+pub mod record;
+pub mod shipper;
+pub mod start;
+
+use crate::config::{BridgeConfig, BufferFullPolicy};
+use crate::message::Message;
+use crate::persist::Durability;
+use crate::store::{Batch, Cf, Store};
+use bytes::{BufMut, Bytes, BytesMut};
+use parking_lot::Mutex;
+use record::{Pending, Rule};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Sequences reserved ahead in the store, so a restarted node never reuses one.
+const SEQ_BLOCK: u64 = 1 << 20;
+const SEQ_KEY: &[u8] = b"bridge/next-seq";
+
+/// What the bridge did with one publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capture {
+    /// No rule matches (or the copy was dropped by policy): publish as usual.
+    Passed,
+    /// Buffered for the log (durably in the caller's batch when the engine is durable).
+    Buffered,
+    /// The buffer is full and the policy refuses: the publish must be refused (5.0: 0x97).
+    Refused,
+}
+
+/// The bridge of one node.
+pub struct Bridge {
+    rules: Vec<Rule>,
+    node: String,
+    policy: BufferFullPolicy,
+    max_bytes: u64,
+    /// Next bridge sequence, and the first one not yet reserved in the store.
+    seq: AtomicU64,
+    reserved: AtomicU64,
+    /// Accepted and not yet shipped: bytes and records.
+    bytes: AtomicU64,
+    records: AtomicU64,
+    durability: Arc<Durability>,
+    /// The buffer when the engine is not durable.
+    memory: Mutex<VecDeque<(Bytes, Pending)>>,
+    wake: tokio::sync::Notify,
+    pub(crate) config: BridgeConfig,
+}
+
+/// Buffer key of record `index` of publish `seq`: in buffer order.
+fn buffer_key(seq: u64, index: usize) -> Bytes {
+    let mut k = BytesMut::with_capacity(10);
+    k.put_u64(seq);
+    k.put_u16(index as u16);
+    k.freeze()
+}
+
+impl Bridge {
+    /// The bridge of a validated config, resuming after what `store` holds (blocking: scans the
+    /// buffer; call it off the reactor threads).
+    pub fn open(config: &BridgeConfig, node: &str, durability: Arc<Durability>) -> crate::store::Result<Bridge> {
+        let (mut next, mut bytes, mut records) = (0u64, 0u64, 0u64);
+        if durability.enabled() {
+            let store = durability.store();
+            if let Some(v) = store.get(Cf::Meta, SEQ_KEY)? {
+                next = v.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_be_bytes);
+            }
+            store.scan_prefix(Cf::Bridge, &[], &mut |k, v| {
+                let seq = k.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_be_bytes);
+                next = next.max(seq + 1);
+                bytes += Pending::decode(v).map_or(0, |p| p.cost());
+                records += 1;
+                true
+            })?;
+        }
+        if records > 0 {
+            tracing::info!(records, bytes, "bridge records to ship again after a restart (repeats are marked)");
+            metrics::counter!("fleetmq_bridge_reshipped_total").increment(records);
+        }
+        Ok(Bridge {
+            rules: config.rules.iter().map(Rule::new).collect(),
+            node: node.to_string(),
+            policy: config.on_buffer_full,
+            max_bytes: config.max_buffer_bytes,
+            seq: AtomicU64::new(next),
+            reserved: AtomicU64::new(next),
+            bytes: AtomicU64::new(bytes),
+            records: AtomicU64::new(records),
+            durability,
+            memory: Mutex::new(VecDeque::new()),
+            wake: tokio::sync::Notify::new(),
+            config: config.clone(),
+        })
+    }
+
+    /// The rules, for creating their log topics.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Buffers the records of an accepted publish (before its publisher is acknowledged: durable
+    /// records join `batch`, the publish's own commit).
+    pub fn capture(&self, msg: &Message, batch: &mut Batch, stats: &crate::metrics::Stats) -> Capture {
+        if !self.rules.iter().any(|r| crate::topic::matches(&r.filter, &msg.topic)) {
+            return Capture::Passed;
+        }
+        if self.bytes.load(Ordering::Relaxed) >= self.max_bytes {
+            stats.limit_rejection("bridge_buffer");
+            return match self.policy {
+                BufferFullPolicy::Refuse if msg.qos != crate::codec::QoS::AtMostOnce => Capture::Refused,
+                _ => {
+                    metrics::counter!("fleetmq_bridge_dropped_total").increment(1);
+                    Capture::Passed
+                }
+            };
+        }
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let now_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let records = record::records(&self.rules, msg, &self.node, seq, now_ms);
+        let cost: u64 = records.iter().map(Pending::cost).sum();
+        let n = records.len() as u64;
+        if self.durability.enabled() {
+            let reserved = self.reserved.load(Ordering::Relaxed);
+            if seq + SEQ_BLOCK / 2 >= reserved
+                && self
+                    .reserved
+                    .compare_exchange(reserved, seq + SEQ_BLOCK, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                batch.put(
+                    Cf::Meta,
+                    Bytes::from_static(SEQ_KEY),
+                    Bytes::copy_from_slice(&(seq + SEQ_BLOCK).to_be_bytes()),
+                );
+            }
+            for (i, r) in records.iter().enumerate() {
+                batch.put(Cf::Bridge, buffer_key(seq, i), r.encode());
+            }
+        } else {
+            let mut memory = self.memory.lock();
+            memory.extend(records.into_iter().enumerate().map(|(i, r)| (buffer_key(seq, i), r)));
+        }
+        self.bytes.fetch_add(cost, Ordering::Relaxed);
+        self.records.fetch_add(n, Ordering::Relaxed);
+        metrics::gauge!("fleetmq_bridge_buffer_bytes").set(self.bytes.load(Ordering::Relaxed) as f64);
+        self.wake.notify_one();
+        Capture::Buffered
+    }
+
+    /// Bytes buffered and not yet shipped.
+    pub fn buffered_bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// The oldest buffered records, in buffer order, up to about `max_bytes` (at least one).
+    /// Blocking on a durable engine.
+    fn oldest(&self, max_bytes: usize) -> crate::store::Result<Vec<(Bytes, Pending)>> {
+        let mut out = Vec::new();
+        let mut size = 0usize;
+        if !self.durability.enabled() {
+            for (k, p) in self.memory.lock().iter() {
+                if size >= max_bytes {
+                    break;
+                }
+                size += p.cost() as usize;
+                out.push((k.clone(), p.clone()));
+            }
+            return Ok(out);
+        }
+        let store: &Arc<dyn Store> = self.durability.store();
+        store.scan_prefix(Cf::Bridge, &[], &mut |k, v| {
+            match Pending::decode(v) {
+                Some(p) => {
+                    size += p.cost() as usize;
+                    out.push((Bytes::copy_from_slice(k), p));
+                }
+                None => {
+                    tracing::warn!("unreadable bridge record dropped");
+                    out.push((Bytes::copy_from_slice(k), Pending::unreadable()));
+                }
+            }
+            size < max_bytes
+        })?;
+        Ok(out)
+    }
+
+    /// Forgets shipped records (durably on a durable engine).
+    async fn shipped(&self, records: &[(Bytes, Pending)]) -> crate::store::Result<()> {
+        if self.durability.enabled() {
+            let mut batch = Batch::new();
+            for (k, _) in records {
+                batch.delete(Cf::Bridge, k.clone());
+            }
+            if let Some(commit) = self.durability.submit(batch) {
+                commit.await?;
+            }
+        } else {
+            let mut memory = self.memory.lock();
+            for _ in records {
+                memory.pop_front();
+            }
+        }
+        let cost: u64 = records.iter().map(|(_, p)| p.cost()).sum();
+        self.bytes.fetch_sub(cost.min(self.bytes.load(Ordering::Relaxed)), Ordering::Relaxed);
+        self.records.fetch_sub((records.len() as u64).min(self.records.load(Ordering::Relaxed)), Ordering::Relaxed);
+        metrics::gauge!("fleetmq_bridge_buffer_bytes").set(self.bytes.load(Ordering::Relaxed) as f64);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,126 @@
+//! The shipper: moves buffered bridge records to the log, oldest first.
+//!
+//! Invariants: a shipment takes the oldest buffered records (about `batch_max_bytes`), appends
+//! them as one batch per partition in buffer order, and only then deletes them from the buffer,
+//! so nothing leaves the buffer before the log holds it and records of one key keep their order.
+//! A shipment goes once `batch_max_bytes` are buffered or its oldest record waited
+//! `batch_max_age_ms`. While the log refuses, the same shipment is retried with backoff (up to
+//! 5 s) and the buffer grows up to its limit; shipping resumes by itself. Log calls are blocking
+//! and run on the blocking pool.
+
+use super::record::Pending;
+use super::Bridge;
+use bytes::Bytes;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Where shipped records go (the embedded log; tests use a fake that fails on demand).
+pub trait Sink: Send + Sync + 'static {
+    /// Appends `records` to `partition` of `topic` as one batch, blocking until it is stored.
+    fn append(&self, topic: &str, partition: u32, records: &[fleetmq_bridge::log::Record]) -> Result<(), String>;
+}
+
+impl Sink for fleetmq_bridge::log::Log {
+    fn append(&self, topic: &str, partition: u32, records: &[fleetmq_bridge::log::Record]) -> Result<(), String> {
+        fleetmq_bridge::log::Log::append(self, topic, partition, records, None).map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+/// Records of one shipment grouped by (log topic, partition), each group in buffer order.
+fn group(records: &[(Bytes, Pending)]) -> Vec<(String, u32, Vec<fleetmq_bridge::log::Record>)> {
+    let mut groups: Vec<(String, u32, Vec<fleetmq_bridge::log::Record>)> = Vec::new();
+    for (_, p) in records.iter().filter(|(_, p)| !p.is_unreadable()) {
+        match groups.iter_mut().find(|(t, part, _)| *t == p.log_topic && *part == p.partition) {
+            Some(g) => g.2.push(p.record()),
+            None => groups.push((p.log_topic.clone(), p.partition, vec![p.record()])),
+        }
+    }
+    groups
+}
+
+/// Ships until shutdown.
+pub async fn run(bridge: Arc<Bridge>, sink: Arc<dyn Sink>, mut shutdown: watch::Receiver<bool>) {
+    let max_bytes = bridge.config.batch_max_bytes;
+    let max_age = Duration::from_millis(bridge.config.batch_max_age_ms);
+    let mut backoff = Duration::from_millis(100);
+    let mut last_error_log: Option<Instant> = None;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        if bridge.records.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            tokio::select! {
+                _ = bridge.wake.notified() => {}
+                _ = crate::cluster::shutting_down(&mut shutdown) => return,
+            }
+        }
+        // Let a shipment fill up, unless a full one is waiting already.
+        if (bridge.buffered_bytes() as usize) < max_bytes {
+            tokio::select! {
+                _ = tokio::time::sleep(max_age) => {}
+                _ = crate::cluster::shutting_down(&mut shutdown) => return,
+            }
+        }
+        let b = bridge.clone();
+        let records = match tokio::task::spawn_blocking(move || b.oldest(max_bytes)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "bridge buffer unreadable");
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+            Err(_) => continue,
+        };
+        if records.is_empty() {
+            // Counted but not committed yet (or a failed commit): look again shortly.
+            tokio::time::sleep(max_age).await;
+            continue;
+        }
+        let groups = Arc::new(group(&records));
+        // Groups already appended are not appended again when a later one fails.
+        let mut done = 0;
+        loop {
+            let (sink, g) = (sink.clone(), groups.clone());
+            let (appended, result) = tokio::task::spawn_blocking(move || {
+                for (i, (topic, partition, recs)) in g.iter().enumerate().skip(done) {
+                    if let Err(e) = sink.append(topic, *partition, recs) {
+                        return (i, Err(e));
+                    }
+                }
+                (g.len(), Ok(()))
+            })
+            .await
+            .unwrap_or_else(|e| (done, Err(e.to_string())));
+            done = appended;
+            match result {
+                Ok(()) => {
+                    backoff = Duration::from_millis(100);
+                    break;
+                }
+                Err(error) => {
+                    metrics::counter!("fleetmq_bridge_errors_total").increment(1);
+                    if last_error_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                        tracing::warn!(%error, buffered_bytes = bridge.buffered_bytes(), "bridge log unavailable; buffering");
+                        last_error_log = Some(Instant::now());
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = crate::cluster::shutting_down(&mut shutdown) => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        let lag_ms = records.first().map_or(0, |(_, p)| now_ms().saturating_sub(p.timestamp_ms));
+        metrics::gauge!("fleetmq_bridge_lag_ms").set(lag_ms as f64);
+        metrics::counter!("fleetmq_bridge_shipped_total").increment(records.len() as u64);
+        if let Err(e) = bridge.shipped(&records).await {
+            tracing::warn!(error = %e, "shipped bridge records could not be removed from the buffer");
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,68 @@
+//! Starting the bridge's log side on a node: opening the embedded log (its topics created from the
+//! rules) before anything listens, then running the shipper and retention until shutdown.
+//!
+//! Invariant: a log that cannot be opened (bad directory, corrupt metadata, a rule's partition
+//! count differing from an existing topic's) fails the node's start with an error naming it.
+
+use super::Bridge;
+use crate::config::{BridgeConfig, LogCompression};
+use fleetmq_bridge::log::{Compression, Log, LogConfig};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often retention runs over the embedded log.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The embedded log's settings from `[bridge.log]` (default directory under `data_dir`).
+pub fn log_config(c: &BridgeConfig, data_dir: &Path) -> LogConfig {
+    let mut l = LogConfig::new(c.log.dir.clone().unwrap_or_else(|| data_dir.join("bridge-log")));
+    l.segment_bytes = c.log.segment_bytes;
+    l.retention_ms = (c.log.retention_ms > 0).then_some(c.log.retention_ms);
+    l.retention_bytes = (c.log.retention_bytes > 0).then_some(c.log.retention_bytes);
+    l.compression = match c.log.compression {
+        LogCompression::None => Compression::None,
+        LogCompression::Lz4 => Compression::Lz4,
+        LogCompression::Zstd => Compression::Zstd,
+    };
+    l.fsync = c.log.fsync;
+    l
+}
+
+/// Opens the embedded log and creates every rule's topic (blocking).
+pub fn open_log(c: &BridgeConfig, data_dir: &Path) -> Result<Log, String> {
+    let config = log_config(c, data_dir);
+    let dir = config.dir.display().to_string();
+    let log = Log::open(config).map_err(|e| format!("bridge.log {dir}: {e}"))?;
+    for r in &c.rules {
+        log.ensure_topic(&r.log_topic, r.partitions).map_err(|e| format!("bridge.rule {}: {e}", r.log_topic))?;
+    }
+    Ok(log)
+}
+
+/// Ships `bridge`'s buffer into `log` and applies retention, until shutdown.
+pub fn run(bridge: Arc<Bridge>, log: Log, shutdown: tokio::sync::watch::Receiver<bool>) {
+    tokio::spawn(super::shipper::run(bridge, Arc::new(log.clone()), shutdown.clone()));
+    tokio::spawn(retention(log, shutdown));
+}
+
+async fn retention(log: Log, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(RETENTION_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = crate::cluster::shutting_down(&mut shutdown) => return,
+            _ = tick.tick() => {}
+        }
+        let l = log.clone();
+        let now_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        match tokio::task::spawn_blocking(move || l.enforce_retention(now_ms)).await {
+            Ok(Ok(report)) if report.deleted_segments() > 0 => {
+                tracing::info!(segments = report.deleted_segments(), bytes = report.deleted_bytes(), "log retention");
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "log retention failed"),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,186 @@
+use super::shipper::{self, Sink};
+use super::*;
+use crate::codec::QoS;
+use crate::config::BridgeRuleConfig;
+use crate::ids::ClientId;
+use crate::metrics::Stats;
+use crate::store::commit::{Committer, SyncMode};
+use crate::store::MemoryStore;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+fn config(max_buffer_bytes: u64, policy: BufferFullPolicy) -> BridgeConfig {
+    BridgeConfig {
+        max_buffer_bytes,
+        on_buffer_full: policy,
+        batch_max_age_ms: 5,
+        rules: vec![BridgeRuleConfig {
+            filter: "fleet/+/telemetry".into(),
+            log_topic: "telemetry".into(),
+            partitions: 4,
+            key: "client_id".into(),
+        }],
+        ..Default::default()
+    }
+}
+
+fn durable(store: &Arc<MemoryStore>) -> Arc<Durability> {
+    let store: Arc<dyn Store> = store.clone();
+    Arc::new(Durability::new(store.clone(), Some(Committer::start(store, SyncMode::Always).unwrap())))
+}
+
+fn msg(client: &str, n: u32, qos: QoS) -> Message {
+    Message {
+        topic: Arc::from(format!("fleet/{client}/telemetry").as_str()),
+        payload: Bytes::from(format!("{client}-{n}")),
+        qos,
+        retain: false,
+        properties: Default::default(),
+        publisher: ClientId::new(client),
+        expires_at: None,
+        uid: crate::ids::MessageUid::next(),
+    }
+}
+
+/// A sink that keeps what it is given and refuses while `failing` is set.
+#[derive(Default)]
+struct FakeSink {
+    got: parking_lot::Mutex<Vec<(String, u32, String)>>,
+    failing: std::sync::atomic::AtomicBool,
+    attempts: AtomicUsize,
+}
+
+impl Sink for FakeSink {
+    fn append(&self, topic: &str, partition: u32, records: &[fleetmq_bridge::log::Record]) -> Result<(), String> {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        if self.failing.load(Ordering::Relaxed) {
+            return Err("log unavailable".into());
+        }
+        let mut got = self.got.lock();
+        for r in records {
+            let value = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned();
+            got.push((topic.to_string(), partition, value));
+        }
+        Ok(())
+    }
+}
+
+async fn commit(d: &Durability, batch: Batch) {
+    if let Some(c) = d.submit(batch) {
+        c.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn buffered_records_survive_a_restart_and_the_sequence_never_goes_back() {
+    let store = Arc::new(MemoryStore::new());
+    let d = durable(&store);
+    let bridge = Bridge::open(&config(1 << 20, BufferFullPolicy::Refuse), "n1", d.clone()).unwrap();
+    let stats = Stats::new();
+    let mut batch = Batch::new();
+    assert_eq!(bridge.capture(&msg("d1", 0, QoS::AtLeastOnce), &mut batch, &stats), Capture::Buffered);
+    assert_eq!(bridge.capture(&msg("d1", 1, QoS::AtLeastOnce), &mut batch, &stats), Capture::Buffered);
+    let mut other = Batch::new();
+    let unmatched = Message { topic: Arc::from("other/x"), ..msg("d1", 2, QoS::AtLeastOnce) };
+    assert_eq!(bridge.capture(&unmatched, &mut other, &stats), Capture::Passed);
+    assert!(other.is_empty(), "nothing buffered for an unbridged topic");
+    commit(&d, batch).await;
+    drop(bridge);
+
+    // Restarted on the same store: both records are still there, in order.
+    let bridge = Bridge::open(&config(1 << 20, BufferFullPolicy::Refuse), "n1", d.clone()).unwrap();
+    let pending = bridge.oldest(1 << 20).unwrap();
+    let values: Vec<&[u8]> = pending.iter().map(|(_, p)| p.value.as_slice()).collect();
+    assert_eq!(values, [&b"d1-0"[..], b"d1-1"]);
+    let mut batch = Batch::new();
+    bridge.capture(&msg("d1", 3, QoS::AtLeastOnce), &mut batch, &stats);
+    let seq_of = |p: &Pending| p.headers.iter().find(|(k, _)| k == record::HEADER_SEQ).map(|(_, v)| v.clone());
+    commit(&d, batch).await;
+    let pending = bridge.oldest(1 << 20).unwrap();
+    let seq = |p: &Pending| -> u64 { String::from_utf8(seq_of(p).unwrap()).unwrap().parse().unwrap() };
+    assert!(seq(&pending[2].1) > seq(&pending[1].1), "the sequence continues past the buffered ones");
+    bridge.shipped(&pending).await.unwrap();
+    drop(bridge);
+    // Everything shipped: the sequence still does not go back (reserved in the store).
+    let bridge = Bridge::open(&config(1 << 20, BufferFullPolicy::Refuse), "n1", d.clone()).unwrap();
+    assert!(bridge.oldest(1 << 20).unwrap().is_empty());
+    let mut batch = Batch::new();
+    bridge.capture(&msg("d1", 4, QoS::AtLeastOnce), &mut batch, &stats);
+    commit(&d, batch).await;
+    let last = seq(&pending[2].1);
+    let next = seq(&bridge.oldest(1 << 20).unwrap()[0].1);
+    assert!(next > last, "sequence {next} reused after a restart (last {last})");
+}
+
+#[tokio::test]
+async fn a_full_buffer_refuses_qos1_and_drops_qos0_copies_or_drops_by_policy() {
+    let store = Arc::new(MemoryStore::new());
+    let d = durable(&store);
+    let stats = Stats::new();
+    let big = |client: &str, qos| Message { payload: Bytes::from(vec![0u8; 600 << 10]), ..msg(client, 0, qos) };
+    let refusing = Bridge::open(&config(1 << 20, BufferFullPolicy::Refuse), "n1", d.clone()).unwrap();
+    let mut batch = Batch::new();
+    assert_eq!(refusing.capture(&big("d1", QoS::AtLeastOnce), &mut batch, &stats), Capture::Buffered);
+    assert_eq!(refusing.capture(&big("d1", QoS::AtLeastOnce), &mut batch, &stats), Capture::Buffered);
+    assert!(refusing.buffered_bytes() >= 1 << 20);
+    assert_eq!(refusing.capture(&msg("d1", 1, QoS::AtLeastOnce), &mut batch, &stats), Capture::Refused);
+    assert_eq!(refusing.capture(&msg("d1", 1, QoS::ExactlyOnce), &mut batch, &stats), Capture::Refused);
+    assert_eq!(refusing.capture(&msg("d1", 1, QoS::AtMostOnce), &mut batch, &stats), Capture::Passed);
+    let dropping =
+        Bridge::open(&config(1 << 20, BufferFullPolicy::Drop), "n2", Arc::new(Durability::new(store.clone(), None)))
+            .unwrap();
+    let mut batch = Batch::new();
+    dropping.capture(&big("d1", QoS::AtLeastOnce), &mut batch, &stats);
+    dropping.capture(&big("d1", QoS::AtLeastOnce), &mut batch, &stats);
+    assert_eq!(dropping.capture(&msg("d1", 1, QoS::AtLeastOnce), &mut batch, &stats), Capture::Passed);
+    assert_eq!(dropping.oldest(usize::MAX).unwrap().len(), 2, "the third copy was dropped");
+}
+
+#[tokio::test]
+async fn the_shipper_keeps_order_per_key_buffers_while_the_log_refuses_and_drains_after() {
+    let store = Arc::new(MemoryStore::new());
+    let d = durable(&store);
+    let bridge = Arc::new(Bridge::open(&config(64 << 20, BufferFullPolicy::Refuse), "n1", d.clone()).unwrap());
+    let sink = Arc::new(FakeSink::default());
+    sink.failing.store(true, Ordering::Relaxed);
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(shipper::run(bridge.clone(), sink.clone(), shutdown));
+    let stats = Stats::new();
+    for n in 0..50 {
+        for client in ["d1", "d2", "d3"] {
+            let mut batch = Batch::new();
+            assert_eq!(bridge.capture(&msg(client, n, QoS::AtLeastOnce), &mut batch, &stats), Capture::Buffered);
+            commit(&d, batch).await;
+        }
+    }
+    // The log refuses: attempts are made, nothing leaves the buffer.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while sink.attempts.load(Ordering::Relaxed) < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(bridge.oldest(usize::MAX).unwrap().len(), 150, "kept while the log is unavailable");
+    sink.failing.store(false, Ordering::Relaxed);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while bridge.buffered_bytes() > 0 || sink.got.lock().len() < 150 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the buffer drains once the log is back");
+    assert!(bridge.oldest(usize::MAX).unwrap().is_empty(), "shipped records leave the durable buffer");
+    let got = sink.got.lock().clone();
+    assert_eq!(got.len(), 150, "each record shipped once");
+    for client in ["d1", "d2", "d3"] {
+        let mine: Vec<&(String, u32, String)> = got.iter().filter(|(_, _, v)| v.starts_with(client)).collect();
+        let partition = fleetmq_bridge::log::partition_for_key(client.as_bytes(), 4);
+        assert!(mine.iter().all(|(t, p, _)| t == "telemetry" && *p == partition), "{client}: one partition");
+        let order: Vec<String> = mine.iter().map(|(_, _, v)| v.clone()).collect();
+        let expected: Vec<String> = (0..50).map(|n| format!("{client}-{n}")).collect();
+        assert_eq!(order, expected, "{client}: publish order kept");
+    }
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
+}
