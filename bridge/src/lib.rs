@@ -2,8 +2,10 @@
 //! processors read with ordinary Kafka clients.
 //!
 //! [`log`] owns the embedded log on disk (partitioned, segmented, CRC-checked Kafka v2 record
-//! batches); [`group`] owns consumer-group membership and committed offsets.
+//! batches); [`group`] owns consumer-group membership and committed offsets; [`kafka`] serves
+//! both to Kafka consumers over the Kafka wire protocol.
 #![forbid(unsafe_code)]
 
 pub mod group;
+pub mod kafka;
 pub mod log;
