@@ -198,6 +198,9 @@ fn run(config: Config) -> anyhow::Result<()> {
         if let Some(addr) = server.internal {
             writeln!(out, "fleetmq listening cluster {addr}")?;
         }
+        if let Some(addr) = server.kafka {
+            writeln!(out, "fleetmq listening kafka {addr}")?;
+        }
         if let Some(addr) = server.metrics {
             writeln!(out, "fleetmq metrics http://{addr}/metrics")?;
         }

@@ -49,6 +49,8 @@ pub struct Server {
     pub metrics: Option<SocketAddr>,
     /// A shard's internal listener (fronts and shards connect here).
     pub internal: Option<SocketAddr>,
+    /// The bridge's Kafka-protocol listener (consumers of the embedded log).
+    pub kafka: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tracker: TaskTracker,
 }
@@ -99,6 +101,12 @@ impl Server {
             }
             false => None,
         };
+        let kafka = match &bridge_log {
+            Some(log) => crate::bridge::start::kafka_listener(&config.bridge, &config.node.data_dir, log)
+                .await
+                .map_err(Error::Bridge)?,
+            None => None,
+        };
         let mut bound = Vec::new();
         for l in &config.listeners {
             bound.push(Listener::bind(l).await?);
@@ -127,6 +135,15 @@ impl Server {
         crate::session::restore_sessions(&broker, recovered);
         if let (Some(bridge), Some(log)) = (&broker.bridge, bridge_log) {
             crate::bridge::start::run(bridge.clone(), log, broker.shutdown_signal());
+        }
+        let kafka_addr = kafka.as_ref().map(|k| k.local_addr());
+        if let Some(k) = kafka {
+            let shutdown = broker.shutdown_signal();
+            tokio::spawn(async move {
+                if let Err(e) = k.run(shutdown).await {
+                    tracing::error!(error = %e, "Kafka listener stopped");
+                }
+            });
         }
         let tracker = TaskTracker::new();
         let mut listeners = Vec::new();
@@ -160,7 +177,7 @@ impl Server {
         if sys_interval > 0 {
             tokio::spawn(crate::sys::run(broker.clone(), Duration::from_millis(sys_interval)));
         }
-        Ok(Server { broker, listeners, metrics, internal: internal_addr, shutdown, tracker })
+        Ok(Server { broker, listeners, metrics, internal: internal_addr, kafka: kafka_addr, shutdown, tracker })
     }
 
     /// Stops accepting, disconnects every client and waits up to `timeout` for connections to close.

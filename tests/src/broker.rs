@@ -186,6 +186,11 @@ impl Broker {
         self.listener("tcp")
     }
 
+    /// Address of the bridge's Kafka-protocol listener (the config must declare one).
+    pub fn kafka_addr(&self) -> SocketAddr {
+        self.listener("kafka")
+    }
+
     /// Address of the first TLS listener (the config must declare one).
     pub fn tls_addr(&self) -> SocketAddr {
         self.listener("tls")

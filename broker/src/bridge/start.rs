@@ -40,6 +40,43 @@ pub fn open_log(c: &BridgeConfig, data_dir: &Path) -> Result<Log, String> {
     Ok(log)
 }
 
+/// Binds the Kafka-protocol listener of `[bridge.kafka]` (when `bind` is set) with its consumer
+/// groups, whose committed offsets live in `<data_dir>/bridge-groups`. Must run inside the
+/// runtime; opens files (call before anything listens, so a failure fails the start).
+pub async fn kafka_listener(
+    c: &BridgeConfig,
+    data_dir: &Path,
+    log: &Log,
+) -> Result<Option<fleetmq_bridge::kafka::KafkaListener>, String> {
+    let Some(bind) = &c.kafka.bind else { return Ok(None) };
+    let bind = bind.parse().map_err(|_| format!("bridge.kafka.bind: `{bind}` is not an address:port"))?;
+    let dir = data_dir.join("bridge-groups");
+    let shown = dir.display().to_string();
+    let store = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        fleetmq_bridge::group::OffsetStore::open(&dir, Default::default()).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("bridge consumer offsets {shown}: {e}"))?;
+    let groups = fleetmq_bridge::group::GroupConfig {
+        initial_rebalance_delay_ms: c.kafka.group_initial_rebalance_delay_ms,
+        ..Default::default()
+    };
+    let groups = fleetmq_bridge::group::GroupService::start(groups, store).map_err(|e| e.to_string())?;
+    let config = fleetmq_bridge::kafka::KafkaConfig {
+        bind,
+        advertised_host: c.kafka.advertised_host.clone(),
+        max_connections: c.kafka.max_connections,
+        max_request_bytes: c.kafka.max_request_bytes,
+        idle_timeout_ms: c.kafka.idle_timeout_ms,
+        ..Default::default()
+    };
+    let listener = fleetmq_bridge::kafka::KafkaListener::bind(config, log.clone(), groups)
+        .map_err(|e| format!("bridge.kafka.bind: {e}"))?;
+    Ok(Some(listener))
+}
+
 /// Ships `bridge`'s buffer into `log` and applies retention, until shutdown.
 pub fn run(bridge: Arc<Bridge>, log: Log, shutdown: tokio::sync::watch::Receiver<bool>) {
     tokio::spawn(super::shipper::run(bridge, Arc::new(log.clone()), shutdown.clone()));

@@ -75,13 +75,35 @@ impl Default for BridgeLogConfig {
 }
 
 /// `[bridge.kafka]`: the Kafka-protocol listener consumers of the embedded log connect to.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BridgeKafkaConfig {
     /// Listener address; no listener when absent (the log is then read with `fleetmq log`).
     pub bind: Option<String>,
     /// Host name consumers are told to reconnect to (Metadata); default: the bound address.
     pub advertised_host: Option<String>,
+    /// Consumer connections served at once; more wait in the accept backlog.
+    pub max_connections: usize,
+    /// Largest request accepted (consumers send small ones); a bigger one closes the connection.
+    pub max_request_bytes: usize,
+    /// A connection silent this long is closed.
+    pub idle_timeout_ms: u64,
+    /// How long the first member of an empty consumer group waits for others before the first
+    /// assignment (Kafka's `group.initial.rebalance.delay.ms`).
+    pub group_initial_rebalance_delay_ms: u64,
+}
+
+impl Default for BridgeKafkaConfig {
+    fn default() -> Self {
+        BridgeKafkaConfig {
+            bind: None,
+            advertised_host: None,
+            max_connections: 1024,
+            max_request_bytes: 1 << 20,
+            idle_timeout_ms: 600_000,
+            group_initial_rebalance_delay_ms: 3000,
+        }
+    }
 }
 
 /// One `[[bridge.rule]]`: publishes matching `filter` become records of `log_topic`.
@@ -193,6 +215,18 @@ impl BridgeConfig {
             if bind.parse::<std::net::SocketAddr>().is_err() {
                 return invalid("bridge.kafka.bind".into(), format!("`{bind}` is not an address:port"));
             }
+        }
+        if self.kafka.max_connections == 0 {
+            return invalid("bridge.kafka.max_connections".into(), "must be at least 1".into());
+        }
+        if !(1024..=100 << 20).contains(&self.kafka.max_request_bytes) {
+            return invalid("bridge.kafka.max_request_bytes".into(), "must be between 1024 and 104857600".into());
+        }
+        if self.kafka.idle_timeout_ms < 1000 {
+            return invalid("bridge.kafka.idle_timeout_ms".into(), "must be at least 1000".into());
+        }
+        if self.kafka.group_initial_rebalance_delay_ms > 300_000 {
+            return invalid("bridge.kafka.group_initial_rebalance_delay_ms".into(), "must be at most 300000".into());
         }
         let limits = crate::topic::TopicLimits { max_length: 65535, max_levels: 1024 };
         let mut partitions = std::collections::HashMap::new();
