@@ -60,11 +60,15 @@ pub struct KafkaConfig {
     /// A connection that sends nothing for this long is closed (Kafka's
     /// `connections.max.idle.ms`), so half-sent frames cannot hold a connection slot forever.
     pub idle_timeout_ms: u64,
+    /// Most bytes one Fetch response carries, whatever the client asks for (Kafka's
+    /// `fetch.max.bytes`; at least one batch still goes out): bounds the memory a response takes.
+    pub max_fetch_bytes: usize,
 }
 
 impl Default for KafkaConfig {
-    /// Kafka's conventional port on loopback, node 0, 1024 connections, 100 MiB requests and a
-    /// 10 minute idle timeout (Kafka's defaults for the last two).
+    /// Kafka's conventional port on loopback, node 0, 1024 connections, 1 MiB requests (consumers
+    /// send small ones; each decoded request may take many times its wire size), a 10 minute idle
+    /// timeout and 50 MiB fetch responses (Kafka's defaults for the last two).
     fn default() -> Self {
         KafkaConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 9092)),
@@ -72,8 +76,9 @@ impl Default for KafkaConfig {
             advertised_port: None,
             node_id: 0,
             max_connections: 1024,
-            max_request_bytes: 100 * 1024 * 1024,
+            max_request_bytes: 1024 * 1024,
             idle_timeout_ms: 600_000,
+            max_fetch_bytes: 50 * 1024 * 1024,
         }
     }
 }

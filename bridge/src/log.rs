@@ -46,6 +46,7 @@ pub use config::{Compression, LogConfig, DEFAULT_INDEX_INTERVAL_BYTES, DEFAULT_R
 pub use decode::decode_batches;
 pub use partitioner::{murmur2, partition_for_key};
 pub use store::Log;
+pub use topic::validate_topic_name;
 pub use types::{
     AppendInfo, PartitionOffsets, PartitionRetention, ProducerStamp, ReadResult, Record, RetentionReport, StoredRecord,
     TopicInfo,

@@ -8,7 +8,11 @@
 //! - The [`shipper`] moves buffered records to the log in buffer order (one batch per partition
 //!   per shipment) and deletes them from the buffer only once the log has them; after a crash the
 //!   records of the last unconfirmed shipment are shipped again — the only repeats, marked by the
-//!   `fleetmq.node` + `fleetmq.seq` headers (the sequence never goes back on a node).
+//!   `fleetmq.node` + `fleetmq.seq` headers. The sequence never goes back on a node: on a durable
+//!   engine blocks of it are reserved in the store; on the memory engine (whose buffer does not
+//!   outlive the process) each process starts at the wall clock in microseconds.
+//! - `bytes`/`records` count what is buffered: raised before a record becomes visible to the
+//!   shipper, lowered when it is shipped or when the commit carrying it fails.
 //! - The buffer is bounded by `max_buffer_bytes`: past it, `on_buffer_full` refuses QoS 1/2
 //!   publishes on bridged topics or drops the bridge copy, counted either way.
 
@@ -36,10 +40,16 @@ const SEQ_KEY: &[u8] = b"bridge/next-seq";
 pub enum Capture {
     /// No rule matches (or the copy was dropped by policy): publish as usual.
     Passed,
-    /// Buffered for the log (durably in the caller's batch when the engine is durable).
-    Buffered,
+    /// Buffered for the log (durably in the caller's batch when the engine is durable): `cost`
+    /// bytes in `records` records, to give back with [`Bridge::forget`] if that batch fails.
+    Buffered { cost: u64, records: u64 },
     /// The buffer is full and the policy refuses: the publish must be refused (5.0: 0x97).
     Refused,
+}
+
+/// Milliseconds since the Unix epoch (record timestamps, lag).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The bridge of one node.
@@ -74,7 +84,9 @@ impl Bridge {
     /// buffer; call it off the reactor threads).
     pub fn open(config: &BridgeConfig, node: &str, durability: Arc<Durability>) -> crate::store::Result<Bridge> {
         let (mut next, mut bytes, mut records) = (0u64, 0u64, 0u64);
-        if durability.enabled() {
+        if !durability.enabled() {
+            next = (now_ms() as u64).saturating_mul(1000);
+        } else {
             let store = durability.store();
             if let Some(v) = store.get(Cf::Meta, SEQ_KEY)? {
                 next = v.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_be_bytes);
@@ -89,7 +101,7 @@ impl Bridge {
         }
         if records > 0 {
             tracing::info!(records, bytes, "bridge records to ship again after a restart (repeats are marked)");
-            metrics::counter!("fleetmq_bridge_reshipped_total").increment(records);
+            metrics::counter!("fleetmq_bridge_recovered_total").increment(records);
         }
         Ok(Bridge {
             rules: config.rules.iter().map(Rule::new).collect(),
@@ -113,15 +125,23 @@ impl Bridge {
     }
 
     /// Buffers the records of an accepted publish (before its publisher is acknowledged: durable
-    /// records join `batch`, the publish's own commit).
-    pub fn capture(&self, msg: &Message, batch: &mut Batch, stats: &crate::metrics::Stats) -> Capture {
-        if !self.rules.iter().any(|r| crate::topic::matches(&r.filter, &msg.topic)) {
+    /// records join `batch`, the publish's own commit). `may_refuse`: whether a full buffer may
+    /// refuse the publish (not for wills and `$SYS`, which no publisher would retry).
+    pub fn capture(
+        &self,
+        msg: &Message,
+        batch: &mut Batch,
+        stats: &crate::metrics::Stats,
+        may_refuse: bool,
+    ) -> Capture {
+        let matching: Vec<&Rule> = self.rules.iter().filter(|r| crate::topic::matches(&r.filter, &msg.topic)).collect();
+        if matching.is_empty() {
             return Capture::Passed;
         }
         if self.bytes.load(Ordering::Relaxed) >= self.max_bytes {
             stats.limit_rejection("bridge_buffer");
             return match self.policy {
-                BufferFullPolicy::Refuse if msg.qos != crate::codec::QoS::AtMostOnce => Capture::Refused,
+                BufferFullPolicy::Refuse if may_refuse && msg.qos != crate::codec::QoS::AtMostOnce => Capture::Refused,
                 _ => {
                     metrics::counter!("fleetmq_bridge_dropped_total").increment(1);
                     Capture::Passed
@@ -129,11 +149,12 @@ impl Bridge {
             };
         }
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let now_ms =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        let records = record::records(&self.rules, msg, &self.node, seq, now_ms);
+        let records = record::records(&matching, msg, &self.node, seq, now_ms());
         let cost: u64 = records.iter().map(Pending::cost).sum();
         let n = records.len() as u64;
+        // Counted before the shipper can see them, so shipping never lowers below zero.
+        self.bytes.fetch_add(cost, Ordering::Relaxed);
+        self.records.fetch_add(n, Ordering::Relaxed);
         if self.durability.enabled() {
             let reserved = self.reserved.load(Ordering::Relaxed);
             if seq + SEQ_BLOCK / 2 >= reserved
@@ -155,11 +176,15 @@ impl Bridge {
             let mut memory = self.memory.lock();
             memory.extend(records.into_iter().enumerate().map(|(i, r)| (buffer_key(seq, i), r)));
         }
-        self.bytes.fetch_add(cost, Ordering::Relaxed);
-        self.records.fetch_add(n, Ordering::Relaxed);
-        metrics::gauge!("fleetmq_bridge_buffer_bytes").set(self.bytes.load(Ordering::Relaxed) as f64);
         self.wake.notify_one();
-        Capture::Buffered
+        Capture::Buffered { cost, records: n }
+    }
+
+    /// Gives back what [`Capture::Buffered`] counted for records that left the buffer (shipped)
+    /// or never reached it (their commit failed).
+    pub fn forget(&self, cost: u64, records: u64) {
+        self.bytes.fetch_sub(cost, Ordering::Relaxed);
+        self.records.fetch_sub(records, Ordering::Relaxed);
     }
 
     /// Bytes buffered and not yet shipped.
@@ -215,10 +240,7 @@ impl Bridge {
                 memory.pop_front();
             }
         }
-        let cost: u64 = records.iter().map(|(_, p)| p.cost()).sum();
-        self.bytes.fetch_sub(cost.min(self.bytes.load(Ordering::Relaxed)), Ordering::Relaxed);
-        self.records.fetch_sub((records.len() as u64).min(self.records.load(Ordering::Relaxed)), Ordering::Relaxed);
-        metrics::gauge!("fleetmq_bridge_buffer_bytes").set(self.bytes.load(Ordering::Relaxed) as f64);
+        self.forget(records.iter().map(|(_, p)| p.cost()).sum(), records.len() as u64);
         Ok(())
     }
 }

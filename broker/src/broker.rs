@@ -201,20 +201,52 @@ impl Broker {
     /// and the commit that must complete before the publisher is acknowledged (the retained update
     /// and the queue entries of persistent subscribers, plus `batch` — e.g. the publisher's own
     /// inbound QoS 2 record — all in one atomic write).
-    pub fn publish(&self, msg: Arc<Message>, mut batch: Batch) -> Published {
+    pub fn publish(&self, msg: Arc<Message>, batch: Batch) -> Published {
+        self.publish_as(msg, batch, true)
+    }
+
+    /// Publishes a message no client waits to have acknowledged (a will, `$SYS`): a full bridge
+    /// buffer drops its bridge copy instead of refusing it, since nobody would publish it again.
+    pub fn publish_unacknowledged(&self, msg: Arc<Message>) -> Published {
+        self.publish_as(msg, Batch::new(), false)
+    }
+
+    fn publish_as(&self, msg: Arc<Message>, mut batch: Batch, may_refuse: bool) -> Published {
         // Buffered for the log in the publish's own commit, so before its acknowledgement.
+        let mut bridged = None;
         if let Some(bridge) = &self.bridge {
-            if bridge.capture(&msg, &mut batch, &self.stats) == crate::bridge::Capture::Refused {
-                return Published { queued: 0, commit: None, congested: Vec::new(), refused: true };
+            match bridge.capture(&msg, &mut batch, &self.stats, may_refuse) {
+                crate::bridge::Capture::Refused => {
+                    return Published { queued: 0, commit: None, congested: Vec::new(), refused: true }
+                }
+                crate::bridge::Capture::Buffered { cost, records } => bridged = Some((bridge.clone(), cost, records)),
+                crate::bridge::Capture::Passed => {}
             }
         }
+        let mut published = self.publish_routed(&msg, batch);
+        if let Some((bridge, cost, records)) = bridged {
+            if let Some(commit) = published.commit.take() {
+                // Records whose commit fails never reach the buffer: stop counting them.
+                published.commit = Some(Box::pin(async move {
+                    let result = commit.await;
+                    if result.is_err() {
+                        bridge.forget(cost, records);
+                    }
+                    result
+                }));
+            }
+        }
+        published
+    }
+
+    fn publish_routed(&self, msg: &Arc<Message>, mut batch: Batch) -> Published {
         // In a cluster the retained message is stored by the shard owning its topic.
         if msg.retain && self.routing.as_ref().is_none_or(|r| r.retained_owner(&msg.topic).is_none()) {
-            self.retain(&msg, &mut batch);
+            self.retain(msg, &mut batch);
         }
-        let Some(routing) = &self.routing else { return self.route(&msg, batch, Scope::All) };
-        let forwarded = routing.forward(self, &msg, &mut batch);
-        let mut published = self.route(&msg, batch, Scope::Except(&forwarded.served_elsewhere));
+        let Some(routing) = &self.routing else { return self.route(msg, batch, Scope::All) };
+        let forwarded = routing.forward(self, msg, &mut batch);
+        let mut published = self.route(msg, batch, Scope::Except(&forwarded.served_elsewhere));
         // Subscribers on other shards count as matching (5.0: no 0x10 for them).
         published.queued += forwarded.shards;
         let wait = self.config.limits.backpressure_wait_ms;

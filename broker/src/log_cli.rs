@@ -25,13 +25,7 @@ pub fn topics(dir: &Path) -> anyhow::Result<()> {
 
 /// First offset and next offset (high watermark) readable in a partition.
 fn bounds(dir: &Path, topic: &str, partition: u32) -> anyhow::Result<(i64, i64)> {
-    let (mut first, mut next) = (None, 0);
-    inspect::records(dir, topic, partition, 0, &mut |r| {
-        first.get_or_insert(r.offset);
-        next = r.offset + 1;
-        true
-    })?;
-    Ok((first.unwrap_or(next), next))
+    Ok(inspect::offsets(dir, topic, partition)?)
 }
 
 /// Prints the records of `topic` (one partition or all) from `from`; with `follow`, keeps polling.

@@ -145,6 +145,11 @@ impl Server {
                 }
             });
         }
+        // A front tries every shard once before it serves: early clients find their links.
+        if let Some(front) = &broker.front {
+            front.connect_all().await;
+            front.keep_links(broker.shutdown_signal());
+        }
         let tracker = TaskTracker::new();
         let mut listeners = Vec::new();
         for l in bound {
@@ -163,10 +168,6 @@ impl Server {
             for peer in 0..routing.peer_count() {
                 tokio::spawn(routing.clone().run_peer(broker.clone(), peer));
             }
-        }
-        if let Some(front) = &broker.front {
-            front.connect_all().await;
-            front.keep_links(broker.shutdown_signal());
         }
         let mut metrics = None;
         if let Some((listener, handle)) = http {

@@ -55,6 +55,6 @@ fn publish_all(broker: &Broker) {
             expires_at: None,
             uid: crate::ids::MessageUid::next(),
         };
-        let _ = broker.publish(Arc::new(msg), crate::store::Batch::new());
+        let _ = broker.publish_unacknowledged(Arc::new(msg));
     }
 }

@@ -65,17 +65,15 @@ pub struct Dispatcher {
     pub(super) log: Log,
     pub(super) groups: GroupService,
     pub(super) node: Node,
+    /// Cap on the bytes of one Fetch response ([`super::KafkaConfig::max_fetch_bytes`]).
+    pub(super) max_fetch_bytes: usize,
 }
 
 impl Dispatcher {
-    /// A dispatcher serving `log` and `groups` as broker `node`.
-    pub fn new(log: Log, groups: GroupService, node: Node) -> Self {
-        Dispatcher { log, groups, node }
-    }
-
-    /// The broker identity given to clients.
-    pub fn node(&self) -> &Node {
-        &self.node
+    /// A dispatcher serving `log` and `groups` as broker `node`, with Fetch responses capped at
+    /// `max_fetch_bytes`.
+    pub fn new(log: Log, groups: GroupService, node: Node, max_fetch_bytes: usize) -> Self {
+        Dispatcher { log, groups, node, max_fetch_bytes }
     }
 
     /// Handles one request frame (header and body, without the length prefix) and returns the

@@ -74,7 +74,8 @@ pub(super) async fn fetch(d: &Dispatcher, frame: &Frame) -> Result<Bytes> {
         let body = FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
         return frame.respond(&body);
     }
-    let byte_limit = |n: i32| usize::try_from(n).unwrap_or(0);
+    // The client's limits, never above the listener's own.
+    let byte_limit = |n: i32| usize::try_from(n).unwrap_or(0).min(d.max_fetch_bytes);
     let plan = Arc::new(Plan {
         topics: req
             .topics

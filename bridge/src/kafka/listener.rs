@@ -96,7 +96,7 @@ impl KafkaListener {
                 tracing::debug!(%peer, error = %e, "cannot disable Nagle on a Kafka connection");
             }
             let node = advertised(&config, local_addr, &stream);
-            let dispatcher = Dispatcher::new(log.clone(), groups.clone(), node);
+            let dispatcher = Dispatcher::new(log.clone(), groups.clone(), node, config.max_fetch_bytes);
             let stop = shutdown.clone();
             metrics::counter!("fleetmq_kafka_connections_total").increment(1);
             metrics::gauge!("fleetmq_kafka_connections").increment(1.0);

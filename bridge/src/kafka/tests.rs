@@ -41,7 +41,7 @@ pub(super) fn fixture() -> Fixture {
     let config = GroupConfig { initial_rebalance_delay_ms: 20, tick_interval_ms: 5, ..GroupConfig::default() };
     let groups = GroupService::start(config, store).unwrap();
     let node = Node { id: NODE, host: "bridge.local".into(), port: 9092 };
-    let dispatcher = Dispatcher::new(log.clone(), groups, node);
+    let dispatcher = Dispatcher::new(log.clone(), groups, node, crate::kafka::KafkaConfig::default().max_fetch_bytes);
     Fixture { _dir: dir, log, dispatcher }
 }
 

@@ -49,13 +49,16 @@ pub(crate) struct Segment {
 }
 
 impl Segment {
-    /// Creates a new, empty segment; fails if its `.log` already exists.
+    /// Creates a new, empty segment; fails if its `.log` already exists. A failure after the file
+    /// was created removes it again, so a later roll can retry instead of finding it in the way.
     pub fn create(dir: &Path, base_offset: i64, index_interval: u32) -> Result<Self> {
         let stem = segment_stem(base_offset);
         let log_path = dir.join(format!("{stem}.log"));
         let log =
             OpenOptions::new().read(true).write(true).create_new(true).open(&log_path).map_err(io_err(&log_path))?;
-        Self::with_files(dir, base_offset, log_path, log, index_interval, true)
+        Self::with_files(dir, base_offset, log_path.clone(), log, index_interval, true).inspect_err(|_| {
+            let _ = std::fs::remove_file(&log_path);
+        })
     }
 
     /// Opens the newest segment: CRC-checks every batch, truncates a torn or corrupt tail and

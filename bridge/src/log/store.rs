@@ -59,7 +59,7 @@ impl Log {
         config.validate()?;
         std::fs::create_dir_all(&config.dir).map_err(io_err(&config.dir))?;
         let mut topics = BTreeMap::new();
-        for (name, partitions) in list_topics(&config.dir)? {
+        for (name, partitions) in list_topics(&config.dir, true)? {
             let topic = Topic::open(&config, &name, partitions)?;
             topics.insert(name, Arc::new(topic));
         }

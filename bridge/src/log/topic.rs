@@ -17,7 +17,7 @@ const META_SUFFIX: &str = ".topic";
 const META_VERSION_LINE: &str = "fleetmq-topic 1";
 
 /// Rejects names Kafka clients could not use: 1..=249 chars of `[a-zA-Z0-9._-]`, not `.`/`..`.
-pub(crate) fn validate_topic_name(name: &str) -> Result<()> {
+pub fn validate_topic_name(name: &str) -> Result<()> {
     let reason = if name.is_empty() {
         Some("empty")
     } else if name == "." || name == ".." {
@@ -67,9 +67,10 @@ fn read_meta(path: &Path) -> Result<u32> {
         .ok_or_else(|| Error::Corrupt { path: path.to_path_buf(), reason: "not a FleetMQ topic metadata file".into() })
 }
 
-/// Every topic recorded under `root` with its partition count, sorted by name. Leftover temp
-/// files from an interrupted creation are removed.
-pub(crate) fn list_topics(root: &Path) -> Result<Vec<(String, u32)>> {
+/// Every topic recorded under `root` with its partition count, sorted by name. With `tidy`
+/// (the log's owner opening it), leftover temp files of an interrupted creation are removed;
+/// readers pass `false` and write nothing.
+pub(crate) fn list_topics(root: &Path, tidy: bool) -> Result<Vec<(String, u32)>> {
     let mut topics = Vec::new();
     for entry in std::fs::read_dir(root).map_err(io_err(root))? {
         let path = entry.map_err(io_err(root))?.path();
@@ -77,7 +78,9 @@ pub(crate) fn list_topics(root: &Path) -> Result<Vec<(String, u32)>> {
             continue;
         };
         if file_name.ends_with(".topic.tmp") {
-            std::fs::remove_file(&path).map_err(io_err(&path))?;
+            if tidy {
+                std::fs::remove_file(&path).map_err(io_err(&path))?;
+            }
             continue;
         }
         let Some(name) = file_name.strip_suffix(META_SUFFIX) else {
@@ -114,7 +117,7 @@ mod tests {
         write_meta(dir.path(), "a.topic", 1).unwrap();
         std::fs::create_dir(dir.path().join("b-0")).unwrap();
         std::fs::write(dir.path().join("c.topic.tmp"), "junk").unwrap();
-        let listed = list_topics(dir.path()).unwrap();
+        let listed = list_topics(dir.path(), true).unwrap();
         assert_eq!(listed, vec![("a.topic".into(), 1), ("b".into(), 3)]);
         assert!(!dir.path().join("c.topic.tmp").exists());
     }

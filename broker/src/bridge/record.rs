@@ -113,10 +113,11 @@ impl Pending {
     }
 }
 
-/// The records `msg` makes under `rules` (one per matching rule), stamped with `node` and `seq`.
-pub fn records(rules: &[Rule], msg: &Message, node: &str, seq: u64, now_ms: i64) -> Vec<Pending> {
-    let mut out = Vec::new();
-    for rule in rules.iter().filter(|r| crate::topic::matches(&r.filter, &msg.topic)) {
+/// The records `msg` makes under `matching` (the rules whose filter matches its topic), stamped
+/// with `node` and `seq`.
+pub fn records(matching: &[&Rule], msg: &Message, node: &str, seq: u64, now_ms: i64) -> Vec<Pending> {
+    let mut out = Vec::with_capacity(matching.len());
+    for rule in matching {
         let key = rule.key(msg);
         let partition = rule.partition(key.as_deref());
         let mut headers = vec![
@@ -158,6 +159,12 @@ mod tests {
         })
     }
 
+    /// The records of `msg` under those of `rules` that match it, as the bridge makes them.
+    fn made(rules: &[Rule], msg: &Message, node: &str, seq: u64) -> Vec<Pending> {
+        let matching: Vec<&Rule> = rules.iter().filter(|r| crate::topic::matches(&r.filter, &msg.topic)).collect();
+        records(&matching, msg, node, seq, 0)
+    }
+
     fn msg(topic: &str, client: &str) -> Message {
         let mut p = Publish { topic: topic.into(), payload: Bytes::from_static(b"21.5"), ..Default::default() };
         p.qos = QoS::AtLeastOnce;
@@ -170,7 +177,7 @@ mod tests {
     fn a_record_per_matching_rule_carrying_the_mqtt_fields() {
         let rules =
             [rule("fleet/+/telemetry", 12, "client_id"), rule("fleet/#", 1, "none"), rule("other/#", 1, "none")];
-        let got = records(&rules, &msg("fleet/d1/telemetry", "d1"), "shard-1", 7, 1_700_000_000_000);
+        let got = made(&rules, &msg("fleet/d1/telemetry", "d1"), "shard-1", 7);
         assert_eq!(got.len(), 2, "two rules match");
         let r = &got[0];
         assert_eq!(r.key.as_deref(), Some(&b"d1"[..]));
@@ -197,17 +204,16 @@ mod tests {
     #[test]
     fn keys_pick_partitions_and_unkeyed_records_rotate() {
         let by_level = rule("fleet/#", 8, "topic_level:1");
-        let a = records(std::slice::from_ref(&by_level), &msg("fleet/a/x", "c1"), "n", 1, 0);
-        let b = records(std::slice::from_ref(&by_level), &msg("fleet/a/y", "c2"), "n", 2, 0);
+        let a = made(std::slice::from_ref(&by_level), &msg("fleet/a/x", "c1"), "n", 1);
+        let b = made(std::slice::from_ref(&by_level), &msg("fleet/a/y", "c2"), "n", 2);
         assert_eq!(a[0].key.as_deref(), Some(&b"a"[..]));
         assert_eq!(a[0].partition, b[0].partition, "same level, same partition");
-        let by_topic = records(&[rule("fleet/#", 8, "topic")], &msg("fleet/a/x", "c1"), "n", 3, 0);
+        let by_topic = made(&[rule("fleet/#", 8, "topic")], &msg("fleet/a/x", "c1"), "n", 3);
         assert_eq!(by_topic[0].key.as_deref(), Some(&b"fleet/a/x"[..]));
         let none = rule("fleet/#", 3, "none");
-        let parts: Vec<u32> = (0..6)
-            .map(|i| records(std::slice::from_ref(&none), &msg("fleet/a", "c"), "n", i, 0)[0].partition)
-            .collect();
+        let parts: Vec<u32> =
+            (0..6).map(|i| made(std::slice::from_ref(&none), &msg("fleet/a", "c"), "n", i)[0].partition).collect();
         assert_eq!(parts, [0, 1, 2, 0, 1, 2]);
-        assert!(records(std::slice::from_ref(&none), &msg("fleet/a", "c"), "n", 9, 0)[0].key.is_none());
+        assert!(made(std::slice::from_ref(&none), &msg("fleet/a", "c"), "n", 9)[0].key.is_none());
     }
 }

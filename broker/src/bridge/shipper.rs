@@ -77,6 +77,15 @@ pub async fn run(bridge: Arc<Bridge>, sink: Arc<dyn Sink>, mut shutdown: watch::
             tokio::time::sleep(max_age).await;
             continue;
         }
+        // Lag: how long the oldest buffered record has waited, also while the log refuses.
+        let oldest_ms = records.first().map_or(0, |(_, p)| p.timestamp_ms);
+        let gauges = || {
+            metrics::gauge!("fleetmq_bridge_lag_ms").set(super::now_ms().saturating_sub(oldest_ms) as f64);
+            metrics::gauge!("fleetmq_bridge_buffer_bytes").set(bridge.buffered_bytes() as f64);
+            metrics::gauge!("fleetmq_bridge_buffer_records")
+                .set(bridge.records.load(std::sync::atomic::Ordering::Relaxed) as f64);
+        };
+        gauges();
         let groups = Arc::new(group(&records));
         // Groups already appended are not appended again when a later one fails.
         let mut done = 0;
@@ -100,6 +109,7 @@ pub async fn run(bridge: Arc<Bridge>, sink: Arc<dyn Sink>, mut shutdown: watch::
                 }
                 Err(error) => {
                     metrics::counter!("fleetmq_bridge_errors_total").increment(1);
+                    gauges();
                     if last_error_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
                         tracing::warn!(%error, buffered_bytes = bridge.buffered_bytes(), "bridge log unavailable; buffering");
                         last_error_log = Some(Instant::now());
@@ -112,15 +122,10 @@ pub async fn run(bridge: Arc<Bridge>, sink: Arc<dyn Sink>, mut shutdown: watch::
                 }
             }
         }
-        let lag_ms = records.first().map_or(0, |(_, p)| now_ms().saturating_sub(p.timestamp_ms));
-        metrics::gauge!("fleetmq_bridge_lag_ms").set(lag_ms as f64);
         metrics::counter!("fleetmq_bridge_shipped_total").increment(records.len() as u64);
         if let Err(e) = bridge.shipped(&records).await {
             tracing::warn!(error = %e, "shipped bridge records could not be removed from the buffer");
         }
+        gauges();
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

@@ -53,7 +53,6 @@ pub async fn kafka_listener(
     let dir = data_dir.join("bridge-groups");
     let shown = dir.display().to_string();
     let store = tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         fleetmq_bridge::group::OffsetStore::open(&dir, Default::default()).map_err(|e| e.to_string())
     })
     .await
@@ -70,6 +69,7 @@ pub async fn kafka_listener(
         max_connections: c.kafka.max_connections,
         max_request_bytes: c.kafka.max_request_bytes,
         idle_timeout_ms: c.kafka.idle_timeout_ms,
+        max_fetch_bytes: c.kafka.max_fetch_bytes,
         ..Default::default()
     };
     let listener = fleetmq_bridge::kafka::KafkaListener::bind(config, log.clone(), groups)
@@ -92,8 +92,7 @@ async fn retention(log: Log, mut shutdown: tokio::sync::watch::Receiver<bool>) {
             _ = tick.tick() => {}
         }
         let l = log.clone();
-        let now_ms =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let now_ms = super::now_ms();
         match tokio::task::spawn_blocking(move || l.enforce_retention(now_ms)).await {
             Ok(Ok(report)) if report.deleted_segments() > 0 => {
                 tracing::info!(segments = report.deleted_segments(), bytes = report.deleted_bytes(), "log retention");

@@ -78,11 +78,17 @@ async fn buffered_records_survive_a_restart_and_the_sequence_never_goes_back() {
     let bridge = Bridge::open(&config(1 << 20, BufferFullPolicy::Refuse), "n1", d.clone()).unwrap();
     let stats = Stats::new();
     let mut batch = Batch::new();
-    assert_eq!(bridge.capture(&msg("d1", 0, QoS::AtLeastOnce), &mut batch, &stats), Capture::Buffered);
-    assert_eq!(bridge.capture(&msg("d1", 1, QoS::AtLeastOnce), &mut batch, &stats), Capture::Buffered);
+    assert!(matches!(
+        bridge.capture(&msg("d1", 0, QoS::AtLeastOnce), &mut batch, &stats, true),
+        Capture::Buffered { .. }
+    ));
+    assert!(matches!(
+        bridge.capture(&msg("d1", 1, QoS::AtLeastOnce), &mut batch, &stats, true),
+        Capture::Buffered { .. }
+    ));
     let mut other = Batch::new();
     let unmatched = Message { topic: Arc::from("other/x"), ..msg("d1", 2, QoS::AtLeastOnce) };
-    assert_eq!(bridge.capture(&unmatched, &mut other, &stats), Capture::Passed);
+    assert_eq!(bridge.capture(&unmatched, &mut other, &stats, true), Capture::Passed);
     assert!(other.is_empty(), "nothing buffered for an unbridged topic");
     commit(&d, batch).await;
     drop(bridge);
@@ -93,7 +99,7 @@ async fn buffered_records_survive_a_restart_and_the_sequence_never_goes_back() {
     let values: Vec<&[u8]> = pending.iter().map(|(_, p)| p.value.as_slice()).collect();
     assert_eq!(values, [&b"d1-0"[..], b"d1-1"]);
     let mut batch = Batch::new();
-    bridge.capture(&msg("d1", 3, QoS::AtLeastOnce), &mut batch, &stats);
+    bridge.capture(&msg("d1", 3, QoS::AtLeastOnce), &mut batch, &stats, true);
     let seq_of = |p: &Pending| p.headers.iter().find(|(k, _)| k == record::HEADER_SEQ).map(|(_, v)| v.clone());
     commit(&d, batch).await;
     let pending = bridge.oldest(1 << 20).unwrap();
@@ -105,7 +111,7 @@ async fn buffered_records_survive_a_restart_and_the_sequence_never_goes_back() {
     let bridge = Bridge::open(&config(1 << 20, BufferFullPolicy::Refuse), "n1", d.clone()).unwrap();
     assert!(bridge.oldest(1 << 20).unwrap().is_empty());
     let mut batch = Batch::new();
-    bridge.capture(&msg("d1", 4, QoS::AtLeastOnce), &mut batch, &stats);
+    bridge.capture(&msg("d1", 4, QoS::AtLeastOnce), &mut batch, &stats, true);
     commit(&d, batch).await;
     let last = seq(&pending[2].1);
     let next = seq(&bridge.oldest(1 << 20).unwrap()[0].1);
@@ -120,20 +126,55 @@ async fn a_full_buffer_refuses_qos1_and_drops_qos0_copies_or_drops_by_policy() {
     let big = |client: &str, qos| Message { payload: Bytes::from(vec![0u8; 600 << 10]), ..msg(client, 0, qos) };
     let refusing = Bridge::open(&config(1 << 20, BufferFullPolicy::Refuse), "n1", d.clone()).unwrap();
     let mut batch = Batch::new();
-    assert_eq!(refusing.capture(&big("d1", QoS::AtLeastOnce), &mut batch, &stats), Capture::Buffered);
-    assert_eq!(refusing.capture(&big("d1", QoS::AtLeastOnce), &mut batch, &stats), Capture::Buffered);
+    assert!(matches!(
+        refusing.capture(&big("d1", QoS::AtLeastOnce), &mut batch, &stats, true),
+        Capture::Buffered { .. }
+    ));
+    assert!(matches!(
+        refusing.capture(&big("d1", QoS::AtLeastOnce), &mut batch, &stats, true),
+        Capture::Buffered { .. }
+    ));
     assert!(refusing.buffered_bytes() >= 1 << 20);
-    assert_eq!(refusing.capture(&msg("d1", 1, QoS::AtLeastOnce), &mut batch, &stats), Capture::Refused);
-    assert_eq!(refusing.capture(&msg("d1", 1, QoS::ExactlyOnce), &mut batch, &stats), Capture::Refused);
-    assert_eq!(refusing.capture(&msg("d1", 1, QoS::AtMostOnce), &mut batch, &stats), Capture::Passed);
+    assert_eq!(refusing.capture(&msg("d1", 1, QoS::AtLeastOnce), &mut batch, &stats, true), Capture::Refused);
+    assert_eq!(refusing.capture(&msg("d1", 1, QoS::ExactlyOnce), &mut batch, &stats, true), Capture::Refused);
+    let will = refusing.capture(&msg("d1", 1, QoS::AtLeastOnce), &mut batch, &stats, false);
+    assert_eq!(will, Capture::Passed, "a will is never refused: its bridge copy is dropped");
+    // A batch that fails to commit gives its records back.
+    let fresh = Bridge::open(&config(1 << 20, BufferFullPolicy::Refuse), "n3", d.clone()).unwrap();
+    let captured = fresh.capture(&msg("d9", 0, QoS::AtLeastOnce), &mut Batch::new(), &stats, true);
+    let Capture::Buffered { cost, records } = captured else { panic!("not buffered: {captured:?}") };
+    assert_eq!(fresh.buffered_bytes(), cost);
+    fresh.forget(cost, records);
+    assert_eq!(fresh.buffered_bytes(), 0);
+    assert_eq!(refusing.capture(&msg("d1", 1, QoS::AtMostOnce), &mut batch, &stats, true), Capture::Passed);
     let dropping =
         Bridge::open(&config(1 << 20, BufferFullPolicy::Drop), "n2", Arc::new(Durability::new(store.clone(), None)))
             .unwrap();
     let mut batch = Batch::new();
-    dropping.capture(&big("d1", QoS::AtLeastOnce), &mut batch, &stats);
-    dropping.capture(&big("d1", QoS::AtLeastOnce), &mut batch, &stats);
-    assert_eq!(dropping.capture(&msg("d1", 1, QoS::AtLeastOnce), &mut batch, &stats), Capture::Passed);
+    dropping.capture(&big("d1", QoS::AtLeastOnce), &mut batch, &stats, true);
+    dropping.capture(&big("d1", QoS::AtLeastOnce), &mut batch, &stats, true);
+    assert_eq!(dropping.capture(&msg("d1", 1, QoS::AtLeastOnce), &mut batch, &stats, true), Capture::Passed);
     assert_eq!(dropping.oldest(usize::MAX).unwrap().len(), 2, "the third copy was dropped");
+}
+
+#[test]
+fn on_the_memory_engine_a_new_process_never_reuses_a_sequence() {
+    let memory = || Arc::new(Durability::new(Arc::new(MemoryStore::new()), None));
+    let stats = Stats::new();
+    let seq_of = |b: &Bridge| -> u64 {
+        let p = &b.oldest(usize::MAX).unwrap()[0].1;
+        let v = &p.headers.iter().find(|(k, _)| k == record::HEADER_SEQ).unwrap().1;
+        String::from_utf8(v.clone()).unwrap().parse().unwrap()
+    };
+    let first = Bridge::open(&config(1 << 20, BufferFullPolicy::Refuse), "n1", memory()).unwrap();
+    for n in 0..1000 {
+        first.capture(&msg("d1", n, QoS::AtLeastOnce), &mut Batch::new(), &stats, true);
+    }
+    let last = seq_of(&first) + 999;
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let second = Bridge::open(&config(1 << 20, BufferFullPolicy::Refuse), "n1", memory()).unwrap();
+    second.capture(&msg("d1", 0, QoS::AtLeastOnce), &mut Batch::new(), &stats, true);
+    assert!(seq_of(&second) > last, "the log outlives the memory buffer: sequences must not repeat");
 }
 
 #[tokio::test]
@@ -149,7 +190,10 @@ async fn the_shipper_keeps_order_per_key_buffers_while_the_log_refuses_and_drain
     for n in 0..50 {
         for client in ["d1", "d2", "d3"] {
             let mut batch = Batch::new();
-            assert_eq!(bridge.capture(&msg(client, n, QoS::AtLeastOnce), &mut batch, &stats), Capture::Buffered);
+            assert!(matches!(
+                bridge.capture(&msg(client, n, QoS::AtLeastOnce), &mut batch, &stats, true),
+                Capture::Buffered { .. }
+            ));
             commit(&d, batch).await;
         }
     }

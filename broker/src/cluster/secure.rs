@@ -4,8 +4,9 @@
 //! Invariants: both sides present a certificate and verify the other's against the cluster CA
 //! only (never the system roots); the dialer checks the peer's server certificate against the
 //! configured `server_name`, or else the IP address it dialed; both sides offer only the ALPN
-//! protocol [`ALPN_LINK`], so an MQTT client that happens to hold a cluster certificate cannot
-//! complete a handshake with an internal listener, nor a node with a client listener.
+//! protocol [`ALPN_LINK`] and the accepting side requires it (rustls alone would also accept a
+//! client offering no ALPN), so an MQTT client that happens to hold a cluster certificate cannot
+//! open an internal link, nor a node reach a client listener.
 
 use crate::config::LinkTlsConfig;
 use rustls::pki_types::ServerName;
@@ -63,9 +64,14 @@ impl LinkTls {
         self.connector.connect(name, tcp).await
     }
 
-    /// Server side of the handshake over an accepted `tcp`.
+    /// Server side of the handshake over an accepted `tcp`; the peer must have negotiated
+    /// [`ALPN_LINK`].
     pub async fn accept(&self, tcp: TcpStream) -> io::Result<server::TlsStream<TcpStream>> {
-        self.acceptor.accept(tcp).await
+        let stream = self.acceptor.accept(tcp).await?;
+        if stream.get_ref().1.alpn_protocol() != Some(ALPN_LINK) {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "peer did not negotiate ALPN fleetmq-link"));
+        }
+        Ok(stream)
     }
 }
 

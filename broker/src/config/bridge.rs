@@ -88,6 +88,8 @@ pub struct BridgeKafkaConfig {
     pub max_request_bytes: usize,
     /// A connection silent this long is closed.
     pub idle_timeout_ms: u64,
+    /// Most bytes one Fetch response carries, whatever the consumer asks (at least one batch).
+    pub max_fetch_bytes: usize,
     /// How long the first member of an empty consumer group waits for others before the first
     /// assignment (Kafka's `group.initial.rebalance.delay.ms`).
     pub group_initial_rebalance_delay_ms: u64,
@@ -101,6 +103,7 @@ impl Default for BridgeKafkaConfig {
             max_connections: 1024,
             max_request_bytes: 1 << 20,
             idle_timeout_ms: 600_000,
+            max_fetch_bytes: 50 << 20,
             group_initial_rebalance_delay_ms: 3000,
         }
     }
@@ -222,6 +225,9 @@ impl BridgeConfig {
         if !(1024..=100 << 20).contains(&self.kafka.max_request_bytes) {
             return invalid("bridge.kafka.max_request_bytes".into(), "must be between 1024 and 104857600".into());
         }
+        if self.kafka.max_fetch_bytes < 1024 {
+            return invalid("bridge.kafka.max_fetch_bytes".into(), "must be at least 1024".into());
+        }
         if self.kafka.idle_timeout_ms < 1000 {
             return invalid("bridge.kafka.idle_timeout_ms".into(), "must be at least 1000".into());
         }
@@ -235,8 +241,8 @@ impl BridgeConfig {
             if crate::topic::validate_topic_filter(&r.filter, &limits).is_err() || r.filter.starts_with("$share/") {
                 return invalid(key("filter"), format!("`{}` is not a plain MQTT topic filter", r.filter));
             }
-            if !valid_log_topic(&r.log_topic) {
-                return invalid(key("log_topic"), format!("`{}`: 1-249 of [a-zA-Z0-9._-]", r.log_topic));
+            if let Err(e) = fleetmq_bridge::log::validate_topic_name(&r.log_topic) {
+                return invalid(key("log_topic"), e.to_string());
             }
             if !(1..=1024).contains(&r.partitions) {
                 return invalid(key("partitions"), "must be between 1 and 1024".into());
@@ -250,11 +256,4 @@ impl BridgeConfig {
         }
         Ok(())
     }
-}
-
-fn valid_log_topic(t: &str) -> bool {
-    (1..=249).contains(&t.len())
-        && t != "."
-        && t != ".."
-        && t.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }

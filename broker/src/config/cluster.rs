@@ -56,7 +56,7 @@ pub struct MemberConfig {
 /// `[cluster.tls]`: mutual TLS on every internal link (front → shard, shard ↔ shard).
 ///
 /// Every node presents a certificate signed by `ca` and accepts only peers that do; a node
-/// refuses plain-TCP links once this is set, so enable it on all nodes in one rolling restart.
+/// refuses plain-TCP links once this is set, so enable it on all nodes in one restart of the whole cluster (TLS and plain nodes do not link).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LinkTlsConfig {

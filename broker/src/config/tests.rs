@@ -73,6 +73,7 @@ fn bridge_section_parses_and_names_the_bad_key() {
     bad("[bridge.kafka]\nmax_connections = 0\n", "bridge.kafka.max_connections");
     bad("[bridge.kafka]\nmax_request_bytes = 1\n", "bridge.kafka.max_request_bytes");
     bad("[bridge.kafka]\nidle_timeout_ms = 1\n", "bridge.kafka.idle_timeout_ms");
+    bad("[bridge.kafka]\nmax_fetch_bytes = 1\n", "bridge.kafka.max_fetch_bytes");
     bad("[bridge.log]\nsegments = 1\n", "segments");
     let second = |k: &str| format!("[[bridge.rule]]\nfilter = \"a/#\"\nlog_topic = \"telemetry\"\n{k}\n");
     bad(&second("key = \"device\""), "bridge.rule[0].key");

@@ -170,10 +170,6 @@ impl SessionTask {
                 let msg = Message::from_publish(p, self.shared.client_id.clone(), Instant::now());
                 let published = self.broker.publish(Arc::new(msg), batch);
                 if published.refused {
-                    if !v5 {
-                        // 3.1.1 cannot refuse a publish in its acknowledgement: close rather than ack.
-                        return self.close_for(ReasonCode::QUOTA_EXCEEDED, false);
-                    }
                     let reason = ReasonCode::QUOTA_EXCEEDED;
                     return self.defer(Deferred::Ack { generation, qos, packet_id, reason }, None);
                 }
@@ -223,13 +219,15 @@ impl SessionTask {
         match op {
             Deferred::Ack { generation, qos, packet_id, reason } => {
                 let reason = if failed { ReasonCode::UNSPECIFIED_ERROR } else { reason };
+                // The flow ends here either way, so a resent DUP is a new publish, not a repeat.
                 let ack = self.qos.publish_done(qos, packet_id, reason);
                 if generation != self.generation {
                     return;
                 }
-                if failed && !v5 {
-                    // 3.1.1 cannot say "not stored" in an acknowledgement: close rather than ack.
-                    return self.close_for(ReasonCode::UNSPECIFIED_ERROR, false);
+                if !v5 && (failed || reason == ReasonCode::QUOTA_EXCEEDED) {
+                    // 3.1.1 cannot say "not stored" or "refused" in an acknowledgement: close rather
+                    // than ack.
+                    return self.close_for(reason, false);
                 }
                 if let Some(ack) = ack {
                     self.emit(ack);

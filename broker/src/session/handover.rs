@@ -90,7 +90,6 @@ impl SessionTask {
         self.will = None;
         self.unsubscribe_all();
         self.broker.sessions.remove(&self.shared.client_id, self.shared.id);
-        self.broker.stats.sessions.decrement(1.0);
         let entries = self.handed_entries().await;
         let inbound: Vec<u16> = self.qos.incoming_qos2().collect();
         let mut attempts = 0;
@@ -107,6 +106,8 @@ impl SessionTask {
         self.shared.inbox.lock().take_all();
         self.qos.take_all();
         self.broker.durability.purge(client_id, self.shared.id.0);
+        // Counted as a session here until its stored copy is gone (operators wait for 0).
+        self.broker.stats.sessions.decrement(1.0);
         true
     }
 

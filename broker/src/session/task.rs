@@ -383,7 +383,7 @@ impl SessionTask {
             return;
         }
         let msg = Message::from_will(&will, self.shared.client_id.clone(), Instant::now());
-        let _ = self.broker.publish(Arc::new(msg), Batch::new());
+        let _ = self.broker.publish_unacknowledged(Arc::new(msg));
     }
 
     /// Ends the session: the pending will goes out now, subscriptions and registry entry go away.

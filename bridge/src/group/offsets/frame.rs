@@ -27,7 +27,7 @@ pub(super) fn encode(record: &Record, buf: &mut Vec<u8>) -> postcard::Result<()>
     let payload = postcard::to_allocvec(record)?;
     let len = u32::try_from(payload.len()).map_err(|_| postcard::Error::SerializeBufferFull)?;
     buf.extend_from_slice(&len.to_le_bytes());
-    buf.extend_from_slice(&crc32c(&payload).to_le_bytes());
+    buf.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
     buf.extend_from_slice(&payload);
     Ok(())
 }
@@ -53,48 +53,16 @@ fn decode_one(body: &[u8], pos: usize) -> Option<(Record, usize)> {
     }
     let start = pos + FRAME_HEADER;
     let payload = body.get(start..start.checked_add(len)?)?;
-    if crc32c(payload) != crc {
+    if crc32c::crc32c(payload) != crc {
         return None;
     }
     let record = postcard::from_bytes(payload).ok()?;
     Some((record, start + len))
 }
 
-const CRC32C_TABLE: [u32; 256] = crc32c_table();
-
-const fn crc32c_table() -> [u32; 256] {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 { (c >> 1) ^ 0x82F6_3B78 } else { c >> 1 };
-            k += 1;
-        }
-        table[i] = c;
-        i += 1;
-    }
-    table
-}
-
-/// CRC-32C (Castagnoli), the checksum Kafka uses for record batches.
-pub(super) fn crc32c(data: &[u8]) -> u32 {
-    let mut c = !0u32;
-    for &b in data {
-        c = CRC32C_TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
-    }
-    !c
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn crc32c_matches_the_standard_check_value() {
-        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
-    }
 
     #[test]
     fn decode_stops_at_a_flipped_bit() {

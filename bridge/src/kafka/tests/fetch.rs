@@ -117,6 +117,20 @@ async fn fetch_honours_the_response_byte_budget_but_returns_at_least_one_batch()
 }
 
 #[tokio::test]
+async fn the_listener_caps_what_a_client_may_ask_one_fetch_for() {
+    let f = fixture();
+    fill(&f.log);
+    f.log.append(TOPIC, 1, &[rec(1, "x")], None).unwrap();
+    let node = Node { id: NODE, host: "bridge.local".into(), port: 9092 };
+    let capped = Dispatcher::new(f.log.clone(), f.dispatcher.groups.clone(), node, 1);
+    let mut req = fetch_req(&[(0, 0), (1, 0)], 0, 1);
+    req.max_bytes = i32::MAX;
+    let got = parts(&call(&capped, 11, &req).await);
+    assert_eq!(got[0].3, f.log.read(TOPIC, 0, 0, 1).unwrap().records, "one batch still goes out");
+    assert!(got[1].3.is_empty(), "the client's i32::MAX is held to the listener's cap");
+}
+
+#[tokio::test]
 async fn fetch_long_poll_returns_when_data_is_appended() {
     let f = fixture();
     let d = f.dispatcher.clone();

@@ -104,3 +104,20 @@ fn file_errors_name_the_file() {
     let err = LinkTls::new(&c).unwrap_err().to_string();
     assert!(err.contains("missing-ca.pem"), "{err}");
 }
+
+#[tokio::test]
+async fn a_cluster_certificate_without_the_link_alpn_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    certs(dir.path(), &["127.0.0.1"]);
+    let (addr, server) = listen(LinkTls::new(&config(dir.path(), dir.path(), None)).unwrap()).await;
+    // A client with a valid cluster certificate that offers no ALPN (an MQTT client, say).
+    let d = dir.path();
+    let plain = crate::tls::client_config(&d.join("client.pem"), &d.join("client.key"), &d.join("ca.pem")).unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::IpAddress(addr.ip().into());
+    // It completes the handshake and says a member's hello, as a node would.
+    if let Ok(tls) = tokio_rustls::TlsConnector::from(plain).connect(name, tcp).await {
+        let _ = Link::dial(tls, "front-1", opts(None)).await;
+    }
+    assert!(!server.await.unwrap(), "no link without ALPN fleetmq-link");
+}
