@@ -134,7 +134,13 @@ impl Bridge {
         stats: &crate::metrics::Stats,
         may_refuse: bool,
     ) -> Capture {
-        let matching: Vec<&Rule> = self.rules.iter().filter(|r| crate::topic::matches(&r.filter, &msg.topic)).collect();
+        // One record per log topic: of several rules writing one topic, the first matching one.
+        let mut matching: Vec<&Rule> = Vec::new();
+        for r in self.rules.iter().filter(|r| crate::topic::matches(&r.filter, &msg.topic)) {
+            if !matching.iter().any(|m| m.log_topic == r.log_topic) {
+                matching.push(r);
+            }
+        }
         if matching.is_empty() {
             return Capture::Passed;
         }

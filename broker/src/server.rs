@@ -53,6 +53,8 @@ pub struct Server {
     pub kafka: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tracker: TaskTracker,
+    /// The bridge and its target, drained once clients are gone.
+    bridge_drain: Option<(Arc<crate::bridge::Bridge>, crate::bridge::shipper::Target)>,
 }
 
 impl Server {
@@ -90,22 +92,24 @@ impl Server {
             .await
             .map_err(|e| Error::Store(crate::store::Error::Engine(e.to_string())))?
             .map_err(Error::Store)?;
-        let bridge_log = match config.bridge.enabled() {
+        let bridge_side = match config.bridge.enabled() {
             true => {
-                let (c, dir) = (config.bridge.clone(), config.node.data_dir.clone());
-                let log = tokio::task::spawn_blocking(move || crate::bridge::start::open_log(&c, &dir))
+                let (c, dir, node) = (config.bridge.clone(), config.node.data_dir.clone(), config.node.id.clone());
+                let side = tokio::task::spawn_blocking(move || crate::bridge::start::open(&c, &dir, &node))
                     .await
                     .map_err(|e| Error::Bridge(e.to_string()))?
                     .map_err(Error::Bridge)?;
-                Some(log)
+                Some(side)
             }
             false => None,
         };
-        let kafka = match &bridge_log {
-            Some(log) => crate::bridge::start::kafka_listener(&config.bridge, &config.node.data_dir, log)
-                .await
-                .map_err(Error::Bridge)?,
-            None => None,
+        let kafka = match &bridge_side {
+            Some(crate::bridge::start::LogSide::Embedded(log)) => {
+                crate::bridge::start::kafka_listener(&config.bridge, &config.node.data_dir, log)
+                    .await
+                    .map_err(Error::Bridge)?
+            }
+            _ => None,
         };
         let mut bound = Vec::new();
         for l in &config.listeners {
@@ -133,9 +137,12 @@ impl Server {
         .map(Arc::new)
         .map_err(Error::Store)?;
         crate::session::restore_sessions(&broker, recovered);
-        if let (Some(bridge), Some(log)) = (&broker.bridge, bridge_log) {
-            crate::bridge::start::run(bridge.clone(), log, broker.shutdown_signal());
-        }
+        let bridge_drain = match (&broker.bridge, bridge_side) {
+            (Some(bridge), Some(side)) => {
+                Some((bridge.clone(), crate::bridge::start::run(bridge.clone(), side, broker.shutdown_signal())))
+            }
+            _ => None,
+        };
         let kafka_addr = kafka.as_ref().map(|k| k.local_addr());
         if let Some(k) = kafka {
             let shutdown = broker.shutdown_signal();
@@ -178,15 +185,30 @@ impl Server {
         if sys_interval > 0 {
             tokio::spawn(crate::sys::run(broker.clone(), Duration::from_millis(sys_interval)));
         }
-        Ok(Server { broker, listeners, metrics, internal: internal_addr, kafka: kafka_addr, shutdown, tracker })
+        Ok(Server {
+            broker,
+            listeners,
+            metrics,
+            internal: internal_addr,
+            kafka: kafka_addr,
+            shutdown,
+            tracker,
+            bridge_drain,
+        })
     }
 
-    /// Stops accepting, disconnects every client and waits up to `timeout` for connections to close.
+    /// Stops accepting, disconnects every client and waits up to `timeout` for connections to close;
+    /// then ships what the bridge still buffers (up to `[bridge] shutdown_drain_ms`).
     /// Returns `false` if connections were still open at the deadline.
     pub async fn shutdown(self, timeout: Duration) -> bool {
         let _ = self.shutdown.send(true);
         self.tracker.close();
-        tokio::time::timeout(timeout, self.tracker.wait()).await.is_ok()
+        let closed = tokio::time::timeout(timeout, self.tracker.wait()).await.is_ok();
+        if let Some((bridge, target)) = self.bridge_drain {
+            let within = Duration::from_millis(self.broker.config.bridge.shutdown_drain_ms);
+            crate::bridge::shipper::drain(bridge, target, within).await;
+        }
+        closed
     }
 }
 

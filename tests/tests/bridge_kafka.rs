@@ -1,6 +1,7 @@
 //! Bridge end to end with real Kafka clients: MQTT publishes through a FleetMQ node are read from
-//! its Kafka-protocol listener by `kcat` (each partition, keyed, in order) and by a `kafka-python`
-//! consumer group that resumes from its committed offsets after the broker is killed and restarted.
+//! its Kafka-protocol listener by `kcat` (each partition, keyed, in order) and by `kafka-python`
+//! consumer groups — one member, and two members splitting the partitions — that resume from their
+//! committed offsets after the broker is killed and restarted.
 
 use fleetmq_tests::wire::{self, prop, Props};
 use fleetmq_tests::{Broker, RawClient, TempDir};
@@ -9,10 +10,15 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::process::Command;
 
-const CONFIG: &str = "[storage]\nengine = \"rocksdb\"\n\
-    [bridge]\nbatch_max_age_ms = 5\n\
-    [bridge.kafka]\nbind = \"127.0.0.1:0\"\ngroup_initial_rebalance_delay_ms = 100\n\
-    [[bridge.rule]]\nfilter = \"fleet/+/telemetry\"\nlog_topic = \"telemetry\"\npartitions = 3\nkey = \"client_id\"\n";
+/// The node's config; `delay_ms` is how long a new group waits for more members.
+fn config(delay_ms: u32) -> String {
+    format!(
+        "[storage]\nengine = \"rocksdb\"\n\
+         [bridge]\nbatch_max_age_ms = 5\n\
+         [bridge.kafka]\nbind = \"127.0.0.1:0\"\ngroup_initial_rebalance_delay_ms = {delay_ms}\n\
+         [[bridge.rule]]\nfilter = \"fleet/+/telemetry\"\nlog_topic = \"telemetry\"\npartitions = 3\nkey = \"client_id\"\n"
+    )
+}
 
 /// Runs a client to completion (killed after 60 s); panics with its stderr if it fails, saying
 /// how to install it if it is missing.
@@ -61,7 +67,7 @@ async fn kcat_all(addr: SocketAddr, n: usize) -> Vec<Vec<String>> {
     }
 }
 
-/// One kafka-python member of `group`: reads until idle, commits, prints `key|value` lines.
+/// One kafka-python member of `group`: reads until idle, commits, prints `partition|key|value`.
 const CONSUMER: &str = r#"
 import sys, time
 from kafka import KafkaConsumer
@@ -72,25 +78,50 @@ deadline = time.time() + 30
 while not c.assignment() and time.time() < deadline:
     for batch in c.poll(timeout_ms=200).values():
         for m in batch:
-            print('%s|%s' % (m.key.decode(), m.value.decode()))
+            print('%d|%s|%s' % (m.partition, m.key.decode(), m.value.decode()))
 for m in c:
-    print('%s|%s' % (m.key.decode(), m.value.decode()))
+    print('%d|%s|%s' % (m.partition, m.key.decode(), m.value.decode()))
 c.commit()
 c.close()
 "#;
 
-async fn consume(addr: SocketAddr, dir: &TempDir, group: &str) -> Vec<String> {
+/// What one member of `group` read: `(partition, "key|value")`, sorted.
+async fn member(addr: SocketAddr, dir: &TempDir, group: &str) -> Vec<(u32, String)> {
     let script = dir.join("consumer.py");
     std::fs::write(&script, CONSUMER).unwrap();
     let out = run(Command::new("python3").arg(&script).args([&addr.to_string(), group]), "kafka-python").await;
-    let mut lines: Vec<String> = out.lines().map(str::to_owned).collect();
+    let mut lines: Vec<(u32, String)> = out
+        .lines()
+        .filter_map(|l| l.split_once('|'))
+        .map(|(p, rest)| (p.parse().expect("partition"), rest.to_owned()))
+        .collect();
     lines.sort();
     lines
 }
 
+/// `key|value` lines one member of `group` read, sorted.
+async fn consume(addr: SocketAddr, dir: &TempDir, group: &str) -> Vec<String> {
+    let mut lines: Vec<String> = member(addr, dir, group).await.into_iter().map(|(_, l)| l).collect();
+    lines.sort();
+    lines
+}
+
+/// Two members of `group` started together: what each read.
+async fn two_members(addr: SocketAddr, dir: &TempDir, group: &str) -> [Vec<(u32, String)>; 2] {
+    let (a, b) = tokio::join!(member(addr, dir, group), member(addr, dir, group));
+    [a, b]
+}
+
+/// `key|value` lines `devs` published with numbers in `range`, sorted.
+fn published(devs: &[&str], range: std::ops::Range<u16>) -> Vec<String> {
+    let mut want: Vec<String> = devs.iter().flat_map(|d| range.clone().map(move |n| format!("{d}|{d}-{n}"))).collect();
+    want.sort();
+    want
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_clients_read_bridged_publishes_and_a_group_resumes_after_a_broker_restart() {
-    let mut broker = Broker::start(CONFIG);
+    let mut broker = Broker::start(&config(100));
     let devs = ["d1", "d2", "d3", "d4", "d5", "d6"];
     for dev in devs {
         publish(broker.tcp_addr(), dev, 0..5).await;
@@ -125,7 +156,40 @@ async fn kafka_clients_read_bridged_publishes_and_a_group_resumes_after_a_broker
     }
     kcat_all(broker.kafka_addr(), 42).await;
     let second = consume(broker.kafka_addr(), &dir, "dashboards").await;
-    let mut want: Vec<String> = devs.iter().flat_map(|d| (5..7).map(move |n| format!("{d}|{d}-{n}"))).collect();
-    want.sort();
-    assert_eq!(second, want, "resumed from the committed offsets");
+    assert_eq!(second, published(&devs, 5..7), "resumed from the committed offsets");
+}
+
+/// Checks that two members split the partitions between them (each has some, none has one the
+/// other has) and together read exactly `want`.
+fn assert_split(members: &[Vec<(u32, String)>; 2], want: &[String]) {
+    let parts = |m: &Vec<(u32, String)>| m.iter().map(|(p, _)| *p).collect::<std::collections::BTreeSet<u32>>();
+    let (a, b) = (parts(&members[0]), parts(&members[1]));
+    assert!(!a.is_empty() && !b.is_empty(), "both members got partitions: {a:?} / {b:?}");
+    assert!(a.is_disjoint(&b), "no partition read by both: {a:?} / {b:?}");
+    let mut all: Vec<String> = members.iter().flatten().map(|(_, l)| l.clone()).collect();
+    all.sort();
+    assert_eq!(all, want, "together, every record once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_of_two_consumers_splits_the_partitions_and_resumes_after_a_broker_restart() {
+    // Both members start within the group's initial delay, so the first assignment splits.
+    let mut broker = Broker::start(&config(3000));
+    let devs = ["d1", "d2", "d3", "d4", "d5", "d6", "d7", "d8"];
+    for dev in devs {
+        publish(broker.tcp_addr(), dev, 0..4).await;
+    }
+    kcat_all(broker.kafka_addr(), 32).await;
+    let dir = TempDir::new("fleetmq-kafka-split");
+    let first = two_members(broker.kafka_addr(), &dir, "pipeline").await;
+    assert_split(&first, &published(&devs, 0..4));
+
+    broker.kill9();
+    broker.restart();
+    for dev in devs {
+        publish(broker.tcp_addr(), dev, 4..6).await;
+    }
+    kcat_all(broker.kafka_addr(), 48).await;
+    let second = two_members(broker.kafka_addr(), &dir, "pipeline").await;
+    assert_split(&second, &published(&devs, 4..6));
 }

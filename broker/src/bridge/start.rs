@@ -1,12 +1,17 @@
 //! Starting the bridge's log side on a node: opening the embedded log (its topics created from the
-//! rules) before anything listens, then running the shipper and retention until shutdown.
+//! rules) or the producer into an external Kafka cluster before anything listens, then running
+//! the shipper (and the embedded log's retention) until shutdown.
 //!
 //! Invariant: a log that cannot be opened (bad directory, corrupt metadata, a rule's partition
-//! count differing from an existing topic's) fails the node's start with an error naming it.
+//! count differing from an existing topic's) or producer settings librdkafka refuses fail the
+//! node's start with an error naming them. An external cluster that is unreachable does not: the
+//! bridge buffers until it is back.
 
+use super::shipper::Target;
 use super::Bridge;
-use crate::config::{BridgeConfig, LogCompression};
+use crate::config::{BridgeConfig, BridgeTarget, LogCompression};
 use fleetmq_bridge::log::{Compression, Log, LogConfig};
+use fleetmq_bridge::producer::KafkaProducer;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +32,22 @@ pub fn log_config(c: &BridgeConfig, data_dir: &Path) -> LogConfig {
     };
     l.fsync = c.log.fsync;
     l
+}
+
+/// Where a node's bridge writes.
+pub enum LogSide {
+    Embedded(Log),
+    Kafka(Arc<KafkaProducer>),
+}
+
+/// Opens the configured target (blocking): the embedded log, or the producer of node `node`.
+pub fn open(c: &BridgeConfig, data_dir: &Path, node: &str) -> Result<LogSide, String> {
+    match c.target {
+        BridgeTarget::Embedded => open_log(c, data_dir).map(LogSide::Embedded),
+        BridgeTarget::Kafka => KafkaProducer::new(c.producer.producer_config(node))
+            .map(|p| LogSide::Kafka(Arc::new(p)))
+            .map_err(|e| format!("bridge.producer: {e}")),
+    }
 }
 
 /// Opens the embedded log and creates every rule's topic (blocking).
@@ -77,10 +98,18 @@ pub async fn kafka_listener(
     Ok(Some(listener))
 }
 
-/// Ships `bridge`'s buffer into `log` and applies retention, until shutdown.
-pub fn run(bridge: Arc<Bridge>, log: Log, shutdown: tokio::sync::watch::Receiver<bool>) {
-    tokio::spawn(super::shipper::run(bridge, Arc::new(log.clone()), shutdown.clone()));
-    tokio::spawn(retention(log, shutdown));
+/// Ships `bridge`'s buffer to its target (and applies the embedded log's retention) until
+/// shutdown. Returns the target, for the drain at shutdown ([`super::shipper::drain`]).
+pub fn run(bridge: Arc<Bridge>, side: LogSide, shutdown: tokio::sync::watch::Receiver<bool>) -> Target {
+    let target = match side {
+        LogSide::Embedded(log) => {
+            tokio::spawn(retention(log.clone(), shutdown.clone()));
+            Target::Blocking(Arc::new(log))
+        }
+        LogSide::Kafka(producer) => Target::Kafka(producer),
+    };
+    tokio::spawn(super::shipper::run(bridge, target.clone(), shutdown));
+    target
 }
 
 async fn retention(log: Log, mut shutdown: tokio::sync::watch::Receiver<bool>) {

@@ -185,7 +185,7 @@ async fn the_shipper_keeps_order_per_key_buffers_while_the_log_refuses_and_drain
     let sink = Arc::new(FakeSink::default());
     sink.failing.store(true, Ordering::Relaxed);
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(shipper::run(bridge.clone(), sink.clone(), shutdown));
+    let task = tokio::spawn(shipper::run(bridge.clone(), shipper::Target::Blocking(sink.clone()), shutdown));
     let stats = Stats::new();
     for n in 0..50 {
         for client in ["d1", "d2", "d3"] {
@@ -227,4 +227,49 @@ async fn the_shipper_keeps_order_per_key_buffers_while_the_log_refuses_and_drain
     }
     stop.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn two_rules_writing_one_log_topic_make_one_record_and_other_topics_get_theirs() {
+    let d = Arc::new(Durability::new(Arc::new(MemoryStore::new()), None));
+    let rule = |filter: &str, log_topic: &str| BridgeRuleConfig {
+        filter: filter.into(),
+        log_topic: log_topic.into(),
+        partitions: 4,
+        key: "client_id".into(),
+    };
+    let mut c = config(1 << 20, BufferFullPolicy::Refuse);
+    c.rules = vec![rule("fleet/#", "telemetry"), rule("fleet/+/telemetry", "telemetry"), rule("fleet/+/+", "audit")];
+    let bridge = Bridge::open(&c, "n1", d).unwrap();
+    let captured = bridge.capture(&msg("d1", 0, QoS::AtLeastOnce), &mut Batch::new(), &Stats::new(), true);
+    assert_eq!(captured, Capture::Buffered { cost: bridge.buffered_bytes(), records: 2 });
+    let topics: Vec<String> = bridge.oldest(usize::MAX).unwrap().into_iter().map(|(_, p)| p.log_topic).collect();
+    assert_eq!(topics, ["telemetry", "audit"], "one record per log topic, in rule order");
+}
+
+#[tokio::test]
+async fn the_drain_at_shutdown_ships_what_is_buffered_and_gives_up_at_its_deadline() {
+    let d = Arc::new(Durability::new(Arc::new(MemoryStore::new()), None));
+    let mut c = config(1 << 20, BufferFullPolicy::Refuse);
+    c.batch_max_age_ms = 60_000;
+    let bridge = Arc::new(Bridge::open(&c, "n1", d).unwrap());
+    for n in 0..5 {
+        bridge.capture(&msg("d1", n, QoS::AtLeastOnce), &mut Batch::new(), &Stats::new(), true);
+    }
+    let sink = Arc::new(FakeSink::default());
+    sink.failing.store(true, Ordering::Relaxed);
+    let started = std::time::Instant::now();
+    shipper::drain(bridge.clone(), shipper::Target::Blocking(sink.clone()), Duration::from_millis(300)).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "a log that refuses cannot hold the shutdown up");
+    assert_eq!(bridge.oldest(usize::MAX).unwrap().len(), 5, "kept: the log never took them");
+    sink.failing.store(false, Ordering::Relaxed);
+    // A shipment that would wait a minute to fill goes at once when draining.
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        shipper::drain(bridge.clone(), shipper::Target::Blocking(sink.clone()), Duration::from_secs(30)),
+    )
+    .await
+    .expect("the drain ends once the buffer is empty");
+    assert_eq!(sink.got.lock().len(), 5);
+    assert_eq!(bridge.buffered_bytes(), 0);
 }

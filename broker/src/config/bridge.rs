@@ -7,6 +7,9 @@
 //! forms. Every error names its key (`bridge.rule[1].key`).
 
 use super::Error;
+
+mod producer;
+pub use producer::{BridgeProducerConfig, ProducerCompression, SecurityProtocol};
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -17,7 +20,7 @@ pub enum BridgeTarget {
     /// The log under `data_dir`, served to consumers over the Kafka protocol (`[bridge.kafka]`).
     #[default]
     Embedded,
-    /// An external Kafka cluster (not available in this build: refused at startup).
+    /// An external Kafka cluster (`[bridge.producer]`), written through librdkafka.
     Kafka,
 }
 
@@ -143,8 +146,11 @@ pub struct BridgeConfig {
     pub batch_max_bytes: usize,
     /// ...or once its oldest record waited this long.
     pub batch_max_age_ms: u64,
+    /// At shutdown, once clients are gone, how long the bridge may keep shipping what it buffers.
+    pub shutdown_drain_ms: u64,
     pub log: BridgeLogConfig,
     pub kafka: BridgeKafkaConfig,
+    pub producer: BridgeProducerConfig,
     #[serde(rename = "rule")]
     pub rules: Vec<BridgeRuleConfig>,
 }
@@ -157,8 +163,10 @@ impl Default for BridgeConfig {
             on_buffer_full: BufferFullPolicy::Refuse,
             batch_max_bytes: 1 << 20,
             batch_max_age_ms: 20,
+            shutdown_drain_ms: 5000,
             log: BridgeLogConfig::default(),
             kafka: BridgeKafkaConfig::default(),
+            producer: BridgeProducerConfig::default(),
             rules: Vec::new(),
         }
     }
@@ -196,11 +204,20 @@ impl BridgeConfig {
         if !self.enabled() {
             return Ok(());
         }
-        if self.target == BridgeTarget::Kafka {
-            return invalid(
-                "bridge.target".into(),
-                "`kafka` (an external cluster) is not available in this build; use `embedded`".into(),
-            );
+        match self.target {
+            BridgeTarget::Kafka => {
+                self.producer.validate()?;
+                if self.kafka.bind.is_some() {
+                    return invalid(
+                        "bridge.kafka.bind".into(),
+                        "serves the embedded log; with target = \"kafka\" consumers read the external cluster".into(),
+                    );
+                }
+            }
+            BridgeTarget::Embedded if !self.producer.brokers.is_empty() => {
+                return invalid("bridge.producer.brokers".into(), "set, but bridge.target is \"embedded\"".into());
+            }
+            BridgeTarget::Embedded => {}
         }
         if self.max_buffer_bytes < 1 << 20 {
             return invalid("bridge.max_buffer_bytes".into(), "must be at least 1048576".into());
@@ -210,6 +227,9 @@ impl BridgeConfig {
         }
         if self.batch_max_age_ms == 0 || self.batch_max_age_ms > 60_000 {
             return invalid("bridge.batch_max_age_ms".into(), "must be between 1 and 60000".into());
+        }
+        if self.shutdown_drain_ms > 300_000 {
+            return invalid("bridge.shutdown_drain_ms".into(), "must be at most 300000".into());
         }
         if self.log.segment_bytes < 4096 {
             return invalid("bridge.log.segment_bytes".into(), "must be at least 4096".into());

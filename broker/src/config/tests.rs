@@ -63,7 +63,7 @@ fn bridge_section_parses_and_names_the_bad_key() {
         let e = Config::parse(&format!("{extra}{rule}")).unwrap_err().to_string();
         assert!(e.contains(key), "expected {key} in: {e}");
     };
-    bad("[bridge]\ntarget = \"kafka\"\n", "bridge.target");
+    bad("[bridge]\ntarget = \"kafka\"\n", "bridge.producer.brokers");
     bad("[bridge]\ntarget = \"pulsar\"\n", "pulsar");
     bad("[bridge]\nmax_buffer_bytes = 10\n", "bridge.max_buffer_bytes");
     bad("[bridge]\nbatch_max_age_ms = 0\n", "bridge.batch_max_age_ms");
@@ -85,6 +85,53 @@ fn bridge_section_parses_and_names_the_bad_key() {
     let front = format!("[node]\nid = \"f1\"\nrole = \"front\"\n{MEMBERS}");
     let e = Config::parse(&format!("{rule}{front}")).unwrap_err().to_string();
     assert!(e.contains("bridge"), "{e}");
+}
+
+#[test]
+fn bridge_producer_section_parses_and_names_the_bad_key() {
+    let rule = "[[bridge.rule]]\nfilter = \"fleet/+/t\"\nlog_topic = \"telemetry\"\n";
+    let kafka = "[bridge]\ntarget = \"kafka\"\n[bridge.producer]\nbrokers = [\"k1:9092\", \"10.0.0.2:9093\"]\n";
+    let c = Config::parse(&format!(
+        "{kafka}compression = \"zstd\"\n[bridge.producer.properties]\n\"batch.size\" = \"65536\"\n{rule}"
+    ))
+    .unwrap();
+    let p = c.bridge.producer.producer_config("n7");
+    assert_eq!((p.client_id.as_str(), p.compression.as_str(), p.brokers.len()), ("fleetmq-n7", "zstd", 2));
+    assert!(p.properties.contains(&("batch.size".into(), "65536".into())));
+    assert!(p.properties.contains(&("security.protocol".into(), "plaintext".into())));
+    let sasl = "security_protocol = \"sasl_ssl\"\nsasl_mechanism = \"SCRAM-SHA-512\"\nsasl_username = \"u\"\nsasl_password = \"p\"\ntls_verify = false\n";
+    let p = Config::parse(&format!("{kafka}{sasl}{rule}")).unwrap().bridge.producer.producer_config("n");
+    for kv in [
+        ("sasl.mechanism", "SCRAM-SHA-512"),
+        ("security.protocol", "sasl_ssl"),
+        ("enable.ssl.certificate.verification", "false"),
+    ] {
+        assert!(p.properties.contains(&(kv.0.into(), kv.1.into())), "{kv:?} in {:?}", p.properties);
+    }
+    let bad = |extra: &str, key: &str| {
+        let e = Config::parse(&format!("{kafka}{extra}{rule}")).unwrap_err().to_string();
+        assert!(e.contains(key), "expected {key} in: {e}");
+    };
+    for brokers in ["[\"nohost\"]", "[\"h:0\"]", "[]"] {
+        let head = format!("[bridge]\ntarget = \"kafka\"\n[bridge.producer]\nbrokers = {brokers}\n");
+        let e = Config::parse(&format!("{head}{rule}")).unwrap_err().to_string();
+        assert!(e.contains("bridge.producer.brokers"), "{brokers}: {e}");
+    }
+    bad("message_timeout_ms = 10\n", "bridge.producer.message_timeout_ms");
+    bad("replication_factor = 0\n", "bridge.producer.replication_factor");
+    bad("compression = \"brotli\"\n", "brotli");
+    bad("security_protocol = \"sasl_plaintext\"\n", "bridge.producer.sasl_mechanism");
+    bad("security_protocol = \"sasl_plaintext\"\nsasl_mechanism = \"GSSAPI\"\n", "bridge.producer.sasl_mechanism");
+    bad("security_protocol = \"sasl_plaintext\"\nsasl_mechanism = \"PLAIN\"\n", "bridge.producer.sasl_username");
+    bad("sasl_mechanism = \"PLAIN\"\n", "bridge.producer.sasl_mechanism");
+    bad("tls_ca_file = \"/etc/hostname\"\n", "bridge.producer.tls_ca_file");
+    bad("security_protocol = \"ssl\"\ntls_ca_file = \"/no/such/ca.pem\"\n", "bridge.producer.tls_ca_file");
+    bad("security_protocol = \"ssl\"\ntls_cert_file = \"/etc/hostname\"\n", "bridge.producer.tls_key_file");
+    bad("[bridge.producer.properties]\nacks = \"1\"\n", "bridge.producer.properties.acks");
+    bad("[bridge.kafka]\nbind = \"127.0.0.1:0\"\n", "bridge.kafka.bind");
+    bad("unknown = 1\n", "unknown");
+    let e = Config::parse(&format!("[bridge.producer]\nbrokers = [\"k:1\"]\n{rule}")).unwrap_err().to_string();
+    assert!(e.contains("bridge.producer.brokers"), "brokers without target = kafka: {e}");
 }
 
 #[test]
