@@ -160,10 +160,13 @@ def stop(proc):
         proc.wait()
 
 
-def run_one(cfg, name, target, args, workdir):
-    """One load-tool run against a fresh `target`; returns a result dict."""
+def run_one(cfg, name, target, args, workdir, side=None):
+    """One load-tool run against a fresh `target`; returns a result dict. `side`, if given, is a
+    command started next to the load tool (a Kafka consumer, say); the JSON object on the last line
+    it prints goes in `res["side"]`."""
     proc = start(target, cfg, workdir)
     time.sleep(0.5)
+    side_proc = subprocess.Popen(side, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) if side else None
     args = [a if a != "PID" else str(proc.pid) for a in args]
     if args[0] == "connect":
         args = args + ["--broker-pid", str(proc.pid)]
@@ -179,6 +182,15 @@ def run_one(cfg, name, target, args, workdir):
     except subprocess.TimeoutExpired as e:
         rc, stdout, stderr = -1, "", f"timed out: {e}"
     wall = time.monotonic() - started
+    side_out = None
+    if side_proc:
+        try:
+            side_stdout, side_stderr = side_proc.communicate(timeout=60)
+            lines = side_stdout.strip().splitlines()
+            side_out = json.loads(lines[-1]) if lines else {"error": side_stderr.strip()[-300:]}
+        except (subprocess.TimeoutExpired, json.JSONDecodeError) as e:
+            side_proc.kill()
+            side_out = {"error": str(e)}
     sampler.stop.set()
     sampler.join()
     after = (time.monotonic(), machine_busy(), resource.getrusage(resource.RUSAGE_CHILDREN))
@@ -189,7 +201,8 @@ def run_one(cfg, name, target, args, workdir):
     res = {"scenario": name, "target": target, "command": " ".join(cmd), "exit": rc, "wall_secs": wall,
            "loadavg_before": load0, "broker_cores": sampler.busiest(window_secs(args) or wall),
            "broker_cpu_secs": broker_ticks / TICK, "broker_peak_rss": sampler.peak_rss(),
-           "tool_cpu_secs": tool_cpu, "other_cores": max(other, 0.0) / max(after[0] - before[0], 1e-3)}
+           "tool_cpu_secs": tool_cpu, "other_cores": max(other, 0.0) / max(after[0] - before[0], 1e-3),
+           "side": side_out}
     try:
         res["report"] = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else None
     except json.JSONDecodeError:
