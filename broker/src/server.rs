@@ -53,8 +53,8 @@ pub struct Server {
     pub kafka: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tracker: TaskTracker,
-    /// The bridge and its target, drained once clients are gone.
-    bridge_drain: Option<(Arc<crate::bridge::Bridge>, crate::bridge::shipper::Target)>,
+    /// Where the bridge ships, for the drain once clients are gone.
+    bridge_target: Option<crate::bridge::shipper::Target>,
 }
 
 impl Server {
@@ -137,9 +137,9 @@ impl Server {
         .map(Arc::new)
         .map_err(Error::Store)?;
         crate::session::restore_sessions(&broker, recovered);
-        let bridge_drain = match (&broker.bridge, bridge_side) {
+        let bridge_target = match (&broker.bridge, bridge_side) {
             (Some(bridge), Some(side)) => {
-                Some((bridge.clone(), crate::bridge::start::run(bridge.clone(), side, broker.shutdown_signal())))
+                Some(crate::bridge::start::run(bridge.clone(), side, broker.shutdown_signal()))
             }
             _ => None,
         };
@@ -193,7 +193,7 @@ impl Server {
             kafka: kafka_addr,
             shutdown,
             tracker,
-            bridge_drain,
+            bridge_target,
         })
     }
 
@@ -204,7 +204,7 @@ impl Server {
         let _ = self.shutdown.send(true);
         self.tracker.close();
         let closed = tokio::time::timeout(timeout, self.tracker.wait()).await.is_ok();
-        if let Some((bridge, target)) = self.bridge_drain {
+        if let (Some(bridge), Some(target)) = (self.broker.bridge.clone(), self.bridge_target) {
             let within = Duration::from_millis(self.broker.config.bridge.shutdown_drain_ms);
             crate::bridge::shipper::drain(bridge, target, within).await;
         }

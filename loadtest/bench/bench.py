@@ -310,6 +310,13 @@ def machine():
             f"{osr.get('PRETTY_NAME', '?').strip(chr(34))}, Linux {platform.release()}")
 
 
+def write_table(out, text):
+    """Prints the result table and keeps it as OUT/table.md."""
+    print("\n" + text)
+    with open(os.path.join(out, "table.md"), "w") as fh:
+        fh.write(text)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="short smoke run (~2 minutes)")
@@ -370,9 +377,7 @@ def main():
     text = (f"{table(results)}\n\nTargets:\n{targets(results)}\n\n"
             f"load average before: {' '.join(f'{x:.2f}' for x in load_start)}; "
             f"after: {' '.join(f'{x:.2f}' for x in load_end)}\n")
-    print("\n" + text)
-    with open(os.path.join(out, "table.md"), "w") as fh:
-        fh.write(text)
+    write_table(out, text)
     with open(os.path.join(out, "results.json"), "w") as fh:
         json.dump(results, fh, indent=1)
     shutil.rmtree(workdir, ignore_errors=True)

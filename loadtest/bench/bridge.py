@@ -102,10 +102,7 @@ def main():
     lines.append(f"load: fleetmq-loadtest fan-in --publishers {args.publishers} --subscribers 1 --qos 1 "
                  f"--rate 0|{args.rate} --inflight {args.inflight} --payload {args.payload} "
                  f"--warmup {warmup} --duration {duration}")
-    text = "\n".join(lines) + "\n"
-    print("\n" + text)
-    with open(os.path.join(out, "table.md"), "w") as fh:
-        fh.write(text)
+    bench.write_table(out, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

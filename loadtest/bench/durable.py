@@ -94,10 +94,7 @@ def main():
         lines.append(f"\ngroup commit speed-up (always): {group / single:.1f}x one sync per message "
                      f"(target 10x: {verdict})")
     lines.append(f"\nload: fleetmq-loadtest {' '.join(load)}")
-    text = "\n".join(lines) + "\n"
-    print("\n" + text)
-    with open(os.path.join(out, "table.md"), "w") as fh:
-        fh.write(text)
+    bench.write_table(out, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ fn tansu_bin() -> PathBuf {
 /// A tansu broker on a fixed loopback port with in-memory storage (its data dies with it).
 struct Tansu {
     addr: SocketAddr,
-    child: Option<Child>,
+    child: Child,
     dir: TempDir,
 }
 
@@ -36,16 +36,10 @@ impl Tansu {
     fn start(dir: TempDir) -> Tansu {
         // A port nobody holds: tansu needs it up front for its advertised address.
         let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        let mut t = Tansu { addr, child: None, dir };
-        t.up();
-        t
-    }
-
-    fn up(&mut self) {
-        let url = format!("tcp://{}", self.addr);
-        let log = std::fs::File::create(self.dir.join("tansu.log")).unwrap();
+        let url = format!("tcp://{addr}");
+        let log = std::fs::File::create(dir.join("tansu.log")).unwrap();
         let child = Command::new(tansu_bin())
-            .args(["broker", "--kafka-listener-url", &url, "--kafka-advertised-listener-url", &url])
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
             .args(["--storage-engine", "memory://tansu/"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -54,19 +48,13 @@ impl Tansu {
             .unwrap_or_else(|e| {
                 panic!("cannot run tansu ({e}): cargo install tansu --features dynostore (or set FLEETMQ_TANSU)")
             });
-        self.child = Some(child);
+        let t = Tansu { addr, child, dir };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(self.addr).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen: {}", self.log());
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen: {}", t.log());
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        t
     }
 
     fn log(&self) -> String {
@@ -76,13 +64,14 @@ impl Tansu {
 
 impl Drop for Tansu {
     fn drop(&mut self) {
-        self.kill();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
 fn config(kafka: SocketAddr) -> String {
     format!(
-        "[bridge]\ntarget = \"kafka\"\nbatch_max_age_ms = 5\nmax_buffer_bytes = 1048576\n\
+        "[bridge]\ntarget = \"kafka\"\nbatch_max_age_ms = 5\n\
          [bridge.producer]\nbrokers = [\"{kafka}\"]\nmessage_timeout_ms = 2000\n\
          [[bridge.rule]]\nfilter = \"fleet/+/telemetry\"\nlog_topic = \"telemetry\"\npartitions = 3\nkey = \"client_id\"\n"
     )
