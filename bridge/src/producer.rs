@@ -6,7 +6,8 @@
 //! done only when every record of it was acknowledged by the cluster; every record goes to the
 //! partition the bridge chose (the same murmur2 choice as the embedded log), so per-key order is
 //! the bridge's order. Properties that carry these guarantees ([`RESERVED`]) cannot be
-//! overridden. A producer that hit a fatal error is replaced before the next append.
+//! overridden. A producer that hit a fatal error, or whose producer id the cluster no longer
+//! knows ([`PRODUCER_STATE_LOST`]), is replaced before the next append.
 
 use crate::log::Record;
 use parking_lot::Mutex;
@@ -50,6 +51,17 @@ pub const RESERVED: &[&str] = &[
     "message.timeout.ms",
     "delivery.timeout.ms",
     "partitioner",
+];
+
+/// Errors meaning the cluster no longer knows this idempotent producer (it was restarted empty,
+/// or expired the producer id): retrying with the same producer id can never succeed, so the
+/// producer is replaced and the bridge sends the unacknowledged groups again with a new one.
+const PRODUCER_STATE_LOST: &[RDKafkaErrorCode] = &[
+    RDKafkaErrorCode::ProducerFenced,
+    RDKafkaErrorCode::InvalidProducerEpoch,
+    RDKafkaErrorCode::UnknownProducerId,
+    RDKafkaErrorCode::OutOfOrderSequenceNumber,
+    RDKafkaErrorCode::InvalidProducerIdMapping,
 ];
 
 /// Settings of the producer (`[bridge.producer]`).
@@ -222,7 +234,12 @@ impl KafkaProducer {
         for (i, delivery) in pending {
             let error = match delivery.await {
                 Ok(Ok(_)) => continue,
-                Ok(Err((e, _))) => Error::Kafka(e),
+                Ok(Err((e, _))) => {
+                    if e.rdkafka_error_code().is_some_and(|c| PRODUCER_STATE_LOST.contains(&c)) {
+                        self.discard(&producer, &e);
+                    }
+                    Error::Kafka(e)
+                }
                 Err(_) => Error::Kafka(KafkaError::Canceled),
             };
             if failed.as_ref().is_none_or(|(j, _)| i < *j) {
@@ -232,6 +249,16 @@ impl KafkaProducer {
         match failed {
             Some((i, e)) => (i, Err(e)),
             None => (groups.len(), Ok(())),
+        }
+    }
+
+    /// Drops `failed` as the live producer (if it still is), so the next append starts a new one
+    /// with a new producer id.
+    fn discard(&self, failed: &FutureProducer, error: &KafkaError) {
+        let mut slot = self.producer.lock();
+        if slot.as_ref().is_some_and(|p| std::ptr::eq(p.client(), failed.client())) {
+            tracing::warn!(%error, "kafka cluster lost this producer's state; starting a new producer");
+            *slot = None;
         }
     }
 

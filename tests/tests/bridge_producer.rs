@@ -3,6 +3,7 @@
 //! are produced into it by librdkafka and read back per partition with a librdkafka consumer
 //! (keyed, in order, with their headers).
 
+use fleetmq_tests::parse::kind;
 use fleetmq_tests::wire::{self, prop, Props};
 use fleetmq_tests::{Broker, RawClient, TempDir};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -28,16 +29,23 @@ fn tansu_bin() -> PathBuf {
 /// A tansu broker on a fixed loopback port with in-memory storage (its data dies with it).
 struct Tansu {
     addr: SocketAddr,
-    child: Child,
-    dir: TempDir,
+    child: Option<Child>,
+    log: PathBuf,
 }
 
 impl Tansu {
-    fn start(dir: TempDir) -> Tansu {
+    fn start(dir: &TempDir) -> Tansu {
         // A port nobody holds: tansu needs it up front for its advertised address.
         let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        let url = format!("tcp://{addr}");
-        let log = std::fs::File::create(dir.join("tansu.log")).unwrap();
+        let mut t = Tansu { addr, child: None, log: dir.join("tansu.log") };
+        t.restart();
+        t
+    }
+
+    /// Starts the broker at its address: after [`Tansu::kill`], an empty broker in its place.
+    fn restart(&mut self) {
+        let url = format!("tcp://{}", self.addr);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let child = Command::new(tansu_bin())
             .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
             .args(["--storage-engine", "memory://tansu/"])
@@ -48,30 +56,37 @@ impl Tansu {
             .unwrap_or_else(|e| {
                 panic!("cannot run tansu ({e}): cargo install tansu --features dynostore (or set FLEETMQ_TANSU)")
             });
-        let t = Tansu { addr, child, dir };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen: {}", t.log());
+        while std::net::TcpStream::connect(self.addr).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen: {}", self.log());
             std::thread::sleep(Duration::from_millis(50));
         }
-        t
+    }
+
+    /// Kills the broker (SIGKILL): the cluster is gone, with everything it stored.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("tansu.log")).unwrap_or_default()
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
 
 impl Drop for Tansu {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
-fn config(kafka: SocketAddr) -> String {
+/// FleetMQ bridging `fleet/+/telemetry` into `kafka`; `bridge` adds `[bridge]` settings.
+fn config(kafka: SocketAddr, bridge: &str) -> String {
     format!(
-        "[bridge]\ntarget = \"kafka\"\nbatch_max_age_ms = 5\n\
+        "[bridge]\ntarget = \"kafka\"\nbatch_max_age_ms = 5\n{bridge}\n\
          [bridge.producer]\nbrokers = [\"{kafka}\"]\nmessage_timeout_ms = 2000\n\
          [[bridge.rule]]\nfilter = \"fleet/+/telemetry\"\nlog_topic = \"telemetry\"\npartitions = 3\nkey = \"client_id\"\n"
     )
@@ -145,8 +160,9 @@ fn values_of(parts: &[Vec<String>], dev: &str) -> (Vec<String>, Vec<usize>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishes_reach_an_external_kafka_keyed_in_order_with_their_headers() {
-    let tansu = Tansu::start(TempDir::new("fleetmq-tansu"));
-    let broker = Broker::start(&config(tansu.addr));
+    let dir = TempDir::new("fleetmq-tansu");
+    let tansu = Tansu::start(&dir);
+    let broker = Broker::start(&config(tansu.addr, ""));
     let devs = ["d1", "d2", "d3", "d4", "d5", "d6"];
     for dev in devs {
         let mut c = RawClient::v5(broker.tcp_addr(), dev).await;
@@ -167,4 +183,56 @@ async fn publishes_reach_an_external_kafka_keyed_in_order_with_their_headers() {
             assert!(first.contains(&h), "{h} in {first}");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_outage_buffers_acknowledged_publishes_refuses_when_full_and_delivers_them_after() {
+    let dir = TempDir::new("fleetmq-tansu");
+    let mut tansu = Tansu::start(&dir);
+    let broker = Broker::start(&config(tansu.addr, "max_buffer_bytes = 1048576"));
+    let mut c = RawClient::v5(broker.tcp_addr(), "d9").await;
+    let publish = |n: u16| {
+        // 60 KiB each: the 1 MiB buffer holds about 17.
+        let payload = format!("d9-{n}:{}", "x".repeat(60 << 10));
+        wire::Publish::new(true, "fleet/d9/telemetry", payload).qos(1, n + 1)
+    };
+    assert!(c.publish(&publish(0)).await < 0x80, "accepted while the cluster is up");
+    assert_eq!(values_of(&read_all(tansu.addr, 1).await, "d9").0.len(), 1, "tansu: {}", tansu.log());
+
+    tansu.kill();
+    // Acknowledged into the buffer while the cluster is gone, until the buffer is full.
+    let mut acked = vec![0u16];
+    let refused = loop {
+        let n = acked.len() as u16;
+        assert!(n < 100, "a 1 MiB buffer took {n} publishes of 60 KiB");
+        match c.publish(&publish(n)).await {
+            r if r < 0x80 => acked.push(n),
+            r => break r,
+        }
+    };
+    assert_eq!(refused, 0x97, "quota exceeded once the buffer is full");
+    assert!(acked.len() > 10, "acknowledged while buffering: {acked:?}");
+    // MQTT 3.1.1 has no negative PUBACK: the publisher is disconnected instead.
+    let mut old = RawClient::v4(broker.tcp_addr(), "d8").await;
+    old.send(&wire::Publish::new(false, "fleet/d8/telemetry", "d8-0").qos(1, 1).encode()).await;
+    let seen = old.expect_closed(Duration::from_secs(10)).await;
+    assert!(seen.iter().all(|p| p.kind() != kind::PUBACK), "3.1.1 publish refused, not acknowledged: {seen:?}");
+
+    // An empty cluster at the same address: the bridge recreates the topic and ships the buffer.
+    tansu.restart();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let values = loop {
+        let parts = read_all(tansu.addr, acked.len() - 1).await;
+        let values: Vec<String> =
+            values_of(&parts, "d9").0.iter().map(|v| v.split(':').next().unwrap_or_default().to_string()).collect();
+        if values.len() >= acked.len() - 1 || Instant::now() >= deadline {
+            break values;
+        }
+    };
+    // The first record went to the cluster that died; every one acknowledged during the outage
+    // is in the new one, once and in order.
+    let expected: Vec<String> = acked[1..].iter().map(|n| format!("d9-{n}")).collect();
+    assert_eq!(values, expected, "fleetmq: {}\ntansu: {}", broker.stderr(), tansu.log());
+    let n = acked.len() as u16;
+    assert!(c.publish(&publish(n)).await < 0x80, "accepted again once the buffer drained");
 }
