@@ -68,8 +68,15 @@ pub struct Bridge {
     /// The buffer when the engine is not durable.
     memory: Mutex<VecDeque<(Bytes, Pending)>>,
     wake: tokio::sync::Notify,
+    /// Durable buffer: the last key shipped, where the next scan resumes (skipping the deleted
+    /// records behind it), and how many scans resumed there since the last full scan.
+    cursor: Mutex<(Option<Bytes>, u32)>,
     pub(crate) config: BridgeConfig,
 }
+
+/// Every this many shipments the durable buffer is scanned from its start, for records whose
+/// commit finished after a later one was shipped (they sit behind the cursor).
+const FULL_SCAN_EVERY: u32 = 16;
 
 /// Buffer key of record `index` of publish `seq`: in buffer order.
 fn buffer_key(seq: u64, index: usize) -> Bytes {
@@ -115,6 +122,7 @@ impl Bridge {
             durability,
             memory: Mutex::new(VecDeque::new()),
             wake: tokio::sync::Notify::new(),
+            cursor: Mutex::new((None, 0)),
             config: config.clone(),
         })
     }
@@ -214,7 +222,35 @@ impl Bridge {
             return Ok(out);
         }
         let store: &Arc<dyn Store> = self.durability.store();
-        store.scan_prefix(Cf::Bridge, &[], &mut |k, v| {
+        let resume = {
+            let mut cursor = self.cursor.lock();
+            cursor.1 += 1;
+            match &cursor.0 {
+                Some(after) if cursor.1 < FULL_SCAN_EVERY => Some([after.as_ref(), &[0]].concat()),
+                _ => None,
+            }
+        };
+        if let Some(start) = resume {
+            let found = self.scan(store, &start, max_bytes)?;
+            if !found.is_empty() {
+                return Ok(found);
+            }
+        }
+        // Nothing past the cursor (or time for a full scan): anything left is behind it.
+        self.cursor.lock().1 = 0;
+        self.scan(store, &[], max_bytes)
+    }
+
+    /// Decodes buffered records from key `start` on, up to about `max_bytes`.
+    fn scan(
+        &self,
+        store: &Arc<dyn Store>,
+        start: &[u8],
+        max_bytes: usize,
+    ) -> crate::store::Result<Vec<(Bytes, Pending)>> {
+        let mut out = Vec::new();
+        let mut size = 0usize;
+        store.scan_from(Cf::Bridge, start, &mut |k, v| {
             match Pending::decode(v) {
                 Some(p) => {
                     size += p.cost() as usize;
@@ -236,6 +272,12 @@ impl Bridge {
             let mut batch = Batch::new();
             for (k, _) in records {
                 batch.delete(Cf::Bridge, k.clone());
+            }
+            if let Some((last, _)) = records.iter().max_by(|a, b| a.0.cmp(&b.0)) {
+                let mut cursor = self.cursor.lock();
+                if cursor.0.as_ref().is_none_or(|c| c < last) {
+                    cursor.0 = Some(last.clone());
+                }
             }
             if let Some(commit) = self.durability.submit(batch) {
                 commit.await?;

@@ -144,6 +144,9 @@ pub trait Store: Send + Sync + 'static {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Bytes>>;
     /// Visits every key starting with `prefix`, in key order, until `f` returns `false`.
     fn scan_prefix(&self, cf: Cf, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()>;
+    /// Visits every key from `start` (inclusive) on, in key order, until `f` returns `false`: a
+    /// reader that resumes where it stopped skips what it deleted behind it.
+    fn scan_from(&self, cf: Cf, start: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()>;
     /// Applies a batch atomically and durably: a disk engine syncs it to stable storage first.
     fn write(&self, batch: Batch) -> Result<()>;
     /// Applies several batches, in order, as one atomic write. With `sync` a disk engine syncs its

@@ -273,3 +273,38 @@ async fn the_drain_at_shutdown_ships_what_is_buffered_and_gives_up_at_its_deadli
     assert_eq!(sink.got.lock().len(), 5);
     assert_eq!(bridge.buffered_bytes(), 0);
 }
+
+#[tokio::test]
+async fn a_record_committed_after_a_later_one_was_shipped_is_still_shipped() {
+    let store = Arc::new(MemoryStore::new());
+    let d = durable(&store);
+    let bridge = Bridge::open(&config(1 << 20, BufferFullPolicy::Refuse), "n1", d.clone()).unwrap();
+    let stats = Stats::new();
+    // Two publishers: d1 takes the lower sequence, but d2's commit lands first.
+    let (mut early, mut late) = (Batch::new(), Batch::new());
+    bridge.capture(&msg("d1", 0, QoS::AtLeastOnce), &mut late, &stats, true);
+    bridge.capture(&msg("d2", 0, QoS::AtLeastOnce), &mut early, &stats, true);
+    commit(&d, early).await;
+    let first = bridge.oldest(1 << 20).unwrap();
+    assert_eq!(first.len(), 1);
+    bridge.shipped(&first).await.unwrap();
+    commit(&d, late).await;
+    // Shipments resume past the last shipped key; the record behind it is found all the same.
+    let mut values = Vec::new();
+    for n in 1..=3 {
+        let mut batch = Batch::new();
+        bridge.capture(&msg("d2", n, QoS::AtLeastOnce), &mut batch, &stats, true);
+        commit(&d, batch).await;
+    }
+    for _ in 0..2 * FULL_SCAN_EVERY {
+        let got = bridge.oldest(1 << 20).unwrap();
+        if got.is_empty() {
+            break;
+        }
+        values.extend(got.iter().map(|(_, p)| String::from_utf8_lossy(&p.value).into_owned()));
+        bridge.shipped(&got).await.unwrap();
+    }
+    values.sort();
+    assert_eq!(values, ["d1-0", "d2-1", "d2-2", "d2-3"]);
+    assert_eq!(bridge.records.load(Ordering::Relaxed), 0, "nothing left in the buffer");
+}

@@ -46,6 +46,23 @@ fn prefix_scan_in_order<S: Store>(s: &S) {
     })
     .unwrap();
     assert_eq!(first, [b"a/1".to_vec(), b"b".to_vec()], "scan stops when the visitor says so");
+    let mut from = Vec::new();
+    s.scan_from(Cf::Sessions, b"b/10", &mut |k, _| {
+        from.push(String::from_utf8(k.to_vec()).unwrap());
+        from.len() < 3
+    })
+    .unwrap();
+    assert_eq!(from, ["b/10", "b/2", "c/1"], "from the start key on, across prefixes, until told to stop");
+    let mut deleted = Batch::new();
+    deleted.delete(Cf::Sessions, &b"b/2"[..]);
+    s.write(deleted).unwrap();
+    let mut after = Vec::new();
+    s.scan_from(Cf::Sessions, b"b/1\0", &mut |k, _| {
+        after.push(String::from_utf8(k.to_vec()).unwrap());
+        true
+    })
+    .unwrap();
+    assert_eq!(after, ["b/10", "c/1"], "deleted keys are skipped");
 }
 
 fn delete_removes<S: Store>(s: &S) {

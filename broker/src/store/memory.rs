@@ -37,6 +37,17 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn scan_from(&self, cf: Cf, start: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+        let cfs = self.cfs.read();
+        let Some(map) = cfs.get(&cf) else { return Ok(()) };
+        for (k, v) in map.range(Bytes::copy_from_slice(start)..) {
+            if !f(k, v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn write(&self, batch: Batch) -> Result<()> {
         self.write_many(vec![batch], true)
     }

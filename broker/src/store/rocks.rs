@@ -174,6 +174,18 @@ impl Store for RocksStore {
         it.status().map_err(engine)
     }
 
+    fn scan_from(&self, cf: Cf, start: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+        let mut it = self.db.raw_iterator_cf(self.cf(cf)?);
+        it.seek(start);
+        while let Some((k, v)) = it.item() {
+            if !f(k, v) {
+                break;
+            }
+            it.next();
+        }
+        it.status().map_err(engine)
+    }
+
     fn write(&self, batch: Batch) -> Result<()> {
         self.write_many(vec![batch], true)
     }

@@ -19,6 +19,9 @@ impl Store for Recording {
     fn scan_prefix(&self, cf: Cf, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
         self.inner.scan_prefix(cf, prefix, f)
     }
+    fn scan_from(&self, cf: Cf, start: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+        self.inner.scan_from(cf, start, f)
+    }
     fn write(&self, batch: Batch) -> Result<()> {
         self.write_many(vec![batch], true)
     }
