@@ -12,6 +12,7 @@ use crate::config::{BridgeRuleConfig, RecordKey};
 use crate::message::Message;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Header names of the MQTT fields.
@@ -47,10 +48,10 @@ impl Rule {
     }
 
     /// The key of `msg`'s record under this rule (`None`: unkeyed).
-    fn key(&self, msg: &Message) -> Option<Bytes> {
+    fn key(&self, msg: &Message, fields: &Fields) -> Option<Bytes> {
         match self.key {
-            RecordKey::ClientId => Some(Bytes::copy_from_slice(msg.publisher.as_str().as_bytes())),
-            RecordKey::Topic => Some(Bytes::copy_from_slice(msg.topic.as_bytes())),
+            RecordKey::ClientId => Some(fields.client_id.clone()),
+            RecordKey::Topic => Some(fields.topic.clone()),
             RecordKey::TopicLevel(n) => msg.topic.split('/').nth(n).map(|l| Bytes::copy_from_slice(l.as_bytes())),
             RecordKey::None => None,
         }
@@ -64,31 +65,33 @@ impl Rule {
     }
 }
 
-/// A record waiting in the bridge buffer: where it goes and what it says.
+/// A record waiting in the bridge buffer: where it goes and what it says. The value shares the
+/// publish's payload and header names are static where they can be, so buffering and shipping
+/// copy little; the stored form (postcard) is the same as with owned byte vectors.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pending {
     pub log_topic: String,
     pub partition: u32,
     pub timestamp_ms: i64,
-    pub key: Option<Vec<u8>>,
-    pub value: Vec<u8>,
-    pub headers: Vec<(String, Vec<u8>)>,
+    pub key: Option<Bytes>,
+    pub value: Bytes,
+    pub headers: Vec<(Cow<'static, str>, Bytes)>,
 }
 
 impl Pending {
     /// Bytes this record counts against the buffer limit.
     pub fn cost(&self) -> u64 {
         let headers: usize = self.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
-        (self.log_topic.len() + self.key.as_ref().map_or(0, Vec::len) + self.value.len() + headers + 32) as u64
+        (self.log_topic.len() + self.key.as_ref().map_or(0, Bytes::len) + self.value.len() + headers + 32) as u64
     }
 
     /// The log record.
     pub fn record(&self) -> fleetmq_bridge::log::Record {
         fleetmq_bridge::log::Record {
             timestamp_ms: self.timestamp_ms,
-            key: self.key.clone().map(Bytes::from),
-            value: Some(Bytes::copy_from_slice(&self.value)),
-            headers: self.headers.iter().map(|(k, v)| (k.clone(), Some(Bytes::copy_from_slice(v)))).collect(),
+            key: self.key.clone(),
+            value: Some(self.value.clone()),
+            headers: self.headers.iter().map(|(k, v)| (k.to_string(), Some(v.clone()))).collect(),
         }
     }
 
@@ -116,32 +119,49 @@ impl Pending {
 /// The records `msg` makes under `matching` (the rules whose filter matches its topic), stamped
 /// with `node` and `seq`.
 pub fn records(matching: &[&Rule], msg: &Message, node: &str, seq: u64, now_ms: i64) -> Vec<Pending> {
+    let fields = Fields {
+        topic: Bytes::copy_from_slice(msg.topic.as_bytes()),
+        client_id: Bytes::copy_from_slice(msg.publisher.as_str().as_bytes()),
+    };
+    const QOS: [&[u8]; 3] = [b"0", b"1", b"2"];
     let mut out = Vec::with_capacity(matching.len());
     for rule in matching {
-        let key = rule.key(msg);
+        let key = rule.key(msg, &fields);
         let partition = rule.partition(key.as_deref());
-        let mut headers = vec![
-            (HEADER_TOPIC.to_string(), msg.topic.as_bytes().to_vec()),
-            (HEADER_CLIENT_ID.to_string(), msg.publisher.as_str().as_bytes().to_vec()),
-            (HEADER_QOS.to_string(), vec![b'0' + msg.qos as u8]),
-            (HEADER_RETAIN.to_string(), if msg.retain { b"true".to_vec() } else { b"false".to_vec() }),
-        ];
+        let mut headers = Vec::with_capacity(7 + msg.properties.user_properties.len());
+        headers.extend([
+            (Cow::Borrowed(HEADER_TOPIC), fields.topic.clone()),
+            (Cow::Borrowed(HEADER_CLIENT_ID), fields.client_id.clone()),
+            (Cow::Borrowed(HEADER_QOS), Bytes::from_static(QOS[msg.qos as usize])),
+            (Cow::Borrowed(HEADER_RETAIN), Bytes::from_static(if msg.retain { b"true" } else { b"false" })),
+        ]);
         if let Some(ct) = &msg.properties.content_type {
-            headers.push((HEADER_CONTENT_TYPE.to_string(), ct.as_bytes().to_vec()));
+            headers.push((Cow::Borrowed(HEADER_CONTENT_TYPE), Bytes::copy_from_slice(ct.as_bytes())));
         }
-        headers.extend(msg.properties.user_properties.iter().map(|(k, v)| (k.clone(), v.as_bytes().to_vec())));
-        headers.push((HEADER_NODE.to_string(), node.as_bytes().to_vec()));
-        headers.push((HEADER_SEQ.to_string(), seq.to_string().into_bytes()));
+        headers.extend(
+            msg.properties
+                .user_properties
+                .iter()
+                .map(|(k, v)| (Cow::Owned(k.clone()), Bytes::copy_from_slice(v.as_bytes()))),
+        );
+        headers.push((Cow::Borrowed(HEADER_NODE), Bytes::copy_from_slice(node.as_bytes())));
+        headers.push((Cow::Borrowed(HEADER_SEQ), Bytes::from(seq.to_string())));
         out.push(Pending {
             log_topic: rule.log_topic.clone(),
             partition,
             timestamp_ms: now_ms,
-            key: key.map(|k| k.to_vec()),
-            value: msg.payload.to_vec(),
+            key,
+            value: msg.payload.clone(),
             headers,
         });
     }
     out
+}
+
+/// The publish's fields a record uses more than once (as key and as header), copied once.
+struct Fields {
+    topic: Bytes,
+    client_id: Bytes,
 }
 
 #[cfg(test)]
@@ -182,8 +202,8 @@ mod tests {
         let r = &got[0];
         assert_eq!(r.key.as_deref(), Some(&b"d1"[..]));
         assert_eq!(r.partition, fleetmq_bridge::log::partition_for_key(b"d1", 12));
-        assert_eq!(r.value, b"21.5");
-        let h: Vec<(&str, &[u8])> = r.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+        assert_eq!(r.value, &b"21.5"[..]);
+        let h: Vec<(&str, &[u8])> = r.headers.iter().map(|(k, v)| (k.as_ref(), v.as_ref())).collect();
         assert_eq!(
             h,
             [
@@ -199,6 +219,34 @@ mod tests {
             ]
         );
         assert_eq!(Pending::decode(&r.encode()).as_ref(), Some(r));
+    }
+
+    #[test]
+    fn records_buffered_by_earlier_versions_still_decode() {
+        // The stored form of earlier versions, which held owned vectors and strings.
+        #[derive(Serialize)]
+        struct Owned {
+            log_topic: String,
+            partition: u32,
+            timestamp_ms: i64,
+            key: Option<Vec<u8>>,
+            value: Vec<u8>,
+            headers: Vec<(String, Vec<u8>)>,
+        }
+        let old = Owned {
+            log_topic: "telemetry".into(),
+            partition: 3,
+            timestamp_ms: 1_700_000_000_000,
+            key: Some(b"d1".to_vec()),
+            value: b"21.5".to_vec(),
+            headers: vec![(HEADER_QOS.into(), b"1".to_vec()), ("unit".into(), b"C".to_vec())],
+        };
+        let p = Pending::decode(&postcard::to_allocvec(&old).unwrap()).expect("decodes");
+        assert_eq!((p.log_topic.as_str(), p.partition, p.timestamp_ms), ("telemetry", 3, 1_700_000_000_000));
+        assert_eq!((p.key.as_deref(), p.value.as_ref()), (Some(&b"d1"[..]), &b"21.5"[..]));
+        let h: Vec<(&str, &[u8])> = p.headers.iter().map(|(k, v)| (k.as_ref(), v.as_ref())).collect();
+        assert_eq!(h, [(HEADER_QOS, &b"1"[..]), ("unit", b"C")]);
+        assert_eq!(p.encode(), postcard::to_allocvec(&old).unwrap(), "and are stored the same way");
     }
 
     #[test]

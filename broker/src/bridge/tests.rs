@@ -96,11 +96,11 @@ async fn buffered_records_survive_a_restart_and_the_sequence_never_goes_back() {
     // Restarted on the same store: both records are still there, in order.
     let bridge = Bridge::open(&config(1 << 20, BufferFullPolicy::Refuse), "n1", d.clone()).unwrap();
     let pending = bridge.oldest(1 << 20).unwrap();
-    let values: Vec<&[u8]> = pending.iter().map(|(_, p)| p.value.as_slice()).collect();
+    let values: Vec<&[u8]> = pending.iter().map(|(_, p)| p.value.as_ref()).collect();
     assert_eq!(values, [&b"d1-0"[..], b"d1-1"]);
     let mut batch = Batch::new();
     bridge.capture(&msg("d1", 3, QoS::AtLeastOnce), &mut batch, &stats, true);
-    let seq_of = |p: &Pending| p.headers.iter().find(|(k, _)| k == record::HEADER_SEQ).map(|(_, v)| v.clone());
+    let seq_of = |p: &Pending| p.headers.iter().find(|(k, _)| k == record::HEADER_SEQ).map(|(_, v)| v.to_vec());
     commit(&d, batch).await;
     let pending = bridge.oldest(1 << 20).unwrap();
     let seq = |p: &Pending| -> u64 { String::from_utf8(seq_of(p).unwrap()).unwrap().parse().unwrap() };
@@ -164,7 +164,7 @@ fn on_the_memory_engine_a_new_process_never_reuses_a_sequence() {
     let seq_of = |b: &Bridge| -> u64 {
         let p = &b.oldest(usize::MAX).unwrap()[0].1;
         let v = &p.headers.iter().find(|(k, _)| k == record::HEADER_SEQ).unwrap().1;
-        String::from_utf8(v.clone()).unwrap().parse().unwrap()
+        String::from_utf8(v.to_vec()).unwrap().parse().unwrap()
     };
     let first = Bridge::open(&config(1 << 20, BufferFullPolicy::Refuse), "n1", memory()).unwrap();
     for n in 0..1000 {
