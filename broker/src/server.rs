@@ -202,6 +202,7 @@ impl Server {
     /// Returns `false` if connections were still open at the deadline.
     pub async fn shutdown(self, timeout: Duration) -> bool {
         let _ = self.shutdown.send(true);
+        self.broker.sessions.wake_all();
         self.tracker.close();
         let closed = tokio::time::timeout(timeout, self.tracker.wait()).await.is_ok();
         if let (Some(bridge), Some(target)) = (self.broker.bridge.clone(), self.bridge_target) {

@@ -84,7 +84,8 @@ pub struct SessionShared {
     pub durable: bool,
     next_seq: AtomicU64,
     inbox: Mutex<Inbox>,
-    notify: Notify,
+    /// Set when a delivery was queued since the task last looked (a permit, like `Notify`'s).
+    deliveries: AtomicBool,
     online: AtomicBool,
     /// Attach and discard requests for the task: rare, so a locked list and a `Notify` rather
     /// than a channel (which allocates a block of slots per session up front). `true`: the task
@@ -92,7 +93,9 @@ pub struct SessionShared {
     control: Mutex<(VecDeque<Control>, bool)>,
     /// Set while `control` holds requests: the task checks it without locking.
     control_pending: AtomicBool,
-    control_waker: AtomicWaker,
+    /// The task's waker, for requests, deliveries and node shutdown: registered on every poll of
+    /// the task, so waking needs no future stored in it.
+    waker: AtomicWaker,
     /// Paused publishers wait here for the inbox to drain (see [`backpressure`]).
     room: Notify,
     /// A publisher is waiting on `room`.
@@ -113,7 +116,8 @@ impl SessionShared {
             r
         };
         if result.accepted {
-            self.notify.notify_one();
+            self.deliveries.store(true, Ordering::Release);
+            self.waker.wake();
         }
         result
     }
@@ -137,27 +141,30 @@ impl SessionShared {
         control.0.push_back(c);
         self.control_pending.store(true, Ordering::Release);
         drop(control);
-        self.control_waker.wake();
+        self.waker.wake();
         Ok(())
     }
 
-    /// The next request for the session task (a waker registration per poll, no lock while
-    /// there is none: this is polled on every turn of the task's loop).
-    async fn next_control(&self) -> Control {
-        std::future::poll_fn(|cx| {
-            self.control_waker.register(cx.waker());
-            if !self.control_pending.load(Ordering::Acquire) {
-                return std::task::Poll::Pending;
-            }
-            let mut control = self.control.lock();
-            let c = control.0.pop_front();
-            self.control_pending.store(!control.0.is_empty(), Ordering::Release);
-            match c {
-                Some(c) => std::task::Poll::Ready(c),
-                None => std::task::Poll::Pending,
-            }
-        })
-        .await
+    /// Registers the task's waker; the task polls this first on every turn.
+    fn register(&self, cx: &std::task::Context<'_>) {
+        self.waker.register(cx.waker());
+    }
+
+    /// The next request for the session task, if any (no lock while there is none: this is
+    /// checked on every turn of the task's loop). Call [`SessionShared::register`] first.
+    fn take_control(&self) -> Option<Control> {
+        if !self.control_pending.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut control = self.control.lock();
+        let c = control.0.pop_front();
+        self.control_pending.store(!control.0.is_empty(), Ordering::Release);
+        c
+    }
+
+    /// Takes the "deliveries queued" permit. Call [`SessionShared::register`] first.
+    fn take_deliveries(&self) -> bool {
+        self.deliveries.swap(false, Ordering::AcqRel)
     }
 
     /// Refuses further requests and returns those not taken yet (the task is ending).
@@ -181,6 +188,13 @@ pub struct Sessions {
 }
 
 impl Sessions {
+    /// Wakes every session task (the node is shutting down: online ones close their connection).
+    pub(crate) fn wake_all(&self) {
+        for s in self.map.lock().values() {
+            s.waker.wake();
+        }
+    }
+
     pub(crate) fn get(&self, id: &ClientId) -> Option<Arc<SessionShared>> {
         self.map.lock().get(id).cloned()
     }
@@ -269,11 +283,11 @@ pub(crate) fn new_shared(client_id: ClientId, id: SessionId, durable: bool, next
         next_seq: AtomicU64::new(next_seq),
         client_id,
         inbox: Mutex::new(Inbox::default()),
-        notify: Notify::new(),
+        deliveries: AtomicBool::new(false),
         online: AtomicBool::new(false),
         control: Mutex::new((VecDeque::new(), false)),
         control_pending: AtomicBool::new(false),
-        control_waker: AtomicWaker::new(),
+        waker: AtomicWaker::new(),
         room: Notify::new(),
         room_wanted: AtomicBool::new(false),
         slow_until_ms: AtomicU64::new(0),

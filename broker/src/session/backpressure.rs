@@ -114,14 +114,6 @@ pub(crate) fn pause(congested: Vec<Arc<SessionShared>>, max_wait: Duration, limi
     })
 }
 
-/// Polls the pause if there is one; never completes otherwise (for `select!`).
-pub(crate) async fn wait(pause: &mut Option<Pause>) -> Outcome {
-    match pause {
-        Some(p) => p.await,
-        None => std::future::pending().await,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,7 +156,7 @@ mod tests {
         let (s, l) = (online_session(), limits());
         let congested: Vec<bool> = (0..4).map(|_| s.enqueue(delivery(), &l).congested).collect();
         assert_eq!(congested, [false, false, false, true], "half full is the high-water mark");
-        let mut p = Some(pause(vec![s.clone()], Duration::from_secs(60), l));
+        let mut p = pause(vec![s.clone()], Duration::from_secs(60), l);
         let drain = {
             let s = s.clone();
             async move {
@@ -177,7 +169,7 @@ mod tests {
             }
         };
         let started = Instant::now();
-        let (outcome, ()) = tokio::join!(wait(&mut p), drain);
+        let (outcome, ()) = tokio::join!(&mut p, drain);
         assert_eq!(outcome, Outcome::Released);
         assert!(started.elapsed() >= Duration::from_millis(20), "released only at low water (2 of 8)");
         assert!(!s.enqueue(delivery(), &l).congested);
@@ -189,8 +181,8 @@ mod tests {
         for _ in 0..6 {
             s.enqueue(delivery(), &l);
         }
-        let mut p = Some(pause(vec![s.clone()], Duration::from_millis(50), l));
-        assert_eq!(wait(&mut p).await, Outcome::MarkedSlow);
+        let p = pause(vec![s.clone()], Duration::from_millis(50), l);
+        assert_eq!(p.await, Outcome::MarkedSlow);
         assert!(!s.enqueue(delivery(), &l).congested, "a slow subscriber no longer pushes back");
         s.after_pump(&l);
         assert!(!s.enqueue(delivery(), &l).congested, "still slow while above low water");
@@ -206,12 +198,12 @@ mod tests {
         for _ in 0..6 {
             s.enqueue(delivery(), &l);
         }
-        let mut p = Some(pause(vec![s.clone()], Duration::from_millis(50), l));
+        let mut p = pause(vec![s.clone()], Duration::from_millis(50), l);
         let one = async {
             tokio::time::sleep(Duration::from_millis(5)).await;
             s.inbox.lock().pop();
         };
-        let (outcome, ()) = tokio::join!(wait(&mut p), one);
+        let (outcome, ()) = tokio::join!(&mut p, one);
         assert_eq!(outcome, Outcome::Released, "progress was made: keep pushing back");
         assert!(s.enqueue(delivery(), &l).congested);
     }
@@ -222,13 +214,13 @@ mod tests {
         for _ in 0..6 {
             s.enqueue(delivery(), &l);
         }
-        let mut p = Some(pause(vec![s.clone()], Duration::from_secs(60), l));
+        let mut p = pause(vec![s.clone()], Duration::from_secs(60), l);
         let leave = async {
             tokio::time::sleep(Duration::from_millis(5)).await;
             s.online.store(false, Ordering::Relaxed);
             s.after_pump(&l);
         };
-        let (outcome, ()) = tokio::join!(wait(&mut p), leave);
+        let (outcome, ()) = tokio::join!(&mut p, leave);
         assert_eq!(outcome, Outcome::Released);
     }
 }

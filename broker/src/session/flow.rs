@@ -50,14 +50,14 @@ impl PendingAcks {
         self.0.get_or_insert_with(Default::default).push_back(ack);
     }
 
-    /// The next acknowledgement whose write finished (never, when there is none).
-    pub async fn next(&mut self) -> (Deferred, store::Result<()>) {
+    /// The next acknowledgement whose write finished (pending while there is none).
+    pub fn poll_next(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<(Deferred, store::Result<()>)> {
         match self.0.as_mut() {
-            Some(q) if !q.is_empty() => match q.next().await {
-                Some(done) => done,
-                None => std::future::pending().await,
+            Some(q) if !q.is_empty() => match q.poll_next_unpin(cx) {
+                std::task::Poll::Ready(Some(done)) => std::task::Poll::Ready(done),
+                _ => std::task::Poll::Pending,
             },
-            _ => std::future::pending().await,
+            _ => std::task::Poll::Pending,
         }
     }
 }

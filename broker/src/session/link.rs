@@ -17,7 +17,6 @@ use crate::topic;
 use std::collections::HashMap;
 use std::task::Poll;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
 
 /// Packets already buffered from the client handled in one turn of the loop at most.
 const READ_BATCH: usize = 32;
@@ -44,8 +43,6 @@ pub(super) struct Link {
     /// 1.5 × the keep-alive: the longest the client may stay silent.
     pub idle: Option<Duration>,
     pub last_packet: Instant,
-    /// Node shutdown: the connection is closed with 0x8B.
-    pub shutdown: watch::Receiver<bool>,
 }
 
 impl Link {
@@ -61,7 +58,6 @@ impl Link {
             alias_max: broker.config.mqtt.topic_alias_maximum,
             idle: (keepalive > 0).then(|| Duration::from_millis(u64::from(keepalive) * 1500)),
             last_packet: Instant::now(),
-            shutdown: broker.shutdown_signal(),
         }
     }
 

@@ -4,7 +4,11 @@
 //! the keep-alive, will-delay and session-expiry timers.
 //!
 //! One task per connection and session: a QoS 1 message costs one wake-up of the publisher's task
-//! and one of each subscriber's, with no channel between reading, the session and writing.
+//! and one of each subscriber's, with no channel between reading, the session and writing. The
+//! task polls what it waits on in place, in priority order (requests, node shutdown, end of a
+//! pause, timer, storage acknowledgements, the connection, deliveries), with no future stored per
+//! source: every idle connection holds one such task, so its size is the broker's per-connection
+//! memory. Requests, deliveries and shutdown all wake it through the session's one waker.
 //!
 //! Invariants: the task never waits on a client (writes go out as the socket takes them; past the
 //! connection's delivery mark it stops pulling deliveries, so a stalled client only fills its own
@@ -13,24 +17,24 @@
 //! published to is congested) it reads acknowledgements only; when the session ends, its
 //! subscriptions and registry entry are removed before the task exits.
 
-use super::backpressure::{self, Outcome, Pause};
-use super::flow::PendingAcks;
+use super::backpressure::{Outcome, Pause};
+use super::flow::{Deferred, PendingAcks};
 use super::link::Link;
 use super::qos::QosState;
 use super::{AttachRequest, Control, SessionShared};
 use crate::broker::Broker;
 use crate::codec::{Disconnect, LastWill, Packet, Protocol, ReasonCode, SubOptions};
-use crate::connection::{ClientIo, IoEvent, ReadMode};
+use crate::connection::{IoEvent, ReadMode};
 use crate::message::Message;
 use crate::metrics::DropReason;
 use crate::store::Batch;
 use std::collections::HashMap;
-use std::future::{pending, poll_fn};
+use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::watch;
 use tokio::time::Sleep;
 
 pub(super) struct SessionTask {
@@ -73,6 +77,17 @@ pub(super) struct SessionTask {
     timer_at: Option<Instant>,
 }
 
+/// What woke the session task.
+enum Wake {
+    Control(Control),
+    Shutdown,
+    PauseEnded(Outcome),
+    Timer,
+    Acked(Deferred, crate::store::Result<()>),
+    Io(IoEvent),
+    Deliveries,
+}
+
 /// Creates a new session for `req`, attaches the connection and starts the session task.
 pub(crate) fn spawn_session(broker: Arc<Broker>, shared: Arc<SessionShared>, req: AttachRequest) {
     let mut task = SessionTask::new(broker, shared);
@@ -113,45 +128,40 @@ impl SessionTask {
     /// The task's future. Written as a function returning an `async move` block that works on
     /// the captured task in place: an `async fn` taking `self` keeps the argument and its moved
     /// copy side by side in the future (the task's state twice, ~0.8 KB per connection).
-    pub(super) fn run(mut self) -> impl std::future::Future<Output = ()> + Send {
+    #[expect(clippy::manual_async_fn, reason = "an async fn would hold the task state twice")]
+    pub(super) fn run(mut self) -> impl Future<Output = ()> + Send {
         async move {
             while !self.ended {
                 self.arm_timer();
                 let mode = self.read_mode();
                 let pumpable = self.link.as_ref().is_some_and(|l| l.io.pump_room());
-                let timer_on = self.timer_at.is_some();
-                let (io, shutdown) = match self.link.as_mut() {
-                    Some(Link { io, shutdown, .. }) => (Some(io), Some(shutdown)),
-                    None => (None, None),
-                };
-                tokio::select! {
-                    c = self.shared.next_control() => match c {
-                        Control::Attach(req) => {
-                            if let Some(req) = self.hold(req) {
-                                if self.cold.is_some() {
-                                    // Boxed: its state would otherwise sit in every session's task.
-                                    Box::pin(self.load_cold()).await;
-                                }
-                                self.attach(*req, true);
+                match poll_fn(|cx| self.poll_wake(cx, mode, pumpable)).await {
+                    Wake::Control(Control::Attach(req)) => {
+                        if let Some(req) = self.hold(req) {
+                            if self.cold.is_some() {
+                                // Boxed: its state would otherwise sit in every session's task.
+                                Box::pin(self.load_cold()).await;
                             }
+                            self.attach(*req, true);
                         }
-                        Control::HandOut { peer, link, done } => {
-                            let _ = done.send(Box::pin(self.hand_out(peer, link)).await);
+                    }
+                    Wake::Control(Control::HandOut { peer, link, done }) => {
+                        let _ = done.send(Box::pin(self.hand_out(peer, link)).await);
+                    }
+                    Wake::Control(Control::Merge { entries, inbound, done }) => {
+                        let stored = Box::pin(self.merge(entries, inbound)).await;
+                        if let Some(done) = done {
+                            let _ = done.send(stored);
                         }
-                        Control::Merge { entries, inbound, done } => {
-                            let stored = Box::pin(self.merge(entries, inbound)).await;
-                            if let Some(done) = done {
-                                let _ = done.send(stored);
-                            }
-                        }
-                        Control::Discard => {
-                            // A DISCONNECT the old connection sent first still decides its will.
-                            self.drain_link();
-                            self.kick(ReasonCode::SESSION_TAKEN_OVER);
-                            self.end();
-                        }
-                    },
-                    outcome = backpressure::wait(&mut self.pause) => {
+                    }
+                    Wake::Control(Control::Discard) => {
+                        // A DISCONNECT the old connection sent first still decides its will.
+                        self.drain_link();
+                        self.kick(ReasonCode::SESSION_TAKEN_OVER);
+                        self.end();
+                    }
+                    Wake::Shutdown => self.close_for(ReasonCode::SERVER_SHUTTING_DOWN, false),
+                    Wake::PauseEnded(outcome) => {
                         self.pause = None;
                         if outcome == Outcome::MarkedSlow {
                             self.broker.stats.backpressure_slow_mark();
@@ -160,15 +170,14 @@ impl SessionTask {
                         if let Some(link) = self.link.as_mut() {
                             link.last_packet = Instant::now();
                         }
-                    },
-                    ev = link_event(io, mode) => self.on_io(ev),
-                    () = shutdown_signal(shutdown) => self.close_for(ReasonCode::SERVER_SHUTTING_DOWN, false),
-                    _ = self.shared.notify.notified(), if pumpable => {}
-                    () = &mut self.timer, if timer_on => {
+                    }
+                    Wake::Timer => {
                         self.timer_at = None;
                         self.on_timer();
                     }
-                    (op, result) = self.pending.next(), if !self.pending.is_empty() => self.complete(op, result),
+                    Wake::Acked(op, result) => self.complete(op, result),
+                    Wake::Io(ev) => self.on_io(ev),
+                    Wake::Deliveries => {}
                 }
                 self.pump();
                 self.shared.after_pump(&self.broker.inbox_limits);
@@ -178,6 +187,35 @@ impl SessionTask {
             }
             self.finish();
         }
+    }
+
+    /// Polls everything the task waits on, in priority order, without a future per source (each
+    /// idle connection holds this task: see the module docs). The waker is registered with the
+    /// session first, so a request, delivery or shutdown that arrives during the poll wakes it.
+    fn poll_wake(&mut self, cx: &mut Context<'_>, mode: ReadMode, pumpable: bool) -> Poll<Wake> {
+        self.shared.register(cx);
+        if let Some(c) = self.shared.take_control() {
+            return Poll::Ready(Wake::Control(c));
+        }
+        if self.link.is_some() && self.broker.is_shutting_down() {
+            return Poll::Ready(Wake::Shutdown);
+        }
+        if let Some(Poll::Ready(outcome)) = self.pause.as_mut().map(|p| p.as_mut().poll(cx)) {
+            return Poll::Ready(Wake::PauseEnded(outcome));
+        }
+        if self.timer_at.is_some() && self.timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Wake::Timer);
+        }
+        if let Poll::Ready((op, result)) = self.pending.poll_next(cx) {
+            return Poll::Ready(Wake::Acked(op, result));
+        }
+        if let Some(Poll::Ready(ev)) = self.link.as_mut().map(|l| l.io.poll_event(cx, mode)) {
+            return Poll::Ready(Wake::Io(ev));
+        }
+        if pumpable && self.shared.take_deliveries() {
+            return Poll::Ready(Wake::Deliveries);
+        }
+        Poll::Pending
     }
 
     /// Arms the timer for the earliest deadline (keep-alive online; will delay or expiry offline).
@@ -436,24 +474,6 @@ impl SessionTask {
             }
         }
     }
-}
-
-/// The next event of the attached connection (never, when offline).
-async fn link_event(io: Option<&mut ClientIo>, mode: ReadMode) -> IoEvent {
-    match io {
-        Some(io) => poll_fn(|cx| io.poll_event(cx, mode)).await,
-        None => pending().await,
-    }
-}
-
-/// Resolves when the node starts shutting down (never, when offline or the signal is gone).
-async fn shutdown_signal(rx: Option<&mut watch::Receiver<bool>>) {
-    if let Some(rx) = rx {
-        if rx.wait_for(|s| *s).await.is_ok() {
-            return;
-        }
-    }
-    pending().await
 }
 
 #[cfg(test)]
