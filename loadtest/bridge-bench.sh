@@ -10,6 +10,7 @@
 # Builds FleetMQ, fleetmq-loadtest and fleetmq-kafka-latency in release mode (a first build compiles
 # RocksDB and librdkafka: ~25 minutes on 2 cores, needs libclang-dev, a C++ compiler, cmake and
 # libssl-dev), then runs loadtest/bench/bridge.py, which prints the table and keeps it in OUT/table.md.
+# Recorded runs and what they found: BENCHMARKS.md, "Bridge cost".
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
