@@ -86,6 +86,37 @@ fn buffer_key(seq: u64, index: usize) -> Bytes {
     k.freeze()
 }
 
+/// `from..to` key ranges covering exactly `keys` (buffer keys in ascending order, as one scan
+/// returns them): consecutive keys share a range only when no key can exist between them (the
+/// next record of the same publish, or the first of the next sequence), so a range never covers
+/// a record that was not shipped, such as one whose commit was still in flight during the scan.
+/// One range tombstone per run instead of one tombstone per record.
+fn runs<'a>(keys: impl Iterator<Item = &'a Bytes>) -> Vec<(Bytes, Bytes)> {
+    let parse = |k: &Bytes| -> Option<(u64, u16)> {
+        let seq = u64::from_be_bytes(k.get(..8)?.try_into().ok()?);
+        let index = u16::from_be_bytes(k.get(8..10)?.try_into().ok()?);
+        (k.len() == 10).then_some((seq, index))
+    };
+    // The key right after `k` in byte order: a range ending there covers `k` and nothing more.
+    let after = |k: &Bytes| Bytes::from([k.as_ref(), &[0]].concat());
+    let mut out: Vec<(Bytes, Bytes)> = Vec::new();
+    let mut last: Option<&Bytes> = None;
+    for k in keys {
+        let adjacent = match (last.and_then(parse), parse(k)) {
+            (Some((s1, i1)), Some((s2, i2))) => {
+                (s2 == s1 && i1.checked_add(1) == Some(i2)) || (s2 == s1 + 1 && i2 == 0)
+            }
+            _ => false,
+        };
+        match out.last_mut() {
+            Some(run) if adjacent => run.1 = after(k),
+            _ => out.push((k.clone(), after(k))),
+        }
+        last = Some(k);
+    }
+    out
+}
+
 impl Bridge {
     /// The bridge of a validated config, resuming after what `store` holds (blocking: scans the
     /// buffer; call it off the reactor threads).
@@ -270,8 +301,8 @@ impl Bridge {
     async fn shipped(&self, records: &[(Bytes, Pending)]) -> crate::store::Result<()> {
         if self.durability.enabled() {
             let mut batch = Batch::new();
-            for (k, _) in records {
-                batch.delete(Cf::Bridge, k.clone());
+            for (from, to) in runs(records.iter().map(|(k, _)| k)) {
+                batch.delete_range(Cf::Bridge, from, to);
             }
             if let Some((last, _)) = records.iter().max_by(|a, b| a.0.cmp(&b.0)) {
                 let mut cursor = self.cursor.lock();

@@ -68,8 +68,21 @@ impl Cf {
 /// One operation of an atomic batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    Put { cf: Cf, key: Bytes, value: Bytes },
-    Delete { cf: Cf, key: Bytes },
+    Put {
+        cf: Cf,
+        key: Bytes,
+        value: Bytes,
+    },
+    Delete {
+        cf: Cf,
+        key: Bytes,
+    },
+    /// Deletes every key in `from..to` (one range tombstone on a disk engine, however many keys).
+    DeleteRange {
+        cf: Cf,
+        from: Bytes,
+        to: Bytes,
+    },
 }
 
 /// Operations applied together or not at all.
@@ -93,6 +106,16 @@ impl Batch {
         self
     }
 
+    /// Deletes the keys in `from..to` that exist when the batch is applied; keys written later
+    /// are not affected. An empty range (`from >= to`) is no operation.
+    pub fn delete_range(&mut self, cf: Cf, from: impl Into<Bytes>, to: impl Into<Bytes>) -> &mut Self {
+        let (from, to) = (from.into(), to.into());
+        if from < to {
+            self.ops.push(Op::DeleteRange { cf, from, to });
+        }
+        self
+    }
+
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
@@ -104,6 +127,7 @@ impl Batch {
             .map(|op| match op {
                 Op::Put { key, value, .. } => key.len() + value.len(),
                 Op::Delete { key, .. } => key.len(),
+                Op::DeleteRange { from, to, .. } => from.len() + to.len(),
             })
             .sum()
     }

@@ -308,3 +308,36 @@ async fn a_record_committed_after_a_later_one_was_shipped_is_still_shipped() {
     assert_eq!(values, ["d1-0", "d2-1", "d2-2", "d2-3"]);
     assert_eq!(bridge.records.load(Ordering::Relaxed), 0, "nothing left in the buffer");
 }
+
+#[test]
+fn shipped_keys_are_deleted_in_runs_that_never_cover_a_gap() {
+    let keys: Vec<Bytes> =
+        [(5, 0), (5, 1), (6, 0), (8, 0), (8, 1), (9, 0), (9, 2)].into_iter().map(|(s, i)| buffer_key(s, i)).collect();
+    let got = runs(keys.iter());
+    let after = |s, i| Bytes::from([buffer_key(s, i).as_ref(), &[0]].concat());
+    assert_eq!(
+        got,
+        [(buffer_key(5, 0), after(6, 0)), (buffer_key(8, 0), after(9, 0)), (buffer_key(9, 2), after(9, 2)),],
+        "7 may still be committing and (9, 1) was not shipped: both stay outside every range"
+    );
+    // Applied to a store holding the gaps too, only the shipped keys go.
+    let store = MemoryStore::new();
+    let mut b = Batch::new();
+    for k in keys.iter().chain([&buffer_key(7, 0), &buffer_key(9, 1), &buffer_key(10, 0)]) {
+        b.put(Cf::Bridge, k.clone(), &b"r"[..]);
+    }
+    store.write(b).unwrap();
+    let mut b = Batch::new();
+    for (from, to) in got {
+        b.delete_range(Cf::Bridge, from, to);
+    }
+    store.write(b).unwrap();
+    let mut left = Vec::new();
+    store
+        .scan_prefix(Cf::Bridge, b"", &mut |k, _| {
+            left.push(Bytes::copy_from_slice(k));
+            true
+        })
+        .unwrap();
+    assert_eq!(left, [buffer_key(7, 0), buffer_key(9, 1), buffer_key(10, 0)]);
+}

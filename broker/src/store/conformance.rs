@@ -1,5 +1,5 @@
 //! Conformance tests every [`Store`] engine must pass: write and read back, prefix iteration in key
-//! order, delete, atomic batches, grouped writes and column-family isolation. Engines call [`run_all`] with a factory.
+//! order, delete, range delete, atomic batches, grouped writes and column-family isolation. Engines call [`run_all`] with a factory.
 
 use super::{Batch, Cf, Store};
 
@@ -8,6 +8,7 @@ pub(crate) fn run_all<S: Store>(make: impl Fn() -> S) {
     write_then_read(&make());
     prefix_scan_in_order(&make());
     delete_removes(&make());
+    delete_range_removes_the_range_only(&make());
     batch_is_applied_whole(&make());
     column_families_are_isolated(&make());
     write_many_applies_every_batch_in_order(&make());
@@ -63,6 +64,28 @@ fn prefix_scan_in_order<S: Store>(s: &S) {
     })
     .unwrap();
     assert_eq!(after, ["b/10", "c/1"], "deleted keys are skipped");
+}
+
+fn delete_range_removes_the_range_only<S: Store>(s: &S) {
+    let mut b = Batch::new();
+    for k in ["a", "b", "b/1", "c", "d"] {
+        b.put(Cf::Bridge, k.as_bytes().to_vec(), &b"v"[..]);
+    }
+    s.write(b).unwrap();
+    let mut b = Batch::new();
+    b.delete_range(Cf::Bridge, &b"b"[..], &b"d"[..]).delete_range(Cf::Bridge, &b"z"[..], &b"a"[..]);
+    s.write(b).unwrap();
+    let mut left = Vec::new();
+    s.scan_prefix(Cf::Bridge, b"", &mut |k, _| {
+        left.push(String::from_utf8(k.to_vec()).unwrap());
+        true
+    })
+    .unwrap();
+    assert_eq!(left, ["a", "d"], "from inclusive, to exclusive; an empty range deletes nothing");
+    let mut b = Batch::new();
+    b.put(Cf::Bridge, &b"c"[..], &b"again"[..]);
+    s.write(b).unwrap();
+    assert_eq!(s.get(Cf::Bridge, b"c").unwrap().as_deref(), Some(&b"again"[..]), "later writes stay");
 }
 
 fn delete_removes<S: Store>(s: &S) {

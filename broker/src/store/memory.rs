@@ -64,6 +64,12 @@ impl Store for MemoryStore {
                         m.remove(&key);
                     }
                 }
+                Op::DeleteRange { cf, from, to } => {
+                    if let Some(m) = cfs.get_mut(&cf) {
+                        let mut tail = m.split_off(&from);
+                        m.append(&mut tail.split_off(&to));
+                    }
+                }
             }
         }
         Ok(())

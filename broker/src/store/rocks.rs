@@ -196,6 +196,7 @@ impl Store for RocksStore {
             match op {
                 Op::Put { cf, key, value } => wb.put_cf(self.cf(cf)?, key, value),
                 Op::Delete { cf, key } => wb.delete_cf(self.cf(cf)?, key),
+                Op::DeleteRange { cf, from, to } => wb.delete_range_cf(self.cf(cf)?, from, to),
             }
         }
         let mut wo = WriteOptions::default();
