@@ -145,13 +145,18 @@ async fn fetch_long_poll_returns_when_data_is_appended() {
     assert_eq!(decode_batches(&got[0].3).unwrap()[0].value.as_deref(), Some(&b"late"[..]));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn fetch_long_poll_gives_up_after_max_wait() {
     let f = fixture();
-    let req = fetch_req(&[(2, 0)], 50, 1);
-    let resp = tokio::time::timeout(Duration::from_secs(10), call(&f.dispatcher, 12, &req)).await.expect("bounded");
-    let got = parts(&resp);
-    assert_eq!((got[0].0, got[0].1, got[0].3.is_empty()), (0, 0, true));
+    let d = f.dispatcher.clone();
+    let waiting = tokio::spawn(async move { call(&d, 12, &fetch_req(&[(2, 0)], 5_000, 1)).await });
+    // The clock is paused and jumps to the next timer: the test's own, just before max_wait.
+    tokio::time::sleep(Duration::from_millis(4_900)).await;
+    assert!(!waiting.is_finished(), "returned before max_wait_ms with nothing to return");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(waiting.is_finished(), "still waiting past max_wait_ms");
+    let got = parts(&waiting.await.unwrap());
+    assert_eq!((got[0].0, got[0].1, got[0].3.is_empty()), (0, 0, true), "an empty answer, no error");
 }
 
 #[tokio::test]
