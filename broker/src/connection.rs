@@ -317,6 +317,9 @@ impl ClientIo {
     /// when a packet is decoded, the write buffer fell below the delivery mark, or the stream
     /// ended. Cancel-safe: progress is kept in the buffers.
     pub fn poll_event(&mut self, cx: &mut Context<'_>, mode: ReadMode) -> Poll<IoEvent> {
+        // Room made for deliveries is reported only after trying to read: a client that keeps up
+        // with its deliveries would otherwise never have its own packets read.
+        let mut drained = false;
         loop {
             if !self.wbuf.is_empty() {
                 match Pin::new(&mut self.stream).poll_write(cx, &self.wbuf) {
@@ -329,9 +332,7 @@ impl ClientIo {
                         if self.wbuf.is_empty() && self.wbuf.capacity() > IDLE_WRITE_BUFFER {
                             self.wbuf = BytesMut::new();
                         }
-                        if was_full && self.pump_room() {
-                            return Poll::Ready(IoEvent::Drained);
-                        }
+                        drained |= was_full && self.pump_room();
                         continue;
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(IoEvent::Closed(e.into())),
@@ -346,8 +347,12 @@ impl ClientIo {
             }
             return match self.poll_read_packet(cx, mode) {
                 Poll::Ready(Ok(Some(p))) => Poll::Ready(IoEvent::Packet(p)),
-                Poll::Ready(Ok(None)) => self.poll_eof(cx),
+                Poll::Ready(Ok(None)) => match self.poll_eof(cx) {
+                    Poll::Pending if drained => Poll::Ready(IoEvent::Drained),
+                    other => other,
+                },
                 Poll::Ready(Err(e)) => Poll::Ready(IoEvent::Closed(e)),
+                Poll::Pending if drained => Poll::Ready(IoEvent::Drained),
                 Poll::Pending => Poll::Pending,
             };
         }

@@ -139,8 +139,13 @@ async fn pingreq_is_answered_while_a_backlog_drains() {
     // Everything is accepted once the publisher's PINGREQ is answered (packets are handled in order).
     p.send(&[0xC0, 0x00]).await;
     p.next_of_kind(kind::PINGRESP, Duration::from_secs(30)).await;
+    // The subscriber reads for a while first, so the broker's writes keep succeeding when the
+    // PINGREQ arrives: it must still be read between them.
+    for _ in 0..1000 {
+        assert_eq!(sub.read_packet(Duration::from_secs(30)).await.kind(), kind::PUBLISH);
+    }
     sub.send(&[0xC0, 0x00]).await;
-    let mut publishes = 0;
+    let mut publishes = 1000;
     loop {
         let packet = sub.read_packet(Duration::from_secs(30)).await;
         if packet.kind() == kind::PINGRESP {
