@@ -6,9 +6,9 @@
 #   loadtest/bench.sh --out DIR  keep raw JSON results, table.md and results.json in DIR
 #   loadtest/bench.sh --only "fan-in"   run only the scenarios whose name contains the text
 #
-# On a fresh Debian machine it installs Mosquitto (and python3) from the distribution's packages
-# if missing, builds FleetMQ, fleetmq-loadtest and fleetmq-relay in release mode, raises the
-# open-files limit, and runs loadtest/bench/bench.py, which starts a fresh broker per run on a
+# On a fresh Debian machine it installs Mosquitto, python3 and the build's C/C++ dependencies from
+# the distribution's packages if missing, builds FleetMQ, fleetmq-loadtest and fleetmq-relay in
+# release mode, raises the open-files limit, and runs loadtest/bench/bench.py, which starts a fresh broker per run on a
 # loopback port (FleetMQ 21883, Mosquitto 21884, relay 21885) and prints one table. Before the
 # first run it waits (up to --max-wait seconds, default 600) until other processes use less than
 # --max-busy cores (default 0.2), up to 300 s (--max-wait-run) before each run, and repeats a run
@@ -25,6 +25,11 @@ as_root() {
 missing=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+# What the release build needs: bindgen's libclang for RocksDB, and CMake, OpenSSL, libcurl and
+# zlib for librdkafka (the external Kafka bridge target).
+for pkg in libclang-dev g++ cmake libssl-dev libcurl4-openssl-dev zlib1g-dev pkg-config; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing from Debian packages: ${missing[*]}" >&2
     as_root apt-get update -qq
