@@ -27,7 +27,7 @@ use crate::store::{Batch, Cf, Store};
 use bytes::{BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
 use record::{Pending, Rule};
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -41,8 +41,9 @@ pub enum Capture {
     /// No rule matches (or the copy was dropped by policy): publish as usual.
     Passed,
     /// Buffered for the log (durably in the caller's batch when the engine is durable): `cost`
-    /// bytes in `records` records, to give back with [`Bridge::forget`] if that batch fails.
-    Buffered { cost: u64, records: u64 },
+    /// bytes in `records` records under bridge sequence `seq`, to give back with
+    /// [`Bridge::abandon`] if that batch fails.
+    Buffered { seq: u64, cost: u64, records: u64 },
     /// The buffer is full and the policy refuses: the publish must be refused (5.0: 0x97).
     Refused,
 }
@@ -68,15 +69,36 @@ pub struct Bridge {
     /// The buffer when the engine is not durable.
     memory: Mutex<VecDeque<(Bytes, Pending)>>,
     wake: tokio::sync::Notify,
-    /// Durable buffer: the last key shipped, where the next scan resumes (skipping the deleted
-    /// records behind it), and how many scans resumed there since the last full scan.
-    cursor: Mutex<(Option<Bytes>, u32)>,
+    /// Durable buffer: where the next scan starts.
+    cursor: Mutex<Cursor>,
     pub(crate) config: BridgeConfig,
 }
 
-/// Every this many shipments the durable buffer is scanned from its start, for records whose
-/// commit finished after a later one was shipped (they sit behind the cursor).
-const FULL_SCAN_EVERY: u32 = 16;
+/// Where scans of the durable buffer start: past the records shipped and deleted (which a scan
+/// from the start would step over again), but never past a sequence whose commit may still be in
+/// flight. Publishers commit concurrently, so sequence 7 can land after 8 was shipped; a scan
+/// resuming after 8 would then ship a later record of 7's key before 7 itself. Scans therefore
+/// start at the lowest sequence not yet settled (shipped, or its commit failed), and sequences
+/// settled past a gap wait in `ahead` until the gap closes.
+#[derive(Debug)]
+struct Cursor {
+    /// Records recovered at open (all below the first sequence of this process) may remain:
+    /// scan from the start until they are gone.
+    recovered: bool,
+    /// Every sequence from this process's first up to (not including) this one is settled.
+    upto: u64,
+    /// Settled sequences above `upto`.
+    ahead: BTreeSet<u64>,
+}
+
+/// A gap that stays open while this many later sequences settle is taken as a commit that failed
+/// unseen (its waiter gone): the cursor moves on, so `ahead` stays bounded.
+const MAX_AHEAD: usize = 65_536;
+
+/// The bridge sequence of a buffer key.
+fn key_seq(k: &[u8]) -> u64 {
+    k.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_be_bytes)
+}
 
 /// Buffer key of record `index` of publish `seq`: in buffer order.
 fn buffer_key(seq: u64, index: usize) -> Bytes {
@@ -130,8 +152,7 @@ impl Bridge {
                 next = v.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_be_bytes);
             }
             store.scan_prefix(Cf::Bridge, &[], &mut |k, v| {
-                let seq = k.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_be_bytes);
-                next = next.max(seq + 1);
+                next = next.max(key_seq(k) + 1);
                 bytes += Pending::decode(v).map_or(0, |p| p.cost());
                 records += 1;
                 true
@@ -153,7 +174,7 @@ impl Bridge {
             durability,
             memory: Mutex::new(VecDeque::new()),
             wake: tokio::sync::Notify::new(),
-            cursor: Mutex::new((None, 0)),
+            cursor: Mutex::new(Cursor { recovered: records > 0, upto: next, ahead: BTreeSet::new() }),
             config: config.clone(),
         })
     }
@@ -222,12 +243,39 @@ impl Bridge {
             memory.extend(records.into_iter().enumerate().map(|(i, r)| (buffer_key(seq, i), r)));
         }
         self.wake.notify_one();
-        Capture::Buffered { cost, records: n }
+        Capture::Buffered { seq, cost, records: n }
+    }
+
+    /// Gives back a capture whose commit failed: its records never reached the buffer, so its
+    /// sequence is settled.
+    pub fn abandon(&self, seq: u64, cost: u64, records: u64) {
+        self.forget(cost, records);
+        self.settle([seq]);
+    }
+
+    /// Marks sequences settled and moves the scan start over every settled one in a row.
+    fn settle(&self, seqs: impl IntoIterator<Item = u64>) {
+        let mut c = self.cursor.lock();
+        let upto = c.upto;
+        c.ahead.extend(seqs.into_iter().filter(|&s| s >= upto));
+        if c.ahead.len() > MAX_AHEAD {
+            if let Some(first) = c.ahead.first().copied() {
+                tracing::warn!(from = c.upto, to = first, "bridge sequences never committed; scans move past them");
+                c.upto = first;
+            }
+        }
+        loop {
+            let upto = c.upto;
+            if !c.ahead.remove(&upto) {
+                break;
+            }
+            c.upto += 1;
+        }
     }
 
     /// Gives back what [`Capture::Buffered`] counted for records that left the buffer (shipped)
     /// or never reached it (their commit failed).
-    pub fn forget(&self, cost: u64, records: u64) {
+    fn forget(&self, cost: u64, records: u64) {
         self.bytes.fetch_sub(cost, Ordering::Relaxed);
         self.records.fetch_sub(records, Ordering::Relaxed);
     }
@@ -253,26 +301,20 @@ impl Bridge {
             return Ok(out);
         }
         let store: &Arc<dyn Store> = self.durability.store();
-        let resume = {
-            let mut cursor = self.cursor.lock();
-            cursor.1 += 1;
-            match &cursor.0 {
-                Some(after) if cursor.1 < FULL_SCAN_EVERY => Some([after.as_ref(), &[0]].concat()),
-                _ => None,
-            }
+        let (recovered, upto) = {
+            let c = self.cursor.lock();
+            (c.recovered, c.upto)
         };
-        if let Some(start) = resume {
-            let found = self.scan(store, &start, max_bytes)?;
-            if !found.is_empty() {
-                return Ok(found);
-            }
+        let start = if recovered { Bytes::new() } else { buffer_key(upto, 0) };
+        let found = self.scan(store, &start, max_bytes)?;
+        if recovered && found.first().is_none_or(|(k, _)| key_seq(k) >= upto) {
+            self.cursor.lock().recovered = false;
         }
-        // Nothing past the cursor (or time for a full scan): anything left is behind it.
-        self.cursor.lock().1 = 0;
-        self.scan(store, &[], max_bytes)
+        Ok(found)
     }
 
-    /// Decodes buffered records from key `start` on, up to about `max_bytes`.
+    /// Decodes buffered records from key `start` on, up to about `max_bytes`, and all the
+    /// records of a sequence or none (a sequence is settled as a whole once shipped).
     fn scan(
         &self,
         store: &Arc<dyn Store>,
@@ -281,7 +323,13 @@ impl Bridge {
     ) -> crate::store::Result<Vec<(Bytes, Pending)>> {
         let mut out = Vec::new();
         let mut size = 0usize;
+        let mut last = None;
         store.scan_from(Cf::Bridge, start, &mut |k, v| {
+            let seq = key_seq(k);
+            if size >= max_bytes && last != Some(seq) {
+                return false;
+            }
+            last = Some(seq);
             match Pending::decode(v) {
                 Some(p) => {
                     size += p.cost() as usize;
@@ -292,7 +340,7 @@ impl Bridge {
                     out.push((Bytes::copy_from_slice(k), Pending::unreadable()));
                 }
             }
-            size < max_bytes
+            true
         })?;
         Ok(out)
     }
@@ -304,15 +352,10 @@ impl Bridge {
             for (from, to) in runs(records.iter().map(|(k, _)| k)) {
                 batch.delete_range(Cf::Bridge, from, to);
             }
-            if let Some((last, _)) = records.iter().max_by(|a, b| a.0.cmp(&b.0)) {
-                let mut cursor = self.cursor.lock();
-                if cursor.0.as_ref().is_none_or(|c| c < last) {
-                    cursor.0 = Some(last.clone());
-                }
-            }
             if let Some(commit) = self.durability.submit(batch) {
                 commit.await?;
             }
+            self.settle(records.iter().map(|(k, _)| key_seq(k)));
         } else {
             let mut memory = self.memory.lock();
             for _ in records {

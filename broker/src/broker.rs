@@ -219,18 +219,20 @@ impl Broker {
                 crate::bridge::Capture::Refused => {
                     return Published { queued: 0, commit: None, congested: Vec::new(), refused: true }
                 }
-                crate::bridge::Capture::Buffered { cost, records } => bridged = Some((bridge.clone(), cost, records)),
+                crate::bridge::Capture::Buffered { seq, cost, records } => {
+                    bridged = Some((bridge.clone(), seq, cost, records))
+                }
                 crate::bridge::Capture::Passed => {}
             }
         }
         let mut published = self.publish_routed(&msg, batch);
-        if let Some((bridge, cost, records)) = bridged {
+        if let Some((bridge, seq, cost, records)) = bridged {
             if let Some(commit) = published.commit.take() {
                 // Records whose commit fails never reach the buffer: stop counting them.
                 published.commit = Some(Box::pin(async move {
                     let result = commit.await;
                     if result.is_err() {
-                        bridge.forget(cost, records);
+                        bridge.abandon(seq, cost, records);
                     }
                     result
                 }));

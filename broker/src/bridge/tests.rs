@@ -142,9 +142,9 @@ async fn a_full_buffer_refuses_qos1_and_drops_qos0_copies_or_drops_by_policy() {
     // A batch that fails to commit gives its records back.
     let fresh = Bridge::open(&config(1 << 20, BufferFullPolicy::Refuse), "n3", d.clone()).unwrap();
     let captured = fresh.capture(&msg("d9", 0, QoS::AtLeastOnce), &mut Batch::new(), &stats, true);
-    let Capture::Buffered { cost, records } = captured else { panic!("not buffered: {captured:?}") };
+    let Capture::Buffered { seq, cost, records } = captured else { panic!("not buffered: {captured:?}") };
     assert_eq!(fresh.buffered_bytes(), cost);
-    fresh.forget(cost, records);
+    fresh.abandon(seq, cost, records);
     assert_eq!(fresh.buffered_bytes(), 0);
     assert_eq!(refusing.capture(&msg("d1", 1, QoS::AtMostOnce), &mut batch, &stats, true), Capture::Passed);
     let dropping =
@@ -242,7 +242,8 @@ async fn two_rules_writing_one_log_topic_make_one_record_and_other_topics_get_th
     c.rules = vec![rule("fleet/#", "telemetry"), rule("fleet/+/telemetry", "telemetry"), rule("fleet/+/+", "audit")];
     let bridge = Bridge::open(&c, "n1", d).unwrap();
     let captured = bridge.capture(&msg("d1", 0, QoS::AtLeastOnce), &mut Batch::new(), &Stats::new(), true);
-    assert_eq!(captured, Capture::Buffered { cost: bridge.buffered_bytes(), records: 2 });
+    let Capture::Buffered { cost, records, .. } = captured else { panic!("not buffered: {captured:?}") };
+    assert_eq!((cost, records), (bridge.buffered_bytes(), 2));
     let topics: Vec<String> = bridge.oldest(usize::MAX).unwrap().into_iter().map(|(_, p)| p.log_topic).collect();
     assert_eq!(topics, ["telemetry", "audit"], "one record per log topic, in rule order");
 }
@@ -274,8 +275,22 @@ async fn the_drain_at_shutdown_ships_what_is_buffered_and_gives_up_at_its_deadli
     assert_eq!(bridge.buffered_bytes(), 0);
 }
 
+/// Ships everything buffered, one shipment at a time, and returns the values in shipping order.
+async fn ship_all(bridge: &Bridge) -> Vec<String> {
+    let mut values = Vec::new();
+    for _ in 0..64 {
+        let got = bridge.oldest(1 << 20).unwrap();
+        if got.is_empty() {
+            break;
+        }
+        values.extend(got.iter().map(|(_, p)| String::from_utf8_lossy(&p.value).into_owned()));
+        bridge.shipped(&got).await.unwrap();
+    }
+    values
+}
+
 #[tokio::test]
-async fn a_record_committed_after_a_later_one_was_shipped_is_still_shipped() {
+async fn a_record_committed_after_a_later_one_was_shipped_ships_before_its_keys_later_records() {
     let store = Arc::new(MemoryStore::new());
     let d = durable(&store);
     let bridge = Bridge::open(&config(1 << 20, BufferFullPolicy::Refuse), "n1", d.clone()).unwrap();
@@ -289,24 +304,47 @@ async fn a_record_committed_after_a_later_one_was_shipped_is_still_shipped() {
     assert_eq!(first.len(), 1);
     bridge.shipped(&first).await.unwrap();
     commit(&d, late).await;
-    // Shipments resume past the last shipped key; the record behind it is found all the same.
-    let mut values = Vec::new();
+    // d1 publishes again: its first record must still go out before its second.
     for n in 1..=3 {
         let mut batch = Batch::new();
-        bridge.capture(&msg("d2", n, QoS::AtLeastOnce), &mut batch, &stats, true);
+        bridge.capture(&msg("d1", n, QoS::AtLeastOnce), &mut batch, &stats, true);
         commit(&d, batch).await;
     }
-    for _ in 0..2 * FULL_SCAN_EVERY {
-        let got = bridge.oldest(1 << 20).unwrap();
-        if got.is_empty() {
-            break;
-        }
-        values.extend(got.iter().map(|(_, p)| String::from_utf8_lossy(&p.value).into_owned()));
-        bridge.shipped(&got).await.unwrap();
-    }
-    values.sort();
-    assert_eq!(values, ["d1-0", "d2-1", "d2-2", "d2-3"]);
+    assert_eq!(ship_all(&bridge).await, ["d1-0", "d1-1", "d1-2", "d1-3"]);
     assert_eq!(bridge.records.load(Ordering::Relaxed), 0, "nothing left in the buffer");
+    // The gap closed: scans start past everything shipped.
+    let c = bridge.cursor.lock();
+    assert!(c.ahead.is_empty(), "{c:?}");
+    assert!(!c.recovered);
+}
+
+#[tokio::test]
+async fn a_failed_commit_does_not_hold_scans_back_and_recovered_records_ship_first() {
+    let store = Arc::new(MemoryStore::new());
+    let d = durable(&store);
+    let stats = Stats::new();
+    {
+        let bridge = Bridge::open(&config(1 << 20, BufferFullPolicy::Refuse), "n1", d.clone()).unwrap();
+        for n in 0..3 {
+            let mut batch = Batch::new();
+            bridge.capture(&msg("d1", n, QoS::AtLeastOnce), &mut batch, &stats, true);
+            commit(&d, batch).await;
+        }
+    }
+    // A restart: the three records are recovered and ship before anything new.
+    let bridge = Bridge::open(&config(1 << 20, BufferFullPolicy::Refuse), "n1", d.clone()).unwrap();
+    assert!(bridge.cursor.lock().recovered);
+    let lost = bridge.capture(&msg("d1", 3, QoS::AtLeastOnce), &mut Batch::new(), &stats, true);
+    let Capture::Buffered { seq, cost, records } = lost else { panic!("not buffered: {lost:?}") };
+    let mut batch = Batch::new();
+    bridge.capture(&msg("d1", 4, QoS::AtLeastOnce), &mut batch, &stats, true);
+    commit(&d, batch).await;
+    assert_eq!(ship_all(&bridge).await, ["d1-0", "d1-1", "d1-2", "d1-4"]);
+    assert_eq!(bridge.cursor.lock().upto, seq, "the failed commit's sequence is still open");
+    // Its commit failed: the sequence settles and scans start past both.
+    bridge.abandon(seq, cost, records);
+    let c = bridge.cursor.lock();
+    assert_eq!((c.upto, c.ahead.len(), c.recovered), (seq + 2, 0, false));
 }
 
 #[test]
