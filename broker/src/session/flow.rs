@@ -146,7 +146,7 @@ impl SessionTask {
         if p.retain && !mqtt.retain_available {
             return self.violation(ReasonCode::RETAIN_NOT_SUPPORTED, "retain not supported");
         }
-        let allowed = self.broker.may_publish(link.username.as_deref(), self.shared.client_id.as_str(), &p.topic);
+        let allowed = self.broker.may_publish(self.owner.as_deref(), self.shared.client_id.as_str(), &p.topic);
         let (qos, packet_id) = (p.qos, p.packet_id);
         match self.qos.on_publish(&p) {
             Err(reason) => self.violation(reason, "receive maximum exceeded"),

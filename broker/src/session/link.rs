@@ -30,15 +30,15 @@ pub(super) type Violation = (ReasonCode, &'static str);
 /// The attached connection.
 pub(super) struct Link {
     pub protocol: Protocol,
-    pub username: Option<String>,
     pub max_packet_size: Option<u32>,
     /// Session expiry of the CONNECT was 0 (then DISCONNECT may not raise it).
     pub connect_expiry_zero: bool,
     pub io: ClientIo,
     /// Why the server closes this connection (set by a kick; sent as DISCONNECT to 5.0 clients).
     pub close_reason: Option<ReasonCode>,
-    /// Inbound topic aliases the client set up.
-    aliases: HashMap<u16, String>,
+    /// Inbound topic aliases the client set up (boxed: most clients set up none).
+    #[expect(clippy::box_collection, reason = "8 bytes per idle connection instead of the map's 48")]
+    aliases: Option<Box<HashMap<u16, String>>>,
     alias_max: u16,
     /// 1.5 × the keep-alive: the longest the client may stay silent.
     pub idle: Option<Duration>,
@@ -49,12 +49,11 @@ impl Link {
     pub fn new(broker: &Broker, io: ClientIo, protocol: Protocol, keepalive: u16) -> Link {
         Link {
             protocol,
-            username: None,
             max_packet_size: None,
             connect_expiry_zero: false,
             io,
             close_reason: None,
-            aliases: HashMap::new(),
+            aliases: None,
             alias_max: broker.config.mqtt.topic_alias_maximum,
             idle: (keepalive > 0).then(|| Duration::from_millis(u64::from(keepalive) * 1500)),
             last_packet: Instant::now(),
@@ -109,12 +108,12 @@ impl Link {
             return Err((ReasonCode::TOPIC_ALIAS_INVALID, "topic alias invalid"));
         }
         if publish.topic.is_empty() {
-            match self.aliases.get(&alias) {
+            match self.aliases.as_ref().and_then(|a| a.get(&alias)) {
                 Some(t) => publish.topic = t.clone(),
                 None => return Err((ReasonCode::PROTOCOL_ERROR, "unknown topic alias")),
             }
         } else {
-            self.aliases.insert(alias, publish.topic.clone());
+            self.aliases.get_or_insert_default().insert(alias, publish.topic.clone());
         }
         Ok(())
     }

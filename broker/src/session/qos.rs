@@ -97,66 +97,97 @@ pub enum Inbound {
     Duplicate,
 }
 
-/// QoS bookkeeping for one session.
+/// QoS bookkeeping for one session. The flow tables live in a box allocated by the session's
+/// first QoS 1/2 flow: most sessions of an idle fleet never have one, and every byte held inline
+/// is held by every connection.
 #[derive(Debug, Clone)]
 pub struct QosState {
     next_packet_id: u16,
+    send_window: u16,
+    receive_maximum: u16,
     next_seq: u64,
-    send_window: usize,
+    flows: Option<Box<Flows>>,
+}
+
+/// The packet ids and deliveries of QoS 1/2 flows under way.
+#[derive(Debug, Clone)]
+struct Flows {
     outgoing: IdMap<OutFlight>,
-    receive_maximum: usize,
     incoming_qos2: IdSet,
     pending_qos1: IdSet,
     /// In-flight packet ids still to retransmit on the current connection, in send order.
     resend: VecDeque<u16>,
 }
 
+/// What a session without a flow table reads.
+static NO_FLOWS: Flows = Flows {
+    outgoing: HashMap::with_hasher(BuildHasherDefault::new()),
+    incoming_qos2: HashSet::with_hasher(BuildHasherDefault::new()),
+    pending_qos1: HashSet::with_hasher(BuildHasherDefault::new()),
+    resend: VecDeque::new(),
+};
+
 impl QosState {
     /// A fresh state; `receive_maximum` is ours (inbound), `send_window` the client's (outbound).
     pub fn new(receive_maximum: u16, send_window: u16) -> QosState {
         QosState {
             next_packet_id: 1,
+            send_window: send_window.max(1),
+            receive_maximum: receive_maximum.max(1),
             next_seq: 0,
-            send_window: usize::from(send_window.max(1)),
-            outgoing: IdMap::default(),
-            receive_maximum: usize::from(receive_maximum.max(1)),
-            incoming_qos2: IdSet::default(),
-            pending_qos1: IdSet::default(),
-            resend: VecDeque::new(),
+            flows: None,
         }
+    }
+
+    fn flows(&self) -> &Flows {
+        self.flows.as_deref().unwrap_or(&NO_FLOWS)
+    }
+
+    fn flows_mut(&mut self) -> &mut Flows {
+        self.flows.get_or_insert_with(|| {
+            Box::new(Flows {
+                outgoing: IdMap::default(),
+                incoming_qos2: IdSet::default(),
+                pending_qos1: IdSet::default(),
+                resend: VecDeque::new(),
+            })
+        })
     }
 
     /// Applies the limits of a newly attached connection.
     pub fn set_limits(&mut self, receive_maximum: u16, send_window: u16) {
-        self.receive_maximum = usize::from(receive_maximum.max(1));
-        self.send_window = usize::from(send_window.max(1));
+        self.receive_maximum = receive_maximum.max(1);
+        self.send_window = send_window.max(1);
     }
 
     /// Called when a connection goes away: inbound QoS 1 messages whose PUBACK was not sent are the
     /// client's to retransmit, so they no longer count against Receive Maximum.
     pub fn detach(&mut self) {
-        self.pending_qos1.clear();
+        if let Some(f) = self.flows.as_mut() {
+            f.pending_qos1.clear();
+        }
     }
 
     /// Checks an inbound PUBLISH (QoS 1/2 carry a non-zero packet id, guaranteed by the decoder).
     pub fn on_publish(&mut self, p: &Publish) -> Result<Inbound, ReasonCode> {
+        let full = self.inbound_in_flight() >= usize::from(self.receive_maximum);
         match p.qos {
             QoS::AtMostOnce => Ok(Inbound::Deliver),
             QoS::AtLeastOnce => {
-                if !self.pending_qos1.contains(&p.packet_id) && self.inbound_in_flight() >= self.receive_maximum {
+                if full && !self.flows().pending_qos1.contains(&p.packet_id) {
                     return Err(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED);
                 }
-                self.pending_qos1.insert(p.packet_id);
+                self.flows_mut().pending_qos1.insert(p.packet_id);
                 Ok(Inbound::Deliver)
             }
             QoS::ExactlyOnce => {
-                if self.incoming_qos2.contains(&p.packet_id) {
+                if self.flows().incoming_qos2.contains(&p.packet_id) {
                     return Ok(Inbound::Duplicate);
                 }
-                if self.inbound_in_flight() >= self.receive_maximum {
+                if full {
                     return Err(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED);
                 }
-                self.incoming_qos2.insert(p.packet_id);
+                self.flows_mut().incoming_qos2.insert(p.packet_id);
                 Ok(Inbound::Deliver)
             }
         }
@@ -168,12 +199,14 @@ impl QosState {
         match qos {
             QoS::AtMostOnce => None,
             QoS::AtLeastOnce => {
-                self.pending_qos1.remove(&packet_id);
+                if let Some(f) = self.flows.as_mut() {
+                    f.pending_qos1.remove(&packet_id);
+                }
                 Some(Packet::PubAck(PubResp::with_reason(packet_id, reason)))
             }
             QoS::ExactlyOnce => {
-                if reason.is_error() {
-                    self.incoming_qos2.remove(&packet_id);
+                if let Some(f) = self.flows.as_mut().filter(|_| reason.is_error()) {
+                    f.incoming_qos2.remove(&packet_id);
                 }
                 Some(Packet::PubRec(PubResp::with_reason(packet_id, reason)))
             }
@@ -182,7 +215,7 @@ impl QosState {
 
     /// PUBREL from the client: releases the packet id and answers PUBCOMP (0x92 if unknown).
     pub fn on_pubrel(&mut self, packet_id: u16) -> Packet {
-        if self.incoming_qos2.remove(&packet_id) {
+        if self.flows.as_mut().is_some_and(|f| f.incoming_qos2.remove(&packet_id)) {
             Packet::PubComp(PubResp::new(packet_id))
         } else {
             Packet::PubComp(PubResp::with_reason(packet_id, ReasonCode::PACKET_IDENTIFIER_NOT_FOUND))
@@ -191,17 +224,19 @@ impl QosState {
 
     /// Whether another new QoS 1/2 delivery may be sent now (retransmissions go first).
     pub fn window_open(&self) -> bool {
-        self.resend.is_empty() && self.outgoing.len() < self.send_window
+        let f = self.flows();
+        f.resend.is_empty() && f.outgoing.len() < usize::from(self.send_window)
     }
 
     /// Number of outbound deliveries in flight.
     pub fn in_flight(&self) -> usize {
-        self.outgoing.len()
+        self.flows().outgoing.len()
     }
 
     /// Inbound QoS 1/2 messages not yet fully acknowledged.
     pub fn inbound_in_flight(&self) -> usize {
-        self.incoming_qos2.len() + self.pending_qos1.len()
+        let f = self.flows();
+        f.incoming_qos2.len() + f.pending_qos1.len()
     }
 
     /// Starts an outbound delivery. QoS 1/2 deliveries must only be started while `window_open()`.
@@ -215,54 +250,63 @@ impl QosState {
             return Started::Sent(publish);
         }
         let id = match delivery.durable {
-            Some(r) => Some(stored_packet_id(r.seq)).filter(|id| !self.outgoing.contains_key(id)),
+            Some(r) => Some(stored_packet_id(r.seq)).filter(|id| !self.flows().outgoing.contains_key(id)),
             None => self.allocate_packet_id(),
         };
         let Some(packet_id) = id else { return Started::Blocked(delivery) };
         publish.packet_id = packet_id;
         publish.dup = delivery.durable.is_some_and(|r| r.recovered);
+        self.insert_flight(packet_id, delivery, Phase::Published);
+        Started::Sent(publish)
+    }
+
+    fn insert_flight(&mut self, packet_id: u16, delivery: Delivery, phase: Phase) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.outgoing.insert(packet_id, OutFlight { seq, packet_id, delivery, phase: Phase::Published });
-        Started::Sent(publish)
+        self.flows_mut().outgoing.insert(packet_id, OutFlight { seq, packet_id, delivery, phase });
     }
 
     /// Puts back a stored QoS 2 delivery whose PUBREL was sent before a restart: it resumes with
     /// PUBREL.
     pub fn restore_released(&mut self, delivery: Delivery, packet_id: u16) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.outgoing.insert(packet_id, OutFlight { seq, packet_id, delivery, phase: Phase::Released });
+        self.insert_flight(packet_id, delivery, Phase::Released);
     }
 
     /// Restores inbound QoS 2 packet ids that were awaiting PUBREL before a restart.
     pub fn restore_incoming(&mut self, ids: impl IntoIterator<Item = u16>) {
-        self.incoming_qos2.extend(ids);
+        let mut ids = ids.into_iter().peekable();
+        if ids.peek().is_some() {
+            self.flows_mut().incoming_qos2.extend(ids);
+        }
     }
 
     /// One in-flight delivery.
     pub fn flight(&self, packet_id: u16) -> Option<&OutFlight> {
-        self.outgoing.get(&packet_id)
+        self.flows().outgoing.get(&packet_id)
     }
 
     /// The stored location of an in-flight delivery.
     pub fn stored_ref(&self, packet_id: u16) -> Option<crate::persist::DurableRef> {
-        self.outgoing.get(&packet_id).and_then(|f| f.delivery.durable)
+        self.flight(packet_id).and_then(|f| f.delivery.durable)
     }
 
     /// Takes every in-flight delivery out (the session ends or starts over), for release.
     pub fn take_all(&mut self) -> Vec<Delivery> {
-        self.resend.clear();
-        self.outgoing.drain().map(|(_, f)| f.delivery).collect()
+        let Some(f) = self.flows.as_mut() else { return Vec::new() };
+        f.resend.clear();
+        f.outgoing.drain().map(|(_, f)| f.delivery).collect()
     }
 
     fn allocate_packet_id(&mut self) -> Option<u16> {
+        let outgoing = &self.flows().outgoing;
+        let mut id = self.next_packet_id;
         for _ in 0..=u16::MAX {
-            let id = self.next_packet_id;
-            self.next_packet_id = if id == u16::MAX { 1 } else { id + 1 };
-            if !self.outgoing.contains_key(&id) {
+            let next = if id == u16::MAX { 1 } else { id + 1 };
+            if !outgoing.contains_key(&id) {
+                self.next_packet_id = next;
                 return Some(id);
             }
+            id = next;
         }
         None
     }
@@ -270,14 +314,16 @@ impl QosState {
     /// Forgets an outbound delivery that will not be sent (too large for the client): the spec
     /// says to behave as if its delivery had completed. Returns it for release.
     pub fn abandon(&mut self, packet_id: u16) -> Option<Delivery> {
-        self.resend.retain(|&id| id != packet_id);
-        self.outgoing.remove(&packet_id).map(|f| f.delivery)
+        let f = self.flows.as_mut()?;
+        f.resend.retain(|&id| id != packet_id);
+        f.outgoing.remove(&packet_id).map(|f| f.delivery)
     }
 
     /// PUBACK from the client: the completed QoS 1 delivery (a window slot freed), if any.
     pub fn on_puback(&mut self, packet_id: u16) -> Option<Delivery> {
-        match self.outgoing.get(&packet_id) {
-            Some(f) if f.delivery.qos == QoS::AtLeastOnce => self.outgoing.remove(&packet_id).map(|f| f.delivery),
+        let outgoing = &mut self.flows.as_mut()?.outgoing;
+        match outgoing.get(&packet_id) {
+            Some(f) if f.delivery.qos == QoS::AtLeastOnce => outgoing.remove(&packet_id).map(|f| f.delivery),
             _ => None,
         }
     }
@@ -285,10 +331,17 @@ impl QosState {
     /// PUBREC from the client: the PUBREL to send, or the delivery whose flow the error reason
     /// ended (a window slot freed). An unknown id is answered with PUBREL 0x92.
     pub fn on_pubrec(&mut self, packet_id: u16, reason: ReasonCode) -> PubRecOutcome {
-        match self.outgoing.get_mut(&packet_id) {
+        let unknown = || {
+            PubRecOutcome::Release(Packet::PubRel(PubResp::with_reason(
+                packet_id,
+                ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+            )))
+        };
+        let Some(flows) = self.flows.as_mut() else { return unknown() };
+        match flows.outgoing.get_mut(&packet_id) {
             Some(f) if f.delivery.qos == QoS::ExactlyOnce => {
                 if reason.is_error() {
-                    return match self.outgoing.remove(&packet_id) {
+                    return match flows.outgoing.remove(&packet_id) {
                         Some(f) => PubRecOutcome::Ended(f.delivery),
                         None => PubRecOutcome::Ignore,
                     };
@@ -297,17 +350,15 @@ impl QosState {
                 PubRecOutcome::Release(Packet::PubRel(PubResp::new(packet_id)))
             }
             Some(_) => PubRecOutcome::Ignore,
-            None => PubRecOutcome::Release(Packet::PubRel(PubResp::with_reason(
-                packet_id,
-                ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
-            ))),
+            None => unknown(),
         }
     }
 
     /// PUBCOMP from the client: the completed QoS 2 delivery, if any.
     pub fn on_pubcomp(&mut self, packet_id: u16) -> Option<Delivery> {
-        match self.outgoing.get(&packet_id) {
-            Some(f) if f.phase == Phase::Released => self.outgoing.remove(&packet_id).map(|f| f.delivery),
+        let outgoing = &mut self.flows.as_mut()?.outgoing;
+        match outgoing.get(&packet_id) {
+            Some(f) if f.phase == Phase::Released => outgoing.remove(&packet_id).map(|f| f.delivery),
             _ => None,
         }
     }
@@ -316,22 +367,25 @@ impl QosState {
     /// retransmission in original send order, to be released by [`QosState::next_resend`] within
     /// the new connection's window.
     pub fn resume(&mut self) {
-        let mut flights: Vec<&OutFlight> = self.outgoing.values().collect();
+        let Some(f) = self.flows.as_mut() else { return };
+        let mut flights: Vec<&OutFlight> = f.outgoing.values().collect();
         flights.sort_by_key(|f| f.seq);
-        self.resend = flights.into_iter().map(|f| f.packet_id).collect();
+        f.resend = flights.into_iter().map(|f| f.packet_id).collect();
     }
 
     /// The next retransmission allowed by the send window: PUBLISH with DUP=1 and the same packet
     /// id, or PUBREL for flows already released. Retransmissions count against the window as they
     /// are sent, so a client that lowered its Receive Maximum is never flooded.
     pub fn next_resend(&mut self, now: Instant) -> Option<Packet> {
+        let window = usize::from(self.send_window);
+        let flows = self.flows.as_mut()?;
         loop {
-            let sent = self.outgoing.len() - self.resend.len();
-            if sent >= self.send_window {
+            let sent = flows.outgoing.len() - flows.resend.len();
+            if sent >= window {
                 return None;
             }
-            let id = self.resend.pop_front()?;
-            let Some(f) = self.outgoing.get(&id) else { continue };
+            let id = flows.resend.pop_front()?;
+            let Some(f) = flows.outgoing.get(&id) else { continue };
             return Some(match f.phase {
                 Phase::Published => {
                     let mut p = f.delivery.to_publish(now);
@@ -346,14 +400,14 @@ impl QosState {
 
     /// The in-flight deliveries in send order (for persistence and inspection).
     pub fn outgoing(&self) -> Vec<&OutFlight> {
-        let mut flights: Vec<&OutFlight> = self.outgoing.values().collect();
+        let mut flights: Vec<&OutFlight> = self.flows().outgoing.values().collect();
         flights.sort_by_key(|f| f.seq);
         flights
     }
 
     /// Inbound QoS 2 packet ids awaiting PUBREL.
     pub fn incoming_qos2(&self) -> impl Iterator<Item = u16> + '_ {
-        self.incoming_qos2.iter().copied()
+        self.flows().incoming_qos2.iter().copied()
     }
 }
 

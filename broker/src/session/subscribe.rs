@@ -59,7 +59,7 @@ impl SessionTask {
     pub(super) fn on_subscribe(&mut self, s: Subscribe) {
         let Some(link) = &self.link else { return };
         let v5 = link.protocol.is_v5();
-        let username = link.username.clone();
+        let username = self.owner.clone();
         let failure = |code: ReasonCode| if v5 { code } else { ReasonCode::UNSPECIFIED_ERROR };
         let config = self.broker.config.clone();
         let max_qos = QoS::from_u8(config.mqtt.max_qos).unwrap_or(QoS::ExactlyOnce);

@@ -45,7 +45,8 @@ pub(super) struct SessionTask {
     pub subscriptions: HashMap<String, (SubOptions, Option<u32>)>,
     pub expiry_secs: u32,
     pub link: Option<Link>,
-    /// Username of the connection that owns the session (resuming under another one starts fresh).
+    /// Username of the connection that owns the session (resuming under another one starts fresh);
+    /// while a connection is attached, its username.
     pub owner: Option<String>,
     /// The will and the username it is published under (boxed: most clients have none).
     pub will: Option<Box<(LastWill, Option<String>)>>,
@@ -135,49 +136,9 @@ impl SessionTask {
                 self.arm_timer();
                 let mode = self.read_mode();
                 let pumpable = self.link.as_ref().is_some_and(|l| l.io.pump_room());
-                match poll_fn(|cx| self.poll_wake(cx, mode, pumpable)).await {
-                    Wake::Control(Control::Attach(req)) => {
-                        if let Some(req) = self.hold(req) {
-                            if self.cold.is_some() {
-                                // Boxed: its state would otherwise sit in every session's task.
-                                Box::pin(self.load_cold()).await;
-                            }
-                            self.attach(*req, true);
-                        }
-                    }
-                    Wake::Control(Control::HandOut { peer, link, done }) => {
-                        let _ = done.send(Box::pin(self.hand_out(peer, link)).await);
-                    }
-                    Wake::Control(Control::Merge { entries, inbound, done }) => {
-                        let stored = Box::pin(self.merge(entries, inbound)).await;
-                        if let Some(done) = done {
-                            let _ = done.send(stored);
-                        }
-                    }
-                    Wake::Control(Control::Discard) => {
-                        // A DISCONNECT the old connection sent first still decides its will.
-                        self.drain_link();
-                        self.kick(ReasonCode::SESSION_TAKEN_OVER);
-                        self.end();
-                    }
-                    Wake::Shutdown => self.close_for(ReasonCode::SERVER_SHUTTING_DOWN, false),
-                    Wake::PauseEnded(outcome) => {
-                        self.pause = None;
-                        if outcome == Outcome::MarkedSlow {
-                            self.broker.stats.backpressure_slow_mark();
-                        }
-                        // Time spent paused is not the client's idling.
-                        if let Some(link) = self.link.as_mut() {
-                            link.last_packet = Instant::now();
-                        }
-                    }
-                    Wake::Timer => {
-                        self.timer_at = None;
-                        self.on_timer();
-                    }
-                    Wake::Acked(op, result) => self.complete(op, result),
-                    Wake::Io(ev) => self.on_io(ev),
-                    Wake::Deliveries => {}
+                let wake = poll_fn(|cx| self.poll_wake(cx, mode, pumpable)).await;
+                if let Some(rare) = self.on_wake(wake) {
+                    rare.await;
                 }
                 self.pump();
                 self.shared.after_pump(&self.broker.inbox_limits);
@@ -187,6 +148,63 @@ impl SessionTask {
             }
             self.finish();
         }
+    }
+
+    /// Handles what woke the task. The rare wake-ups that must wait for storage or a peer return
+    /// a boxed future instead: the loop's future then holds a pointer across that wait, not the
+    /// `Wake` (a whole client packet) nor their state.
+    fn on_wake(&mut self, wake: Wake) -> Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> {
+        match wake {
+            Wake::Control(Control::Attach(req)) => {
+                let req = self.hold(req)?;
+                if self.cold.is_none() {
+                    self.attach(*req, true);
+                    return None;
+                }
+                return Some(Box::pin(async move {
+                    self.load_cold().await;
+                    self.attach(*req, true);
+                }));
+            }
+            Wake::Control(Control::HandOut { peer, link, done }) => {
+                return Some(Box::pin(async move {
+                    let _ = done.send(self.hand_out(peer, link).await);
+                }));
+            }
+            Wake::Control(Control::Merge { entries, inbound, done }) => {
+                return Some(Box::pin(async move {
+                    let stored = self.merge(entries, inbound).await;
+                    if let Some(done) = done {
+                        let _ = done.send(stored);
+                    }
+                }));
+            }
+            Wake::Control(Control::Discard) => {
+                // A DISCONNECT the old connection sent first still decides its will.
+                self.drain_link();
+                self.kick(ReasonCode::SESSION_TAKEN_OVER);
+                self.end();
+            }
+            Wake::Shutdown => self.close_for(ReasonCode::SERVER_SHUTTING_DOWN, false),
+            Wake::PauseEnded(outcome) => {
+                self.pause = None;
+                if outcome == Outcome::MarkedSlow {
+                    self.broker.stats.backpressure_slow_mark();
+                }
+                // Time spent paused is not the client's idling.
+                if let Some(link) = self.link.as_mut() {
+                    link.last_packet = Instant::now();
+                }
+            }
+            Wake::Timer => {
+                self.timer_at = None;
+                self.on_timer();
+            }
+            Wake::Acked(op, result) => self.complete(op, result),
+            Wake::Io(ev) => self.on_io(ev),
+            Wake::Deliveries => {}
+        }
+        None
     }
 
     /// Polls everything the task waits on, in priority order, without a future per source (each
@@ -247,7 +265,6 @@ impl SessionTask {
             existing = false;
         }
         let AttachRequest { connect: c, username, io, mut connack, keepalive, .. } = req;
-        self.owner = username.clone();
         let mqtt = &self.broker.config.mqtt;
         let requested = match c.protocol {
             Protocol::V5 => c.properties.session_expiry_interval.unwrap_or(0),
@@ -260,10 +277,10 @@ impl SessionTask {
         let receive_maximum = if c.protocol.is_v5() { mqtt.receive_maximum } else { u16::MAX };
         self.qos.set_limits(receive_maximum, send_window);
         self.will = c.will.clone().map(|w| Box::new((w, username.clone())));
+        self.owner = username;
         self.will_at = None;
         self.expire_at = None;
         let mut link = Link::new(&self.broker, io, c.protocol, keepalive);
-        link.username = username;
         link.max_packet_size = c.properties.maximum_packet_size;
         link.connect_expiry_zero = requested == 0;
         connack.session_present = existing;
