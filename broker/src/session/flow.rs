@@ -25,12 +25,12 @@ use std::time::{Duration, Instant};
 /// An acknowledgement waiting for its write.
 pub(super) enum Deferred {
     /// PUBACK/PUBREC of an inbound PUBLISH.
-    Ack { generation: u64, qos: QoS, packet_id: u16, reason: ReasonCode },
+    Ack { generation: u32, qos: QoS, packet_id: u16, reason: ReasonCode },
     /// A reply computed already, sent once the write lands (PUBCOMP, PUBREL, SUBACK, UNSUBACK).
-    Reply { generation: u64, packet: Box<Packet> },
+    Reply { generation: u32, packet: Box<Packet> },
     /// Retained messages for a new subscription (with their retained entries' versions), queued
     /// after its SUBACK unless the session was reset meanwhile.
-    Retained { resets: u64, deliveries: Vec<(Delivery, u64)> },
+    Retained { resets: u32, deliveries: Vec<(Delivery, u64)> },
 }
 
 /// A deferred acknowledgement with the write it waits for.

@@ -40,8 +40,8 @@ pub(super) struct Link {
     #[expect(clippy::box_collection, reason = "8 bytes per idle connection instead of the map's 48")]
     aliases: Option<Box<HashMap<u16, String>>>,
     alias_max: u16,
-    /// 1.5 × the keep-alive: the longest the client may stay silent.
-    pub idle: Option<Duration>,
+    /// The keep-alive in seconds (0: none); the client may stay silent 1.5 times as long.
+    keepalive: u16,
     pub last_packet: Instant,
 }
 
@@ -55,14 +55,14 @@ impl Link {
             close_reason: None,
             aliases: None,
             alias_max: broker.config.mqtt.topic_alias_maximum,
-            idle: (keepalive > 0).then(|| Duration::from_millis(u64::from(keepalive) * 1500)),
+            keepalive,
             last_packet: Instant::now(),
         }
     }
 
     /// When the client has been silent too long (if it has a keep-alive).
     pub fn keepalive_due(&self) -> Option<Instant> {
-        self.idle.map(|idle| self.last_packet + idle)
+        (self.keepalive > 0).then(|| self.last_packet + Duration::from_millis(u64::from(self.keepalive) * 1500))
     }
 
     /// Closes the connection, with the recorded server reason if any.

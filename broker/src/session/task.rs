@@ -59,10 +59,10 @@ pub(super) struct SessionTask {
     /// Releases of finished stored deliveries, written once per loop iteration.
     pub releases: Batch,
     /// Counts attachments, so a late acknowledgement never reaches a newer connection.
-    pub generation: u64,
+    pub generation: u32,
     /// Counts resets of the session state (a takeover that does not resume it), so retained
     /// messages of a subscription made before are not queued after.
-    pub resets: u64,
+    pub resets: u32,
     /// Recovered after a restart with deliveries still on disk, loaded at the first attach: those
     /// stored below this sequence (the first one this process assigns the session).
     pub cold: Option<u64>,
@@ -74,8 +74,8 @@ pub(super) struct SessionTask {
     pub ended: bool,
     /// The one timer of the session: keep-alive while online, will delay and expiry while not.
     timer: Pin<Box<Sleep>>,
-    /// When `timer` fires (`None`: not armed). It may fire early; the handler re-checks.
-    timer_at: Option<Instant>,
+    /// Whether `timer` is armed (for its deadline). It may fire early; the handler re-checks.
+    timer_armed: bool,
 }
 
 /// What woke the session task.
@@ -122,7 +122,7 @@ impl SessionTask {
             receiving: None,
             ended: false,
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
-            timer_at: None,
+            timer_armed: false,
         }
     }
 
@@ -197,7 +197,7 @@ impl SessionTask {
                 }
             }
             Wake::Timer => {
-                self.timer_at = None;
+                self.timer_armed = false;
                 self.on_timer();
             }
             Wake::Acked(op, result) => self.complete(op, result),
@@ -221,7 +221,7 @@ impl SessionTask {
         if let Some(Poll::Ready(outcome)) = self.pause.as_mut().map(|p| p.as_mut().poll(cx)) {
             return Poll::Ready(Wake::PauseEnded(outcome));
         }
-        if self.timer_at.is_some() && self.timer.as_mut().poll(cx).is_ready() {
+        if self.timer_armed && self.timer.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Wake::Timer);
         }
         if let Poll::Ready((op, result)) = self.pending.poll_next(cx) {
@@ -244,10 +244,10 @@ impl SessionTask {
             None => [self.will_at, self.expire_at, self.hold_deadline()].into_iter().flatten().min(),
         };
         match want {
-            None => self.timer_at = None,
-            Some(t) if self.timer_at.is_none_or(|at| t < at) => {
+            None => self.timer_armed = false,
+            Some(t) if !self.timer_armed || t < self.timer.deadline().into_std() => {
                 self.timer.as_mut().reset(t.into());
-                self.timer_at = Some(t);
+                self.timer_armed = true;
             }
             Some(_) => {}
         }
@@ -293,7 +293,7 @@ impl SessionTask {
         self.link = Some(link);
         self.shared.online.store(true, Ordering::Relaxed);
         self.offline_since = None;
-        self.generation += 1;
+        self.generation = self.generation.wrapping_add(1);
         self.qos.resume();
         self.persist_record();
     }
@@ -342,7 +342,7 @@ impl SessionTask {
 
     /// Forgets all session state (subscriptions, queue, in-flight): the session starts over.
     fn reset(&mut self) {
-        self.resets += 1;
+        self.resets = self.resets.wrapping_add(1);
         self.unsubscribe_all();
         self.release_all();
         let mqtt = &self.broker.config.mqtt;
