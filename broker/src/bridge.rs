@@ -91,8 +91,9 @@ struct Cursor {
     ahead: BTreeSet<u64>,
 }
 
-/// A gap that stays open while this many later sequences settle is taken as a commit that failed
-/// unseen (its waiter gone): the cursor moves on, so `ahead` stays bounded.
+/// A gap that stays open while more than this many later sequences settle is taken as a commit
+/// that failed unseen (its waiter gone, as for a will): the cursor moves past gaps until half as
+/// many are left, so `ahead` stays bounded.
 const MAX_AHEAD: usize = 65_536;
 
 /// The bridge sequence of a buffer key.
@@ -258,18 +259,25 @@ impl Bridge {
         let mut c = self.cursor.lock();
         let upto = c.upto;
         c.ahead.extend(seqs.into_iter().filter(|&s| s >= upto));
-        if c.ahead.len() > MAX_AHEAD {
-            if let Some(first) = c.ahead.first().copied() {
-                tracing::warn!(from = c.upto, to = first, "bridge sequences never committed; scans move past them");
-                c.upto = first;
-            }
-        }
+        let (from, mut skipped) = (c.upto, false);
         loop {
             let upto = c.upto;
-            if !c.ahead.remove(&upto) {
-                break;
+            if c.ahead.remove(&upto) {
+                c.upto += 1;
+                continue;
             }
-            c.upto += 1;
+            // A gap. Past the cap it is taken as a commit that failed unseen: gaps are skipped
+            // until half the cap is left, with one warning.
+            if c.ahead.len() > MAX_AHEAD || (skipped && c.ahead.len() > MAX_AHEAD / 2) {
+                let Some(first) = c.ahead.first().copied() else { break };
+                c.upto = first;
+                skipped = true;
+                continue;
+            }
+            break;
+        }
+        if skipped {
+            tracing::warn!(from, to = c.upto, "bridge sequences never committed; scans move past them");
         }
     }
 

@@ -347,6 +347,24 @@ async fn a_failed_commit_does_not_hold_scans_back_and_recovered_records_ship_fir
     assert_eq!((c.upto, c.ahead.len(), c.recovered), (seq + 2, 0, false));
 }
 
+#[tokio::test]
+async fn a_gap_that_never_closes_is_skipped_once_too_many_later_sequences_settle() {
+    let store = Arc::new(MemoryStore::new());
+    let bridge = Bridge::open(&config(1 << 20, BufferFullPolicy::Refuse), "n1", durable(&store)).unwrap();
+    let start = bridge.cursor.lock().upto;
+    let cap = MAX_AHEAD as u64;
+    bridge.settle(start + 1..=start + cap);
+    {
+        let c = bridge.cursor.lock();
+        assert_eq!((c.upto, c.ahead.len()), (start, MAX_AHEAD), "at the cap the gap still holds scans");
+    }
+    // One more, past another gap: the first gap is skipped, the run behind it settles, and the
+    // newest gap (one sequence settled past it) still holds.
+    bridge.settle([start + cap + 2]);
+    let c = bridge.cursor.lock();
+    assert_eq!((c.upto, c.ahead.len()), (start + cap + 1, 1));
+}
+
 #[test]
 fn shipped_keys_are_deleted_in_runs_that_never_cover_a_gap() {
     let keys: Vec<Bytes> =
