@@ -7,7 +7,7 @@
 //! partition the bridge chose (the same murmur2 choice as the embedded log), so per-key order is
 //! the bridge's order. Properties that carry these guarantees ([`RESERVED`]) cannot be
 //! overridden. A producer that hit a fatal error, or whose producer id the cluster no longer
-//! knows ([`PRODUCER_STATE_LOST`]), is replaced before the next append.
+//! knows or whose delivery timed out ([`PRODUCER_STATE_LOST`]), is replaced before the next append.
 
 use crate::log::Record;
 use parking_lot::Mutex;
@@ -55,8 +55,12 @@ pub const RESERVED: &[&str] = &[
 
 /// Errors meaning the cluster no longer knows this idempotent producer (it was restarted empty,
 /// or expired the producer id): retrying with the same producer id can never succeed, so the
-/// producer is replaced and the bridge sends the unacknowledged groups again with a new one.
+/// producer is replaced and the bridge sends the unacknowledged groups again with a new one. A
+/// delivery that timed out counts too: librdkafka's idempotent producer then waits to bump its
+/// epoch for the producer id, which a cluster restarted empty never grants (seen with tansu:
+/// every later shipment timed out until the process restarted).
 const PRODUCER_STATE_LOST: &[RDKafkaErrorCode] = &[
+    RDKafkaErrorCode::MessageTimedOut,
     RDKafkaErrorCode::ProducerFenced,
     RDKafkaErrorCode::InvalidProducerEpoch,
     RDKafkaErrorCode::UnknownProducerId,
