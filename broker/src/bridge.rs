@@ -96,7 +96,7 @@ struct Cursor {
 /// many are left, so `ahead` stays bounded.
 const MAX_AHEAD: usize = 65_536;
 
-/// The bridge sequence of a buffer key.
+/// The big-endian u64 `k` starts with: a buffer key's sequence, or the stored next sequence.
 fn key_seq(k: &[u8]) -> u64 {
     k.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_be_bytes)
 }
@@ -150,7 +150,7 @@ impl Bridge {
         } else {
             let store = durability.store();
             if let Some(v) = store.get(Cf::Meta, SEQ_KEY)? {
-                next = v.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_be_bytes);
+                next = key_seq(&v);
             }
             store.scan_prefix(Cf::Bridge, &[], &mut |k, v| {
                 next = next.max(key_seq(k) + 1);

@@ -343,8 +343,38 @@ async fn a_failed_commit_does_not_hold_scans_back_and_recovered_records_ship_fir
     assert_eq!(bridge.cursor.lock().upto, seq, "the failed commit's sequence is still open");
     // Its commit failed: the sequence settles and scans start past both.
     bridge.abandon(seq, cost, records);
-    let c = bridge.cursor.lock();
-    assert_eq!((c.upto, c.ahead.len(), c.recovered), (seq + 2, 0, false));
+    {
+        let c = bridge.cursor.lock();
+        assert_eq!((c.upto, c.ahead.len(), c.recovered), (seq + 2, 0, false));
+    }
+    // The next publish ships from there, and nothing is counted as buffered any more.
+    let mut batch = Batch::new();
+    bridge.capture(&msg("d1", 5, QoS::AtLeastOnce), &mut batch, &stats, true);
+    commit(&d, batch).await;
+    assert_eq!(ship_all(&bridge).await, ["d1-5"]);
+    assert_eq!(bridge.buffered_bytes(), 0);
+}
+
+#[tokio::test]
+async fn a_scan_never_splits_the_records_of_one_publish() {
+    let store = Arc::new(MemoryStore::new());
+    let d = durable(&store);
+    let mut c = config(1 << 20, BufferFullPolicy::Refuse);
+    let mut audit = c.rules[0].clone();
+    audit.log_topic = "audit".into();
+    c.rules.push(audit);
+    let bridge = Bridge::open(&c, "n1", d.clone()).unwrap();
+    let stats = Stats::new();
+    for n in 0..2 {
+        let mut batch = Batch::new();
+        bridge.capture(&msg("d1", n, QoS::AtLeastOnce), &mut batch, &stats, true);
+        commit(&d, batch).await;
+    }
+    // A 1-byte limit: the first publish's two records come together, the next publish waits.
+    let got = bridge.oldest(1).unwrap();
+    let values: Vec<String> =
+        got.iter().map(|(_, p)| format!("{}:{}", p.log_topic, String::from_utf8_lossy(&p.value))).collect();
+    assert_eq!(values, ["telemetry:d1-0", "audit:d1-0"]);
 }
 
 #[tokio::test]

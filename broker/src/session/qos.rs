@@ -110,7 +110,7 @@ pub struct QosState {
 }
 
 /// The packet ids and deliveries of QoS 1/2 flows under way.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct Flows {
     outgoing: IdMap<OutFlight>,
     incoming_qos2: IdSet,
@@ -144,14 +144,7 @@ impl QosState {
     }
 
     fn flows_mut(&mut self) -> &mut Flows {
-        self.flows.get_or_insert_with(|| {
-            Box::new(Flows {
-                outgoing: IdMap::default(),
-                incoming_qos2: IdSet::default(),
-                pending_qos1: IdSet::default(),
-                resend: VecDeque::new(),
-            })
-        })
+        self.flows.get_or_insert_default()
     }
 
     /// Applies the limits of a newly attached connection.
@@ -170,11 +163,11 @@ impl QosState {
 
     /// Checks an inbound PUBLISH (QoS 1/2 carry a non-zero packet id, guaranteed by the decoder).
     pub fn on_publish(&mut self, p: &Publish) -> Result<Inbound, ReasonCode> {
-        let full = self.inbound_in_flight() >= usize::from(self.receive_maximum);
+        let full = || self.inbound_in_flight() >= usize::from(self.receive_maximum);
         match p.qos {
             QoS::AtMostOnce => Ok(Inbound::Deliver),
             QoS::AtLeastOnce => {
-                if full && !self.flows().pending_qos1.contains(&p.packet_id) {
+                if !self.flows().pending_qos1.contains(&p.packet_id) && full() {
                     return Err(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED);
                 }
                 self.flows_mut().pending_qos1.insert(p.packet_id);
@@ -184,7 +177,7 @@ impl QosState {
                 if self.flows().incoming_qos2.contains(&p.packet_id) {
                     return Ok(Inbound::Duplicate);
                 }
-                if full {
+                if full() {
                     return Err(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED);
                 }
                 self.flows_mut().incoming_qos2.insert(p.packet_id);
