@@ -75,6 +75,8 @@ pub struct Broker {
     pub bridge: Option<Arc<crate::bridge::Bridge>>,
     /// Mutual TLS of internal links (`[cluster.tls]`), built at start-up.
     pub link_tls: Option<Arc<crate::cluster::secure::LinkTls>>,
+    /// Where idle sessions park (`limits.idle_park_ms`), started by the first one to park.
+    lot: std::sync::OnceLock<Option<Arc<crate::session::park::Lot>>>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -181,6 +183,7 @@ impl Broker {
             link_tls,
             bridge,
             routing,
+            lot: std::sync::OnceLock::new(),
             shutdown,
             config,
         })
@@ -194,6 +197,20 @@ impl Broker {
     /// Whether shutdown has begun.
     pub fn is_shutting_down(&self) -> bool {
         *self.shutdown.borrow()
+    }
+
+    /// The node's parking lot, started on first use (call on a runtime thread); `None` when
+    /// parking is off or the lot could not start.
+    pub(crate) fn parking_lot(this: &Arc<Broker>) -> Option<&Arc<crate::session::park::Lot>> {
+        if this.config.limits.idle_park_ms == 0 {
+            return None;
+        }
+        this.lot.get_or_init(|| crate::session::park::Lot::start(this)).as_ref()
+    }
+
+    /// Sessions parked now (0 before the first one parks).
+    pub fn parked(&self) -> usize {
+        self.lot.get().and_then(Option::as_ref).map_or(0, |lot| lot.len())
     }
 
     /// Publishes an accepted message: updates the retained store when the retain flag is set, then

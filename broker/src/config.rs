@@ -148,6 +148,9 @@ impl Config {
         if l.backpressure_wait_ms > 60_000 {
             return invalid("limits.backpressure_wait_ms", "must be at most 60000");
         }
+        if l.idle_park_ms > 3_600_000 {
+            return invalid("limits.idle_park_ms", "must be at most 3600000 (one hour)");
+        }
         if l.max_inflight == 0 {
             return invalid("limits.max_inflight", "must be at least 1");
         }

@@ -28,6 +28,9 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::server::TlsStream;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
+mod park;
+pub use park::ParkedIo;
+
 /// Bytes queued for writing beyond which the owner stops reading until the client takes some.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
 /// Bytes queued beyond which the owner stops pulling deliveries. Below the read mark, so a steady

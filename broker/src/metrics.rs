@@ -57,6 +57,8 @@ pub struct Stats {
     auth_failures: Counter,
     pub connections: Gauge,
     pub sessions: Gauge,
+    /// Connections whose idle session is parked (no task, socket out of the reactor).
+    pub parked: Gauge,
     pub subscriptions: Gauge,
     pub retained: Gauge,
     pub sys_received: AtomicU64,
@@ -89,6 +91,7 @@ impl Stats {
             auth_failures: counter!("fleetmq_auth_failures_total"),
             connections: gauge!("fleetmq_connections"),
             sessions: gauge!("fleetmq_sessions"),
+            parked: gauge!("fleetmq_connections_parked"),
             subscriptions: gauge!("fleetmq_subscriptions"),
             retained: gauge!("fleetmq_retained_messages"),
             sys_received: AtomicU64::new(0),

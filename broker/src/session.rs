@@ -31,6 +31,7 @@ mod flow;
 pub mod handover;
 pub mod inbox;
 mod link;
+pub(crate) mod park;
 pub mod qos;
 mod subscribe;
 mod task;

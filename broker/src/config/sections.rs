@@ -201,6 +201,10 @@ pub struct LimitsConfig {
     /// Budget for all retained messages (payload, topic and properties); 0 means unlimited.
     pub max_retained_bytes: usize,
     pub retained_overflow: RetainedOverflow,
+    /// A plain-TCP connection with nothing in flight that stayed quiet this long (up to twice it)
+    /// is parked: its session leaves its task and its socket the reactor until traffic, a delivery
+    /// or its keep-alive deadline resumes it (memory per idle connection); 0 never parks.
+    pub idle_park_ms: u64,
 }
 
 impl Default for LimitsConfig {
@@ -218,6 +222,7 @@ impl Default for LimitsConfig {
             max_subscriptions_per_client: 10_000,
             max_retained_bytes: 1 << 30,
             retained_overflow: RetainedOverflow::EvictOldest,
+            idle_park_ms: 5_000,
         }
     }
 }

@@ -32,6 +32,9 @@ fn bad_values_name_the_key() {
     assert!(e.contains("queue_overflow") || e.contains("explode"), "{e}");
     let e = Config::parse("[log]\nlevel = \"a=b=c\"\n").unwrap_err().to_string();
     assert!(e.contains("log.level"), "{e}");
+    let e = Config::parse("[limits]\nidle_park_ms = 3600001\n").unwrap_err().to_string();
+    assert!(e.contains("limits.idle_park_ms"), "{e}");
+    assert_eq!(Config::parse("[limits]\nidle_park_ms = 0\n").unwrap().limits.idle_park_ms, 0);
 }
 
 #[test]

@@ -14,16 +14,22 @@ use crate::message::Delivery;
 use crate::persist::records::{SessionRecord, SubscriptionRecord, WillRecord};
 use crate::persist::{keys, Commit, RecoveredSession};
 use crate::store::{Batch, Cf};
+use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A wall-clock time as stored: milliseconds since the Unix epoch (`None` for the epoch itself
+/// or before it).
+pub(super) fn wall_ms(t: SystemTime) -> Option<NonZeroU64> {
+    NonZeroU64::new(t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64))
+}
 
 impl SessionTask {
     /// The stored form of this session.
     pub(super) fn record(&self) -> SessionRecord {
         let now = Instant::now();
         let mut r = SessionRecord::new(self.owner.clone(), self.expiry_secs);
-        r.offline_since_ms =
-            self.offline_since.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_millis() as u64);
+        r.offline_since_ms = self.offline_since.map(NonZeroU64::get);
         r.subscriptions = self.subscriptions.iter().map(|(f, (o, id))| SubscriptionRecord::new(f, *o, *id)).collect();
         r.will = self.will.as_deref().and_then(|(w, _)| WillRecord::new(w, &self.shared.client_id, now).ok());
         r
@@ -56,7 +62,7 @@ impl SessionTask {
     /// Entries queued since the restart are in memory already and stored at or above the cold
     /// bound, so only those below it are loaded.
     pub(super) async fn load_cold(&mut self) {
-        let Some(below) = self.cold.take() else { return };
+        let Some(below) = self.cold.take().map(NonZeroU64::get) else { return };
         let d = self.broker.durability.clone();
         let (id, inc) = (self.shared.client_id.to_string(), self.shared.id.0);
         let loaded = match tokio::task::spawn_blocking(move || d.load_queue(&id, inc, below, Instant::now())).await {
@@ -117,7 +123,7 @@ pub(super) fn restore_one(
     let r = rs.record;
     task.owner = r.owner;
     task.expiry_secs = r.expiry_secs;
-    task.cold = (rs.queued > 0).then_some(rs.next_seq);
+    task.cold = NonZeroU64::new(rs.next_seq).filter(|_| rs.queued > 0);
     task.qos.restore_incoming(rs.inbound);
     for s in r.subscriptions {
         let options = s.options();
@@ -131,7 +137,7 @@ pub(super) fn restore_one(
     let offline = r.offline_since_ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)).unwrap_or(wall);
     let elapsed = wall.duration_since(offline).unwrap_or(Duration::ZERO);
     let at = |secs: u32| now + Duration::from_secs(u64::from(secs)).saturating_sub(elapsed);
-    task.offline_since = Some(offline);
+    task.offline_since = wall_ms(offline);
     if let Some(w) = r.will.and_then(|w| w.will(now).ok()) {
         let delay = w.properties.will_delay_interval.unwrap_or(0).min(r.expiry_secs);
         task.will_at = Some(at(delay));

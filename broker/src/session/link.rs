@@ -45,6 +45,61 @@ pub(super) struct Link {
     pub last_packet: Instant,
 }
 
+/// A parked connection's link: its parameters and socket, no buffers (see `park`).
+pub(super) struct ParkedLink {
+    protocol: Protocol,
+    max_packet_size: Option<u32>,
+    connect_expiry_zero: bool,
+    io: connection::ParkedIo,
+    #[expect(clippy::box_collection, reason = "as in `Link`")]
+    aliases: Option<Box<HashMap<u16, String>>>,
+    alias_max: u16,
+    keepalive: u16,
+    last_packet: Instant,
+}
+
+impl ParkedLink {
+    /// When the client has been silent too long (if it has a keep-alive).
+    pub fn keepalive_due(&self) -> Option<Instant> {
+        due(self.keepalive, self.last_packet)
+    }
+
+    /// The socket, for the lot's poller.
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.io)
+    }
+
+    /// The link again, its socket back in the reactor; on error the connection is gone.
+    pub fn resume(self) -> std::io::Result<Link> {
+        let ParkedLink {
+            protocol,
+            max_packet_size,
+            connect_expiry_zero,
+            io,
+            aliases,
+            alias_max,
+            keepalive,
+            last_packet,
+        } = self;
+        Ok(Link {
+            protocol,
+            max_packet_size,
+            connect_expiry_zero,
+            io: io.resume()?,
+            close_reason: None,
+            aliases,
+            alias_max,
+            keepalive,
+            last_packet,
+        })
+    }
+}
+
+/// When a client with this keep-alive, last heard from at `last`, has been silent too long.
+fn due(keepalive: u16, last: Instant) -> Option<Instant> {
+    (keepalive > 0).then(|| last + Duration::from_millis(u64::from(keepalive) * 1500))
+}
+
 impl Link {
     pub fn new(broker: &Broker, io: ClientIo, protocol: Protocol, keepalive: u16) -> Link {
         Link {
@@ -62,7 +117,38 @@ impl Link {
 
     /// When the client has been silent too long (if it has a keep-alive).
     pub fn keepalive_due(&self) -> Option<Instant> {
-        (self.keepalive > 0).then(|| self.last_packet + Duration::from_millis(u64::from(self.keepalive) * 1500))
+        due(self.keepalive, self.last_packet)
+    }
+
+    /// Whether the connection can park (nothing buffered, plain TCP, not being closed).
+    pub fn parkable(&self) -> bool {
+        self.close_reason.is_none() && self.io.parkable()
+    }
+
+    /// Takes the connection out of the reactor (see `park`). Call only when [`Link::parkable`];
+    /// on error the connection is gone.
+    pub fn park(self) -> std::io::Result<ParkedLink> {
+        let Link {
+            protocol,
+            max_packet_size,
+            connect_expiry_zero,
+            io,
+            close_reason: _,
+            aliases,
+            alias_max,
+            keepalive,
+            last_packet,
+        } = self;
+        Ok(ParkedLink {
+            protocol,
+            max_packet_size,
+            connect_expiry_zero,
+            io: io.park()?,
+            aliases,
+            alias_max,
+            keepalive,
+            last_packet,
+        })
     }
 
     /// Closes the connection, with the recorded server reason if any.

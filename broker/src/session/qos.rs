@@ -221,6 +221,18 @@ impl QosState {
         f.resend.is_empty() && f.outgoing.len() < usize::from(self.send_window)
     }
 
+    /// Whether no QoS 1/2 flow is under way in either direction; then frees the flow tables (a
+    /// session about to park keeps no empty tables).
+    pub fn settle(&mut self) -> bool {
+        let f = self.flows();
+        let idle =
+            f.outgoing.is_empty() && f.incoming_qos2.is_empty() && f.pending_qos1.is_empty() && f.resend.is_empty();
+        if idle {
+            self.flows = None;
+        }
+        idle
+    }
+
     /// Number of outbound deliveries in flight.
     pub fn in_flight(&self) -> usize {
         self.flows().outgoing.len()

@@ -30,6 +30,7 @@ use crate::metrics::DropReason;
 use crate::store::Batch;
 use std::collections::HashMap;
 use std::future::{poll_fn, Future};
+use std::num::NonZeroU64;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -52,8 +53,8 @@ pub(super) struct SessionTask {
     pub will: Option<Box<(LastWill, Option<String>)>>,
     pub will_at: Option<Instant>,
     pub expire_at: Option<Instant>,
-    /// When the client went offline (wall clock, for the stored record).
-    pub offline_since: Option<SystemTime>,
+    /// When the client went offline (wall clock in ms since the Unix epoch, for the stored record).
+    pub offline_since: Option<NonZeroU64>,
     /// Acknowledgements waiting for their writes, in arrival order.
     pub pending: PendingAcks,
     /// Releases of finished stored deliveries, written once per loop iteration.
@@ -64,8 +65,8 @@ pub(super) struct SessionTask {
     /// messages of a subscription made before are not queued after.
     pub resets: u32,
     /// Recovered after a restart with deliveries still on disk, loaded at the first attach: those
-    /// stored below this sequence (the first one this process assigns the session).
-    pub cold: Option<u64>,
+    /// stored below this sequence (the first one this process assigns the session; never 0).
+    pub cold: Option<NonZeroU64>,
     /// While set, a subscriber this client published to is congested (publisher back-pressure):
     /// only acknowledgements and PINGREQ are read until the pause ends.
     pub pause: Option<Pause>,
@@ -76,6 +77,13 @@ pub(super) struct SessionTask {
     timer: Pin<Box<Sleep>>,
     /// Whether `timer` is armed (for its deadline). It may fire early; the handler re-checks.
     timer_armed: bool,
+    /// While online with parking on: when to look whether the connection stayed quiet.
+    park_at: Option<Instant>,
+    /// Nothing but the timer woke the task since `park_at` was last set (or the link attached
+    /// or resumed).
+    quiet: bool,
+    /// The connection stayed quiet a whole period: park at the end of this turn if still idle.
+    park_now: bool,
 }
 
 /// What woke the session task.
@@ -89,6 +97,8 @@ enum Wake {
     Deliveries,
 }
 
+pub(super) mod park;
+
 /// Creates a new session for `req`, attaches the connection and starts the session task.
 pub(crate) fn spawn_session(broker: Arc<Broker>, shared: Arc<SessionShared>, req: AttachRequest) {
     let mut task = SessionTask::new(broker, shared);
@@ -100,6 +110,11 @@ impl SessionTask {
     /// A session with no state yet.
     pub(super) fn new(broker: Arc<Broker>, shared: Arc<SessionShared>) -> Self {
         broker.stats.sessions.increment(1.0);
+        Self::blank(broker, shared)
+    }
+
+    /// The task of a session with no state yet, not counted (a parked session resuming).
+    fn blank(broker: Arc<Broker>, shared: Arc<SessionShared>) -> Self {
         let mqtt = &broker.config.mqtt;
         SessionTask {
             qos: QosState::new(mqtt.receive_maximum, broker.config.limits.max_inflight),
@@ -123,6 +138,9 @@ impl SessionTask {
             ended: false,
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             timer_armed: false,
+            park_at: None,
+            quiet: false,
+            park_now: false,
         }
     }
 
@@ -137,6 +155,9 @@ impl SessionTask {
                 let mode = self.read_mode();
                 let pumpable = self.link.as_ref().is_some_and(|l| l.io.pump_room());
                 let wake = poll_fn(|cx| self.poll_wake(cx, mode, pumpable)).await;
+                if !matches!(wake, Wake::Timer) {
+                    self.quiet = false;
+                }
                 if let Some(rare) = self.on_wake(wake) {
                     rare.await;
                 }
@@ -144,6 +165,12 @@ impl SessionTask {
                 self.shared.after_pump(&self.broker.inbox_limits);
                 if !self.releases.is_empty() {
                     self.broker.durability.fire(std::mem::take(&mut self.releases));
+                }
+                if std::mem::take(&mut self.park_now) && self.parkable() {
+                    match self.park() {
+                        Some(task) => self = task,
+                        None => return,
+                    }
                 }
             }
             self.finish();
@@ -240,7 +267,7 @@ impl SessionTask {
     /// Keep-alive only moves later, so an armed timer stays and re-checks when it fires.
     fn arm_timer(&mut self) {
         let want = match &self.link {
-            Some(link) => link.keepalive_due(),
+            Some(link) => [link.keepalive_due(), self.park_at].into_iter().flatten().min(),
             None => [self.will_at, self.expire_at, self.hold_deadline()].into_iter().flatten().min(),
         };
         match want {
@@ -291,6 +318,8 @@ impl SessionTask {
         link.io.send(Packet::ConnAck(connack));
         link.io.guard.opened();
         self.link = Some(link);
+        self.park_at = self.park_after().map(|d| Instant::now() + d);
+        self.quiet = true;
         self.shared.online.store(true, Ordering::Relaxed);
         self.offline_since = None;
         self.generation = self.generation.wrapping_add(1);
@@ -370,9 +399,13 @@ impl SessionTask {
 
     /// The connection is gone: start will-delay and expiry timers, or end the session.
     pub(super) fn detach(&mut self, publish_will: bool) {
-        if !self.drop_link() {
-            return;
+        if self.drop_link() {
+            self.went_offline(publish_will);
         }
+    }
+
+    /// After the link was dropped: start will-delay and expiry timers, or end the session.
+    fn went_offline(&mut self, publish_will: bool) {
         let now = Instant::now();
         if !publish_will {
             self.will = None;
@@ -385,7 +418,7 @@ impl SessionTask {
                 self.will_at = Some(now + Duration::from_secs(u64::from(delay)));
             }
         }
-        self.offline_since = Some(SystemTime::now());
+        self.offline_since = super::durable::wall_ms(SystemTime::now());
         match self.expiry_secs {
             0 => self.end(),
             u32::MAX => self.persist_record(),
@@ -400,11 +433,17 @@ impl SessionTask {
     fn drop_link(&mut self) -> bool {
         let Some(link) = self.link.take() else { return false };
         link.close();
+        self.link_gone();
+        true
+    }
+
+    /// The session's side of losing its link (already taken).
+    fn link_gone(&mut self) {
         self.pause = None;
+        self.park_at = None;
         self.shared.online.store(false, Ordering::Relaxed);
         self.shared.wake_publishers(false);
         self.qos.detach();
-        true
     }
 
     fn on_timer(&mut self) {
@@ -419,6 +458,13 @@ impl SessionTask {
                 tracing::debug!(client_id = %self.shared.client_id, "keepalive timeout");
                 self.broker.stats.limit_rejection("keepalive_timeout");
                 self.close_for(ReasonCode::KEEP_ALIVE_TIMEOUT, true);
+                return;
+            }
+            if self.park_at.is_some_and(|t| t <= now) {
+                // Parks after a whole period in which only the timer woke the task.
+                self.park_now = self.quiet;
+                self.quiet = true;
+                self.park_at = self.park_after().map(|d| now + d);
             }
             return;
         }

@@ -248,3 +248,21 @@ fn stored_deliveries_use_their_sequence_as_packet_id_and_wait_when_it_is_busy() 
     recovered.durable = recovered.durable.map(|r| DurableRef { recovered: true, ..r });
     assert!(sent(s.send(recovered, now)).dup, "loaded after a restart: it may have been sent before");
 }
+
+#[test]
+fn settle_is_true_only_without_flows_and_frees_the_tables() {
+    let mut s = QosState::new(10, 4);
+    assert!(s.settle(), "a fresh state has nothing under way");
+    let p = sent(s.send(delivery(QoS::AtLeastOnce, "a"), Instant::now()));
+    assert!(!s.settle(), "an outbound QoS 1 in flight");
+    assert!(s.on_puback(p.packet_id).is_some());
+    assert!(s.flows.is_some(), "tables stay until settled");
+    assert!(s.settle());
+    assert!(s.flows.is_none(), "settling frees the empty tables");
+    s.on_publish(&inbound(QoS::ExactlyOnce, 9)).unwrap();
+    assert!(!s.settle(), "an inbound QoS 2 awaiting PUBREL");
+    s.on_pubrel(9);
+    assert!(s.settle());
+    let next = sent(s.send(delivery(QoS::AtLeastOnce, "b"), Instant::now()));
+    assert_ne!(next.packet_id, p.packet_id, "packet ids keep advancing after the tables were freed");
+}
