@@ -200,12 +200,12 @@ impl Broker {
     }
 
     /// The node's parking lot, started on first use (call on a runtime thread); `None` when
-    /// parking is off or the lot could not start.
+    /// parking is off or the lot could not start or has closed.
     pub(crate) fn parking_lot(this: &Arc<Broker>) -> Option<&Arc<crate::session::park::Lot>> {
         if this.config.limits.idle_park_ms == 0 {
             return None;
         }
-        this.lot.get_or_init(|| crate::session::park::Lot::start(this)).as_ref()
+        this.lot.get_or_init(|| crate::session::park::Lot::start(this)).as_ref().filter(|lot| lot.is_open())
     }
 
     /// Sessions parked now (0 before the first one parks).

@@ -19,10 +19,10 @@ use crate::ids::{ClientId, SessionId};
 use crate::message::Delivery;
 use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::Notify;
 
 mod backpressure;
@@ -88,17 +88,18 @@ pub struct SessionShared {
     /// Set when a delivery was queued since the task last looked (a permit, like `Notify`'s).
     deliveries: AtomicBool,
     online: AtomicBool,
-    /// Attach and discard requests for the task: rare, so a locked list and a `Notify` rather
-    /// than a channel (which allocates a block of slots per session up front). `true`: the task
-    /// ended and takes no more.
-    control: Mutex<(VecDeque<Control>, bool)>,
+    /// Attach and discard requests for the task: rare, so a locked list and the task's waker
+    /// rather than a channel (which allocates a block of slots per session up front). `None`: the
+    /// task ended and takes no more.
+    control: Mutex<Option<Vec<Control>>>,
     /// Set while `control` holds requests: the task checks it without locking.
     control_pending: AtomicBool,
     /// The task's waker, for requests, deliveries and node shutdown: registered on every poll of
     /// the task, so waking needs no future stored in it.
     waker: AtomicWaker,
-    /// Paused publishers wait here for the inbox to drain (see [`backpressure`]).
-    room: Notify,
+    /// Paused publishers wait here for the inbox to drain (see [`backpressure`]); made by the
+    /// first one (every idle connection holds this record).
+    room: OnceLock<Box<Notify>>,
     /// A publisher is waiting on `room`.
     room_wanted: AtomicBool,
     /// Until when (ms since the Unix epoch; 0: not) publishers do not wait for this session: it
@@ -136,10 +137,8 @@ impl SessionShared {
     /// Hands a request to the session task; gives it back if the task has ended.
     fn send_control(&self, c: Control) -> Result<(), Control> {
         let mut control = self.control.lock();
-        if control.1 {
-            return Err(c);
-        }
-        control.0.push_back(c);
+        let Some(queue) = control.as_mut() else { return Err(c) };
+        queue.push(c);
         self.control_pending.store(true, Ordering::Release);
         drop(control);
         self.waker.wake();
@@ -158,8 +157,13 @@ impl SessionShared {
             return None;
         }
         let mut control = self.control.lock();
-        let c = control.0.pop_front();
-        self.control_pending.store(!control.0.is_empty(), Ordering::Release);
+        let queue = control.as_mut()?;
+        let c = (!queue.is_empty()).then(|| queue.remove(0));
+        if queue.is_empty() {
+            // Requests are rare (a reconnect, a takeover): an idle session keeps no list.
+            *queue = Vec::new();
+        }
+        self.control_pending.store(!queue.is_empty(), Ordering::Release);
         c
     }
 
@@ -169,10 +173,8 @@ impl SessionShared {
     }
 
     /// Refuses further requests and returns those not taken yet (the task is ending).
-    fn close_control(&self) -> VecDeque<Control> {
-        let mut control = self.control.lock();
-        control.1 = true;
-        std::mem::take(&mut control.0)
+    fn close_control(&self) -> Vec<Control> {
+        self.control.lock().take().unwrap_or_default()
     }
 
     /// Whether the inbox can take a delivery without dropping (used for shared-subscription fall-over).
@@ -286,10 +288,10 @@ pub(crate) fn new_shared(client_id: ClientId, id: SessionId, durable: bool, next
         inbox: Mutex::new(Inbox::default()),
         deliveries: AtomicBool::new(false),
         online: AtomicBool::new(false),
-        control: Mutex::new((VecDeque::new(), false)),
+        control: Mutex::new(Some(Vec::new())),
         control_pending: AtomicBool::new(false),
         waker: AtomicWaker::new(),
-        room: Notify::new(),
+        room: OnceLock::new(),
         room_wanted: AtomicBool::new(false),
         slow_until_ms: AtomicU64::new(0),
     })

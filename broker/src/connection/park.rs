@@ -11,7 +11,8 @@ use std::os::fd::{AsRawFd, RawFd};
 /// A parked connection's socket and state.
 pub struct ParkedIo {
     stream: std::net::TcpStream,
-    max_packet_size: usize,
+    /// Largest inbound packet (at most 268,435,460: fits).
+    max_packet_size: u32,
     aliases: OutboundAliases,
     /// Still held: a parked connection keeps its slots in the caps and the shutdown drain.
     guard: ConnGuard,
@@ -41,7 +42,7 @@ impl ClientIo {
         }
         Ok(ParkedIo {
             stream: tcp.into_std()?,
-            max_packet_size: self.max_packet_size,
+            max_packet_size: u32::try_from(self.max_packet_size).unwrap_or(u32::MAX),
             aliases: self.aliases,
             guard: self.guard,
         })
@@ -49,6 +50,11 @@ impl ClientIo {
 }
 
 impl ParkedIo {
+    /// The connection's protocol and the client's Maximum Packet Size (its outbound options).
+    pub fn options(&self) -> (crate::codec::Protocol, Option<u32>) {
+        (self.aliases.opts.protocol, self.aliases.opts.max_packet_size)
+    }
+
     /// Registers the socket with the reactor again (call on a runtime thread); on error the
     /// connection is gone.
     pub fn resume(self) -> std::io::Result<ClientIo> {
@@ -58,7 +64,7 @@ impl ParkedIo {
             rbuf: BytesMut::new(),
             wbuf: BytesMut::new(),
             protocol: Some(aliases.opts.protocol),
-            max_packet_size,
+            max_packet_size: max_packet_size as usize,
             streaming: false,
             unflushed: false,
             eof: false,

@@ -18,6 +18,7 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// A slow mark lasts this many times `backpressure_wait_ms`.
@@ -69,7 +70,9 @@ impl SessionShared {
         }
         if self.room_wanted.load(Ordering::Acquire) && (drained || !self.is_online()) {
             self.room_wanted.store(false, Ordering::Release);
-            self.room.notify_waiters();
+            if let Some(room) = self.room.get() {
+                room.notify_waiters();
+            }
         }
     }
 
@@ -77,7 +80,9 @@ impl SessionShared {
     fn mark_slow(&self, hold: Duration) {
         let until = now_ms().saturating_add(hold.as_millis() as u64).max(1);
         self.slow_until_ms.store(until, Ordering::Relaxed);
-        self.room.notify_waiters();
+        if let Some(room) = self.room.get() {
+            room.notify_waiters();
+        }
     }
 }
 
@@ -92,7 +97,7 @@ pub(crate) fn pause(congested: Vec<Arc<SessionShared>>, max_wait: Duration, limi
         for s in congested {
             let (started, taken) = (Instant::now(), s.inbox.lock().taken());
             loop {
-                let notified = s.room.notified();
+                let notified = s.room.get_or_init(|| Box::new(Notify::new())).notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
                 s.room_wanted.store(true, Ordering::Release);

@@ -45,23 +45,23 @@ pub(super) struct Link {
     pub last_packet: Instant,
 }
 
-/// A parked connection's link: its parameters and socket, no buffers (see `park`).
+/// A parked connection's link: its parameters and socket, no buffers (see `park`). The protocol
+/// and the client's Maximum Packet Size are the connection's outbound options; the last packet's
+/// time is kept in ms since an epoch the caller gives (8 bytes instead of 16).
 pub(super) struct ParkedLink {
-    protocol: Protocol,
-    max_packet_size: Option<u32>,
     connect_expiry_zero: bool,
     io: connection::ParkedIo,
     #[expect(clippy::box_collection, reason = "as in `Link`")]
     aliases: Option<Box<HashMap<u16, String>>>,
     alias_max: u16,
     keepalive: u16,
-    last_packet: Instant,
+    last_packet_ms: u64,
 }
 
 impl ParkedLink {
     /// When the client has been silent too long (if it has a keep-alive).
-    pub fn keepalive_due(&self) -> Option<Instant> {
-        due(self.keepalive, self.last_packet)
+    pub fn keepalive_due(&self, epoch: Instant) -> Option<Instant> {
+        due(self.keepalive, epoch + Duration::from_millis(self.last_packet_ms))
     }
 
     /// The socket, for the lot's poller.
@@ -70,17 +70,9 @@ impl ParkedLink {
     }
 
     /// The link again, its socket back in the reactor; on error the connection is gone.
-    pub fn resume(self) -> std::io::Result<Link> {
-        let ParkedLink {
-            protocol,
-            max_packet_size,
-            connect_expiry_zero,
-            io,
-            aliases,
-            alias_max,
-            keepalive,
-            last_packet,
-        } = self;
+    pub fn resume(self, epoch: Instant) -> std::io::Result<Link> {
+        let ParkedLink { connect_expiry_zero, io, aliases, alias_max, keepalive, last_packet_ms } = self;
+        let (protocol, max_packet_size) = io.options();
         Ok(Link {
             protocol,
             max_packet_size,
@@ -90,7 +82,7 @@ impl ParkedLink {
             aliases,
             alias_max,
             keepalive,
-            last_packet,
+            last_packet: epoch + Duration::from_millis(last_packet_ms),
         })
     }
 }
@@ -125,9 +117,9 @@ impl Link {
         self.close_reason.is_none() && self.io.parkable()
     }
 
-    /// Takes the connection out of the reactor (see `park`). Call only when [`Link::parkable`];
-    /// on error the connection is gone.
-    pub fn park(self) -> std::io::Result<ParkedLink> {
+    /// Takes the connection out of the reactor (see `park`), its last packet's time kept relative
+    /// to `epoch` (not after it). Call only when [`Link::parkable`]; on error the connection is gone.
+    pub fn park(self, epoch: Instant) -> std::io::Result<ParkedLink> {
         let Link {
             protocol,
             max_packet_size,
@@ -139,15 +131,15 @@ impl Link {
             keepalive,
             last_packet,
         } = self;
+        let io = io.park()?;
+        debug_assert_eq!(io.options(), (protocol, max_packet_size), "the link's options are the connection's");
         Ok(ParkedLink {
-            protocol,
-            max_packet_size,
             connect_expiry_zero,
-            io: io.park()?,
+            io,
             aliases,
             alias_max,
             keepalive,
-            last_packet,
+            last_packet_ms: last_packet.saturating_duration_since(epoch).as_millis() as u64,
         })
     }
 

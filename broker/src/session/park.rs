@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
@@ -40,6 +41,8 @@ pub(crate) struct Lot {
     slots: Mutex<Slots>,
     /// Tokens of woken sessions (and [`REARM`]) for the lot's task.
     woken: mpsc::UnboundedSender<u64>,
+    /// Cleared when the lot closes (node shutdown, or its poller failed): nothing parks then.
+    open: AtomicBool,
 }
 
 #[derive(Default)]
@@ -109,7 +112,7 @@ impl Lot {
             }
         };
         let (woken, rx) = mpsc::unbounded_channel();
-        let lot = Arc::new(Lot { registry, slots: Mutex::new(Slots::default()), woken });
+        let lot = Arc::new(Lot { registry, slots: Mutex::new(Slots::default()), woken, open: AtomicBool::new(true) });
         tokio::spawn(serve(lot.clone(), poller, rx, broker.clone()));
         Some(lot)
     }
@@ -123,7 +126,7 @@ impl Lot {
             let mut slots = self.slots.lock();
             if slots.closed {
                 drop(slots);
-                tokio::spawn(parked.resume(broker).run());
+                tokio::spawn((*parked).resume(broker).run());
                 return;
             }
             let index = match slots.free.pop() {
@@ -139,11 +142,14 @@ impl Lot {
                 slots.free.push(index);
                 drop(slots);
                 tracing::debug!(error = %e, "cannot register a parked connection; it stays active");
-                tokio::spawn(parked.resume(broker).run());
+                tokio::spawn((*parked).resume(broker).run());
                 return;
             }
-            let due = parked.link.keepalive_due();
+            let due = parked.link.keepalive_due(broker.started);
             slots.entries[index as usize].parked = Some(parked);
+            // Under the lock, after the record is in its slot: the lot's task can resume it only
+            // after this, so this never replaces the waker of a task already resumed.
+            shared.waker.register(&Waker::from(Arc::new(SlotWaker { lot: self.clone(), token })));
             slots.parked += 1;
             broker.stats.parked.set(slots.parked as f64);
             if let Some(due) = due {
@@ -155,10 +161,9 @@ impl Lot {
             }
             token
         };
-        shared.waker.register(&Waker::from(Arc::new(SlotWaker { lot: self.clone(), token })));
         // Anything that arrived while parking woke the task's old waker: look once more.
-        if shared.control_pending.load(std::sync::atomic::Ordering::Acquire)
-            || shared.deliveries.load(std::sync::atomic::Ordering::Acquire)
+        if shared.control_pending.load(Ordering::Acquire)
+            || shared.deliveries.load(Ordering::Acquire)
             || broker.is_shutting_down()
         {
             let _ = self.woken.send(token);
@@ -183,7 +188,7 @@ impl Lot {
         let Some(parked) = self.take(token, broker) else { return };
         let fd = parked.link.fd();
         let _ = self.registry.deregister(&mut SourceFd(&fd));
-        tokio::spawn(parked.resume(broker).run());
+        tokio::spawn((*parked).resume(broker).run());
     }
 
     /// Resumes every session whose keep-alive deadline passed; returns the next deadline.
@@ -216,8 +221,14 @@ impl Lot {
         });
     }
 
+    /// Whether sessions may park here (the lot has not closed).
+    pub fn is_open(&self) -> bool {
+        self.open.load(Ordering::Relaxed)
+    }
+
     /// Closes the lot (nothing parks any more) and resumes everything parked.
     fn close(&self, broker: &Arc<Broker>) {
+        self.open.store(false, Ordering::Relaxed);
         let tokens: Vec<u64> = {
             let mut slots = self.slots.lock();
             slots.closed = true;

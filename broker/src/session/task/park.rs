@@ -33,7 +33,7 @@ pub(in crate::session) struct Parked {
     /// Boxed, and `None` when empty (8 bytes instead of the map's 48): most parked sessions hold
     /// a few or none.
     subscriptions: Option<Box<Subscriptions>>,
-    owner: Option<String>,
+    owner: Option<Box<str>>,
     will: Option<Box<(LastWill, Option<String>)>>,
     pub link: ParkedLink,
     expiry_secs: u32,
@@ -64,7 +64,12 @@ impl SessionTask {
             return false;
         }
         self.shared.take_deliveries();
-        self.shared.inbox.lock().is_empty() && self.qos.settle()
+        if self.shared.inbox.lock().is_empty() && self.qos.settle() {
+            return true;
+        }
+        // Not parking after all: a delivery queued meanwhile must still be pumped next turn.
+        self.shared.deliveries.store(true, Ordering::Release);
+        false
     }
 
     /// Hands the session to the node's parking lot; the task then ends. Call only when
@@ -73,7 +78,7 @@ impl SessionTask {
     pub(super) fn park(mut self) -> Option<SessionTask> {
         let Some(lot) = Broker::parking_lot(&self.broker).cloned() else { return Some(self) };
         let Some(link) = self.link.take() else { return Some(self) };
-        let link = match link.park() {
+        let link = match link.park(self.broker.started) {
             Ok(link) => link,
             Err(e) => {
                 tracing::debug!(client_id = %self.shared.client_id, error = %e, "connection lost while parking");
@@ -109,6 +114,7 @@ impl SessionTask {
             park_now: _,
         } = self;
         let subscriptions = (!subscriptions.is_empty()).then(|| Box::new(subscriptions));
+        let owner = owner.map(String::into_boxed_str);
         let parked = Parked { shared, qos, subscriptions, owner, will, link, expiry_secs, generation, resets };
         lot.park(Box::new(parked), &broker);
         None
@@ -118,17 +124,17 @@ impl SessionTask {
 impl Parked {
     /// The session's task again, its connection back in the reactor (call on a runtime thread).
     /// A connection that cannot be resumed is handled as lost.
-    pub fn resume(self: Box<Self>, broker: &Arc<Broker>) -> SessionTask {
-        let Parked { shared, qos, subscriptions, owner, will, link, expiry_secs, generation, resets } = *self;
+    pub fn resume(self, broker: &Arc<Broker>) -> SessionTask {
+        let Parked { shared, qos, subscriptions, owner, will, link, expiry_secs, generation, resets } = self;
         let mut task = SessionTask::blank(broker.clone(), shared);
         task.qos = qos;
         task.subscriptions = subscriptions.map(|s| *s).unwrap_or_default();
-        task.owner = owner;
+        task.owner = owner.map(String::from);
         task.will = will;
         task.expiry_secs = expiry_secs;
         task.generation = generation;
         task.resets = resets;
-        match link.resume() {
+        match link.resume(broker.started) {
             Ok(link) => {
                 task.link = Some(link);
                 task.park_at = task.park_after().map(|d| Instant::now() + d);

@@ -21,9 +21,20 @@ async fn the_task_future_is_little_more_than_the_session_state() {
         std::mem::size_of::<QosState>(),
         std::mem::size_of::<SessionShared>(),
     );
+    eprintln!(
+        "parked {} B (link {} B, io {} B, guard {} B)",
+        std::mem::size_of::<park::Parked>(),
+        std::mem::size_of::<crate::session::link::ParkedLink>(),
+        std::mem::size_of::<crate::connection::ParkedIo>(),
+        std::mem::size_of::<crate::connection::ConnGuard>(),
+    );
     // Every idle connection holds one of these: the state, never twice, no future per source it
     // waits on (they are polled in place), and no client packet kept across a wait.
     assert!(future < state + 64, "the task future is {future} B for {state} B of state");
     // The QoS flow tables are allocated by the first QoS 1/2 flow, not held inline.
     assert!(std::mem::size_of::<QosState>() <= 32);
+    // What a parked idle connection holds: the shared record (in an `Arc`, 16 bytes more) and the
+    // parked record, each in the allocator's 192-byte size class.
+    assert!(std::mem::size_of::<SessionShared>() + 16 <= 192);
+    assert!(std::mem::size_of::<park::Parked>() <= 192);
 }
