@@ -28,7 +28,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Without it, memory freed on another thread (a connection's task ending where it was not
 /// spawned) stays counted as used until this thread allocates that size again, and a node that
 /// went quiet after a burst (a connect storm whose connections then park) keeps the burst's peak
-/// resident: 1.5-1.7 KB per parked idle connection instead of 0.67-0.73 KB, measured with
+/// resident: 1.2-1.7 KB per parked idle connection instead of 0.67-0.73 KB, measured with
 /// `loadtest/bench.sh --only idle` (BENCHMARKS.md). A busy worker seldom parks, so this costs a
 /// loaded node little; the QoS 0/1/2 benchmarks did not change with it.
 fn return_freed_memory() {

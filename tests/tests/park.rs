@@ -148,3 +148,27 @@ async fn shutdown_disconnects_parked_clients_and_exits() {
     let status = b.wait_exit(WAIT).expect("broker exits after SIGTERM with parked clients");
     assert!(status.success(), "exit status {status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_resumes_every_parked_subscriber_once() {
+    const N: usize = 200;
+    let b = Broker::start(CONFIG);
+    let topic = unique("park/broadcast");
+    let mut subs = Vec::new();
+    for i in 0..N {
+        subs.push(subscriber(&b, &unique(&format!("fleet{i}")), &topic).await);
+    }
+    let mut publisher = RawClient::v5(b.tcp_addr(), &unique("pub")).await;
+    for round in 0..2u16 {
+        until_parked(&b, N + 1).await;
+        let payload = format!("command {round}");
+        assert_eq!(publisher.publish(&wire::Publish::new(true, &topic, &payload).qos(1, round + 1)).await, 0);
+        for (i, s) in subs.iter_mut().enumerate() {
+            let got = s.receive().await;
+            assert_eq!((got.qos, got.payload.as_slice()), (1, payload.as_bytes()), "subscriber {i}, round {round}");
+        }
+    }
+    for s in &mut subs {
+        s.expect_no_publish(Duration::from_millis(10)).await;
+    }
+}
