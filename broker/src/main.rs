@@ -28,9 +28,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Without it, memory freed on another thread (a connection's task ending where it was not
 /// spawned) stays counted as used until this thread allocates that size again, and a node that
 /// went quiet after a burst (a connect storm whose connections then park) keeps the burst's peak
-/// resident: 1.2-1.7 KB per parked idle connection instead of 0.67-0.73 KB, measured with
-/// `loadtest/bench.sh --only idle` (BENCHMARKS.md). A busy worker seldom parks, so this costs a
-/// loaded node little; the QoS 0/1/2 benchmarks did not change with it.
+/// resident: 1.2-1.7 KB per parked idle connection instead of typically 0.67-0.73 KB, measured
+/// with `fleetmq-loadtest connect` (10 000 connections; BENCHMARKS.md). Not a guarantee: frees
+/// after a worker's last collect stay until it next goes idle. A busy worker seldom parks, so
+/// this costs a loaded node little; the QoS 0/1/2 benchmarks did not change with it.
 fn return_freed_memory() {
     thread_local!(static LAST: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) });
     let now = std::time::Instant::now();
@@ -39,7 +40,8 @@ fn return_freed_memory() {
     }
     LAST.set(Some(now));
     // SAFETY: `mi_collect` takes no pointers and has no preconditions: it frees and purges only
-    // memory mimalloc itself owns and has already seen freed, for the calling thread's heap.
+    // memory mimalloc itself owns and has already seen freed (the calling thread's heap, and with
+    // `force` the free pages of every thread's arenas); it calls back into no Rust code.
     #[expect(unsafe_code, reason = "FFI call into the global allocator; see the SAFETY note")]
     unsafe {
         libmimalloc_sys::mi_collect(true)

@@ -174,7 +174,9 @@ impl SessionShared {
 
     /// Refuses further requests and returns those not taken yet (the task is ending).
     fn close_control(&self) -> Vec<Control> {
-        self.control.lock().take().unwrap_or_default()
+        let taken = self.control.lock().take().unwrap_or_default();
+        self.control_pending.store(false, Ordering::Release);
+        taken
     }
 
     /// Whether the inbox can take a delivery without dropping (used for shared-subscription fall-over).

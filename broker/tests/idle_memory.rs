@@ -1,5 +1,5 @@
 //! Heap held per idle connection, counted by the `dhat` allocator around the real server: the
-//! figure FleetMQ must keep at or under Mosquitto's (743 bytes of RSS per idle connection in
+//! figure FleetMQ must keep at or under Mosquitto's (745 bytes of RSS per idle connection in
 //! BENCHMARKS.md). Clients are blocking std sockets on their own thread, so the count holds the
 //! server's allocations only (std sockets allocate nothing).
 //!

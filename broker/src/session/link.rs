@@ -139,7 +139,8 @@ impl Link {
             aliases,
             alias_max,
             keepalive,
-            last_packet_ms: last_packet.saturating_duration_since(epoch).as_millis() as u64,
+            // Rounded up: the client never gets less keep-alive grace for having been parked.
+            last_packet_ms: last_packet.saturating_duration_since(epoch).as_nanos().div_ceil(1_000_000) as u64,
         })
     }
 

@@ -63,12 +63,15 @@ impl SessionTask {
         {
             return false;
         }
-        self.shared.take_deliveries();
-        if self.shared.inbox.lock().is_empty() && self.qos.settle() {
+        let permit = self.shared.take_deliveries();
+        let empty = self.shared.inbox.lock().is_empty();
+        if empty && self.qos.settle() {
             return true;
         }
-        // Not parking after all: a delivery queued meanwhile must still be pumped next turn.
-        self.shared.deliveries.store(true, Ordering::Release);
+        if permit || !empty {
+            // Not parking after all: a delivery queued meanwhile must still be pumped next turn.
+            self.shared.deliveries.store(true, Ordering::Release);
+        }
         false
     }
 
