@@ -30,6 +30,11 @@ async fn until_parked(b: &Broker, n: usize) {
     }
 }
 
+/// A QoS 1 will on `topic`.
+fn will(topic: &str, payload: &str) -> Option<Will> {
+    Some(Will { topic: topic.into(), payload: payload.as_bytes().to_vec(), qos: 1, retain: false, props: Props::new() })
+}
+
 async fn subscriber(b: &Broker, id: &str, filter: &str) -> RawClient {
     let mut s = RawClient::v5(b.tcp_addr(), id).await;
     assert_eq!(s.subscribe(1, &[(filter, 2)]).await, vec![2]);
@@ -79,7 +84,7 @@ async fn a_parked_connection_answers_pings_and_its_keepalive_still_ends_it() {
     let mut watcher = subscriber(&b, &unique("watcher"), &topic).await;
     let mut c = Connect::v4(&unique("sleepy"));
     c.keepalive = 1;
-    c.will = Some(Will { topic: topic.clone(), payload: b"gone".to_vec(), qos: 1, retain: false, props: Props::new() });
+    c.will = will(&topic, "gone");
     let mut c = RawClient::connect_ok(b.tcp_addr(), &c).await;
     until_parked(&b, 2).await;
     c.send(&wire::pingreq()).await;
@@ -99,8 +104,7 @@ async fn closing_a_parked_connection_publishes_its_will_and_a_parked_publisher_i
     let topic = unique("park/drop");
     let mut watcher = subscriber(&b, &unique("watcher"), &topic).await;
     let mut c = Connect::v5(&unique("mortal"));
-    c.will =
-        Some(Will { topic: topic.clone(), payload: b"dropped".to_vec(), qos: 1, retain: false, props: Props::new() });
+    c.will = will(&topic, "dropped");
     let mut c = RawClient::connect_ok(b.tcp_addr(), &c).await;
     until_parked(&b, 2).await;
     // Its own PUBLISH resumes it.
@@ -171,4 +175,15 @@ async fn a_broadcast_resumes_every_parked_subscriber_once() {
     for s in &mut subs {
         s.expect_no_publish(Duration::from_millis(10)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_park_ms_zero_never_parks() {
+    let b = Broker::start("[limits]\nidle_park_ms = 0\n[metrics]\nbind = \"127.0.0.1:0\"\n");
+    let mut c = RawClient::v5(b.tcp_addr(), &unique("awake")).await;
+    // Longer than the 100-200 ms after which the other tests' connections park.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(parked(&b).await, 0.0, "0 turns parking off (it does not mean 'park at once')");
+    c.send(&wire::pingreq()).await;
+    assert_eq!(c.read_packet(WAIT).await.kind(), kind::PINGRESP);
 }

@@ -42,6 +42,7 @@ pub(crate) struct Lot {
     /// Tokens of woken sessions (and [`REARM`]) for the lot's task.
     woken: mpsc::UnboundedSender<u64>,
     /// Cleared when the lot closes (node shutdown, or its poller failed): nothing parks then.
+    /// Cleared before `close` takes the slots' lock, and read under it by `park`.
     open: AtomicBool,
 }
 
@@ -52,7 +53,6 @@ struct Slots {
     /// Keep-alive deadlines by token; entries of resumed sessions are skipped when due.
     deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
     parked: usize,
-    closed: bool,
 }
 
 #[derive(Default)]
@@ -63,6 +63,16 @@ struct Slot {
 
 fn token(index: u32, generation: u32) -> u64 {
     (u64::from(generation) << 32) | u64::from(index)
+}
+
+/// A token's slot index and generation.
+fn split(token: u64) -> (usize, u32) {
+    ((token & u64::from(u32::MAX)) as usize, (token >> 32) as u32)
+}
+
+/// Starts a task for a session that did not stay parked (or never got a slot).
+fn restart(parked: Parked, broker: &Arc<Broker>) {
+    tokio::spawn(parked.resume(broker).run());
 }
 
 /// The waker of a parked session: resumes it through the lot's task.
@@ -124,9 +134,11 @@ impl Lot {
         let shared = parked.shared.clone();
         let token = {
             let mut slots = self.slots.lock();
-            if slots.closed {
+            // Read under the lock, which `close` takes after clearing it: a session either parks
+            // before `close` collects the slots, or sees the lot closed.
+            if !self.is_open() {
                 drop(slots);
-                tokio::spawn((*parked).resume(broker).run());
+                restart(*parked, broker);
                 return;
             }
             let index = match slots.free.pop() {
@@ -142,7 +154,7 @@ impl Lot {
                 slots.free.push(index);
                 drop(slots);
                 tracing::debug!(error = %e, "cannot register a parked connection; it stays active");
-                tokio::spawn((*parked).resume(broker).run());
+                restart(*parked, broker);
                 return;
             }
             let due = parked.link.keepalive_due(broker.started);
@@ -172,7 +184,7 @@ impl Lot {
 
     /// Empties the slot of `token` if it still holds that parked session.
     fn take(&self, token: u64, broker: &Broker) -> Option<Box<Parked>> {
-        let (index, generation) = ((token & u64::from(u32::MAX)) as usize, (token >> 32) as u32);
+        let (index, generation) = split(token);
         let mut slots = self.slots.lock();
         let slot = slots.entries.get_mut(index).filter(|s| s.generation == generation)?;
         let parked = slot.parked.take()?;
@@ -188,7 +200,7 @@ impl Lot {
         let Some(parked) = self.take(token, broker) else { return };
         let fd = parked.link.fd();
         let _ = self.registry.deregister(&mut SourceFd(&fd));
-        tokio::spawn((*parked).resume(broker).run());
+        restart(*parked, broker);
     }
 
     /// Resumes every session whose keep-alive deadline passed; returns the next deadline.
@@ -216,7 +228,7 @@ impl Lot {
         }
         let Slots { entries, deadlines, .. } = &mut *slots;
         deadlines.retain(|Reverse((_, token))| {
-            let (index, generation) = ((token & u64::from(u32::MAX)) as usize, (token >> 32) as u32);
+            let (index, generation) = split(*token);
             entries.get(index).is_some_and(|s| s.generation == generation && s.parked.is_some())
         });
     }
@@ -230,8 +242,7 @@ impl Lot {
     fn close(&self, broker: &Arc<Broker>) {
         self.open.store(false, Ordering::Relaxed);
         let tokens: Vec<u64> = {
-            let mut slots = self.slots.lock();
-            slots.closed = true;
+            let slots = self.slots.lock();
             slots
                 .entries
                 .iter()

@@ -437,6 +437,13 @@ impl SessionTask {
         true
     }
 
+    /// The link (already taken) was lost while parking or resuming: the session goes offline as
+    /// for any lost connection (will, expiry).
+    fn link_lost(&mut self) {
+        self.link_gone();
+        self.went_offline(true);
+    }
+
     /// The session's side of losing its link (already taken).
     fn link_gone(&mut self) {
         self.pause = None;

@@ -85,8 +85,7 @@ impl SessionTask {
             Ok(link) => link,
             Err(e) => {
                 tracing::debug!(client_id = %self.shared.client_id, error = %e, "connection lost while parking");
-                self.link_gone();
-                self.went_offline(true);
+                self.link_lost();
                 return Some(self);
             }
         };
@@ -145,8 +144,7 @@ impl Parked {
             }
             Err(e) => {
                 tracing::debug!(client_id = %task.shared.client_id, error = %e, "connection lost while resuming");
-                task.link_gone();
-                task.went_offline(true);
+                task.link_lost();
             }
         }
         task
