@@ -18,23 +18,11 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
-}
-
-missing=()
-command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
-command -v python3 >/dev/null 2>&1 || missing+=(python3)
-# What the release build needs: bindgen's libclang for RocksDB, and CMake, OpenSSL, libcurl and
-# zlib for librdkafka (the external Kafka bridge target).
-for pkg in libclang-dev g++ cmake libssl-dev libcurl4-openssl-dev zlib1g-dev pkg-config; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    echo "installing from Debian packages: ${missing[*]}" >&2
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
-fi
+source "$root/tests/setup.sh"
+# The release build's C/C++ dependencies, and the peer it is measured against.
+fleetmq_build_deps
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || fleetmq_apt mosquitto
+fleetmq_target_dir
 mosquitto_bin="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
 
 # 10k idle connections need more descriptors than the usual soft limit of 1024.

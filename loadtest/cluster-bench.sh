@@ -11,6 +11,9 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+source "$root/tests/setup.sh"
+fleetmq_build_deps
+fleetmq_target_dir
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 cargo build --release -p fleetmq -p fleetmq-loadtest >&2
 bin="${CARGO_TARGET_DIR:-$root/target}/release"

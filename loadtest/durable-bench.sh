@@ -13,6 +13,9 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+source "$root/tests/setup.sh"
+fleetmq_build_deps
+fleetmq_target_dir
 cargo build --release -p fleetmq -p fleetmq-loadtest >&2
 bin="${CARGO_TARGET_DIR:-$root/target}/release"
 exec python3 "$root/loadtest/bench/durable.py" \

@@ -63,6 +63,10 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config> {
         let mut config: Config = toml::from_str(text)
             .map_err(|e| Error::Parse { path: PathBuf::new(), message: e.to_string().trim_end().to_string() })?;
+        // A front stores nothing, so its engine defaults to memory instead of RocksDB.
+        if config.node.role == NodeRole::Front && !storage_engine_set(text) {
+            config.storage.engine = StorageEngine::Memory;
+        }
         // A shard serves clients only through fronts, so it gets no default listener.
         if config.listeners.is_empty() && config.node.role != NodeRole::Shard {
             config.listeners.push(ListenerConfig::default());
@@ -186,3 +190,9 @@ pub const MAX_PACKET_SIZE_LIMIT: u32 = 268_435_460;
 
 #[cfg(test)]
 mod tests;
+
+/// Whether the TOML text names `storage.engine` (text that parsed as a `Config` parses as a table).
+fn storage_engine_set(text: &str) -> bool {
+    let table: toml::Table = toml::from_str(text).unwrap_or_default();
+    table.get("storage").and_then(|s| s.get("engine")).is_some()
+}

@@ -3,10 +3,11 @@
 //! (QoS 2 exactly once, in publisher order); retained messages and session expiry survive restarts;
 //! a failing disk is refused rather than acknowledged; a second broker on the same data directory,
 //! a damaged data directory and a file in its place all stop the broker at start with a clear error.
+//! The embedded default (no `[storage]` in the config) is durable in `./fleetmq-data`.
 
 use fleetmq_tests::parse::{self, kind};
 use fleetmq_tests::wire::{self, prop, Connect, Props};
-use fleetmq_tests::{unique, Broker, RawClient};
+use fleetmq_tests::{unique, Broker, RawClient, TempDir};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -227,6 +228,34 @@ async fn retained_messages_and_sessions_survive_restart_and_expiry_applies() {
     assert!(ack.session_present, "a session within its expiry survives the restart");
     let (_c, ack) = RawClient::handshake(broker.tcp_addr(), &short).await;
     assert!(!ack.session_present, "a session whose expiry passed while the broker was down is gone");
+}
+
+/// A newcomer's broker: a config naming nothing but a listener (the same defaults as no config at
+/// all) stores in RocksDB under `./fleetmq-data`, so kill -9 loses no persistent session, no queued
+/// QoS 1 message and no retained message (fails if the default engine were memory).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_default_keeps_sessions_queues_and_retained_messages_across_kill_9() {
+    let dir = TempDir::new("fleetmq-default");
+    let mut broker = Broker::start_exact(dir, "[[listener]]\nbind = \"127.0.0.1:0\"\n", None);
+    assert!(broker.dir().join("fleetmq-data").is_dir(), "the default data dir is ./fleetmq-data");
+    let mut sub = Connect::v4(&unique("newcomer"));
+    sub.clean = false;
+    let mut s = RawClient::connect_ok(broker.tcp_addr(), &sub).await;
+    assert_eq!(s.subscribe(1, &[("fleet/#", 1)]).await, vec![1]);
+    s.send(&wire::disconnect()).await;
+    let mut p = RawClient::v4(broker.tcp_addr(), &unique("pub")).await;
+    assert_eq!(p.publish(&wire::Publish::new(false, "fleet/queued", b"q").qos(1, 1)).await, 0);
+    assert_eq!(p.publish(&wire::Publish::new(false, "status/a", b"r").qos(1, 2).retain()).await, 0);
+    broker.kill9();
+    broker.restart();
+    let (mut s, ack) = RawClient::handshake(broker.tcp_addr(), &sub).await;
+    assert!(ack.session_present, "the persistent session survives kill -9 on the default config");
+    let got = s.read_publish(WAIT).await;
+    assert_eq!((got.topic.as_str(), got.payload.as_slice()), ("fleet/queued", &b"q"[..]));
+    let mut r = RawClient::v4(broker.tcp_addr(), &unique("reader")).await;
+    r.subscribe(1, &[("status/#", 1)]).await;
+    let got = r.read_publish(WAIT).await;
+    assert_eq!((got.topic.as_str(), got.payload.as_slice(), got.retain), ("status/a", &b"r"[..], true));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

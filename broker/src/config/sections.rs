@@ -22,7 +22,7 @@ impl Default for NodeConfig {
         NodeConfig {
             id: "node-1".into(),
             role: super::NodeRole::Standalone,
-            data_dir: PathBuf::from("./data"),
+            data_dir: PathBuf::from("./fleetmq-data"),
             shutdown_timeout_ms: 5_000,
         }
     }
@@ -248,13 +248,16 @@ pub struct MetricsConfig {
     pub bind: Option<String>,
 }
 
-/// Storage engine selection.
+/// Storage engine selection. The default keeps what it acknowledges: a newcomer who kills the
+/// broker loses no persistent session and no retained message (fronts, which store nothing,
+/// default to memory; see `Config::parse`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum StorageEngine {
-    #[default]
+    /// Everything in RAM only: for tests and benchmarks, and for fronts.
     Memory,
     /// RocksDB in `node.data_dir`: sessions and retained messages survive restarts.
+    #[default]
     Rocksdb,
 }
 
@@ -263,9 +266,10 @@ pub enum StorageEngine {
 #[serde(rename_all = "lowercase")]
 pub enum SyncSetting {
     /// Sync before acknowledging: no acknowledged write is lost on power loss.
-    #[default]
     Always,
-    /// Sync every `sync_interval_ms`: faster, may lose that much on power loss.
+    /// Sync every `sync_interval_ms`: a process crash loses nothing, a power cut may lose that
+    /// much. The default, as for HiveMQ and VerneMQ.
+    #[default]
     Interval,
 }
 
@@ -283,8 +287,8 @@ pub struct StorageConfig {
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
-            engine: StorageEngine::Memory,
-            sync: SyncSetting::Always,
+            engine: StorageEngine::Rocksdb,
+            sync: SyncSetting::Interval,
             sync_interval_ms: 100,
             max_group_writes: 1024,
         }

@@ -139,11 +139,15 @@ fn bridge_producer_section_parses_and_names_the_bad_key() {
 
 #[test]
 fn storage_section_parses_and_validates() {
+    // The embedded default keeps what it acknowledges, in ./fleetmq-data.
     let c = Config::parse("").unwrap();
     assert_eq!(
         (c.storage.engine, c.storage.sync, c.storage.sync_interval_ms),
-        (StorageEngine::Memory, SyncSetting::Always, 100)
+        (StorageEngine::Rocksdb, SyncSetting::Interval, 100)
     );
+    assert_eq!(c.node.data_dir, std::path::PathBuf::from("./fleetmq-data"));
+    let c = Config::parse("[storage]\nengine = \"memory\"\n").unwrap();
+    assert_eq!(c.storage.engine, StorageEngine::Memory);
     let c = Config::parse("[storage]\nengine = \"rocksdb\"\nsync = \"interval\"\nsync_interval_ms = 5\n").unwrap();
     assert_eq!(
         (c.storage.engine, c.storage.sync, c.storage.sync_interval_ms),
@@ -202,6 +206,11 @@ fn cluster_roles_parse_and_name_the_bad_key() {
             .unwrap_err()
             .to_string();
     assert!(e.contains("storage.engine"), "{e}");
+    // A front stores nothing: without `[storage] engine` it is memory, not the RocksDB default.
+    let front = Config::parse(&format!("[node]\nid = \"f1\"\nrole = \"front\"\n{MEMBERS}")).unwrap();
+    assert_eq!(front.storage.engine, StorageEngine::Memory);
+    let shard = Config::parse(&format!("[node]\nid = \"s1\"\nrole = \"shard\"\n{MEMBERS}")).unwrap();
+    assert_eq!(shard.storage.engine, StorageEngine::Rocksdb);
 }
 
 #[test]

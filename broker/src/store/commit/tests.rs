@@ -154,6 +154,8 @@ async fn a_failed_group_fails_every_writer() {
 fn sync_mode_follows_the_config() {
     use crate::config::{StorageConfig, SyncSetting};
     let mut c = StorageConfig::default();
+    assert_eq!(SyncMode::from_config(&c), SyncMode::Interval(Duration::from_millis(100)), "the default");
+    c.sync = SyncSetting::Always;
     assert_eq!(SyncMode::from_config(&c), SyncMode::Always);
     c.sync = SyncSetting::Interval;
     c.sync_interval_ms = 250;
