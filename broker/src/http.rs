@@ -7,7 +7,7 @@
 //! so a slow or hostile scraper cannot hold the node's resources; the endpoint keeps answering
 //! during shutdown until the process exits.
 
-use crate::broker::Broker;
+use fleetmq_core::broker::Broker;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +21,13 @@ const MAX_REQUEST: usize = 8 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Requests served at the same time at most; beyond, connections are closed at once.
 const MAX_CONNECTIONS: usize = 64;
+
+/// Installs the process-wide Prometheus recorder; the handle renders `/metrics`.
+pub fn install_prometheus() -> Result<PrometheusHandle, String> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| format!("metrics recorder: {e}"))
+}
 
 /// An HTTP answer: status line text, content type, body.
 #[derive(Debug, PartialEq, Eq)]

@@ -1,33 +1,13 @@
-//! FleetMQ: an MQTT 3.1/3.1.1/5.0 broker for IoT device fleets.
+//! The FleetMQ server: the `fleetmq` binary's library. It owns what touches the machine and the
+//! operator — [`listener`]s (TCP, TLS via `fleetmq_certs`, the PROXY protocol in [`proxy`]), the
+//! operations endpoint in [`http`], the CLI's log inspection in [`log_cli`] — and [`server`],
+//! which loads the config, opens the store and wires the core (`fleetmq_core`) to the cluster
+//! (`fleetmq_cluster`) and the bridge (`fleetmq_bridge`) by role.
 //!
-//! Layers, from the wire inwards: [`listener`] accepts sockets, [`handler`] runs the CONNECT phase
-//! over [`connection`] framing and the [`codec`], then hands the connection to the [`session`]
-//! layer, whose tasks (one per session) serve it and use the [`broker`] (subscription
-//! [`router`], retained messages, [`acl`]) to route messages. [`server`] starts and stops a node.
-//! In a [`cluster`], front nodes forward each session to the shard node that owns it.
+//! Nothing below imports this crate; it may import every other FleetMQ crate.
 #![forbid(unsafe_code)]
 
-pub mod acl;
-pub mod auth;
-pub mod bridge;
-pub mod broker;
-pub mod certs;
-pub mod cluster;
-pub mod codec;
-pub mod config;
-pub mod connection;
-pub mod handler;
 pub mod http;
-pub mod ids;
 pub mod listener;
-pub mod message;
-pub mod metrics;
-pub mod persist;
 pub mod proxy;
-pub mod router;
 pub mod server;
-pub mod session;
-pub mod store;
-pub mod sys;
-pub mod tls;
-pub mod topic;

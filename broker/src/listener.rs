@@ -6,12 +6,13 @@
 //! CONNACK reason by a small, separately bounded pool and otherwise closed at once; accept errors
 //! (e.g. out of file descriptors) back off exponentially instead of spinning.
 
-use crate::broker::Broker;
-use crate::codec::ReasonCode;
-use crate::config::{ListenerConfig, ListenerKind, ProxyProtocol};
-use crate::connection::{ClientStream, ConnGuard};
-use crate::handler::{serve, Accepted};
-use crate::tls;
+use fleetmq_certs::tls;
+use fleetmq_codec::ReasonCode;
+use fleetmq_core::broker::Broker;
+use fleetmq_core::config::{ListenerConfig, ListenerKind, ProxyProtocol};
+use fleetmq_core::connection::{self, ClientStream, ConnGuard};
+use fleetmq_core::handler::{serve, Accepted};
+use fleetmq_core::port::Forward;
 use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -91,6 +92,8 @@ struct AcceptOptions {
     tls: Option<TlsAcceptor>,
     cn_as_username: bool,
     proxy_protocol: ProxyProtocol,
+    /// On a front node: where admitted clients are forwarded.
+    forward: Option<Arc<dyn Forward>>,
 }
 
 impl Listener {
@@ -111,7 +114,12 @@ impl Listener {
         };
         let tcp = bind_tcp(&cfg.bind).map_err(|source| Error::Bind { bind: cfg.bind.clone(), source })?;
         let own_limit = (cfg.max_connections > 0).then(|| Arc::new(Semaphore::new(cfg.max_connections)));
-        let accept = AcceptOptions { tls, cn_as_username: cfg.cn_as_username, proxy_protocol: cfg.proxy_protocol };
+        let accept = AcceptOptions {
+            tls,
+            cn_as_username: cfg.cn_as_username,
+            proxy_protocol: cfg.proxy_protocol,
+            forward: None,
+        };
         Ok(Listener { kind: cfg.kind, tcp, accept, own_limit })
     }
 
@@ -121,12 +129,20 @@ impl Listener {
     }
 
     /// Accepts until shutdown, spawning a tracked handler task per connection.
-    pub async fn run(self, broker: Arc<Broker>, limits: NodeLimits, tracker: TaskTracker) {
+    /// Accepts clients until shutdown; on a front node `forward` takes the admitted ones.
+    pub async fn run(
+        mut self,
+        broker: Arc<Broker>,
+        limits: NodeLimits,
+        tracker: TaskTracker,
+        forward: Option<Arc<dyn Forward>>,
+    ) {
+        self.accept.forward = forward;
         let mut shutdown = broker.shutdown_signal();
         loop {
             let (stream, peer) = tokio::select! {
                 _ = shutdown.changed() => return,
-                a = accept(&self.tcp) => a,
+                a = connection::accept(&self.tcp) => a,
             };
             let _ = stream.set_nodelay(true);
             let node_permit = limits.connections.clone().try_acquire_owned().ok();
@@ -152,7 +168,7 @@ impl Listener {
                 },
                 None => None,
             };
-            let mut guard = ConnGuard::new(broker.clone());
+            let mut guard = ConnGuard::new(broker.stats.clone());
             guard.permits = (node_permit, own_permit);
             // The session task serves the connection once it is accepted: the token keeps the
             // shutdown drain waiting for it after this accept task is gone.
@@ -169,22 +185,6 @@ impl Listener {
                     _ = shutdown.wait_for(|s| *s) => {}
                 }
             });
-        }
-    }
-}
-
-/// Accepts the next connection; a failed accept (e.g. out of file descriptors) is logged and
-/// retried after a growing pause (10 ms up to 5 s), never ends the loop.
-pub(crate) async fn accept(tcp: &TcpListener) -> (TcpStream, SocketAddr) {
-    let mut backoff = Duration::from_millis(10);
-    loop {
-        match tcp.accept().await {
-            Ok(a) => return a,
-            Err(e) => {
-                tracing::warn!(error = %e, ?backoff, "accept failed; backing off");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
         }
     }
 }
@@ -219,7 +219,13 @@ async fn accept_stream(
         peer = client.unwrap_or(peer);
     }
     let Some(acceptor) = accept.tls else {
-        serve(broker, ClientStream::Tcp(stream), Accepted { peer, cert_username: None, refuse, at }, guard).await;
+        serve(
+            broker,
+            ClientStream::Tcp(stream),
+            Accepted { peer, cert_username: None, refuse, at, forward: accept.forward },
+            guard,
+        )
+        .await;
         return;
     };
     let Some(tls_stream) =
@@ -238,7 +244,13 @@ async fn accept_stream(
     } else {
         None
     };
-    serve(broker, ClientStream::Tls(Box::new(tls_stream)), Accepted { peer, cert_username, refuse, at }, guard).await;
+    serve(
+        broker,
+        ClientStream::Tls(Box::new(tls_stream)),
+        Accepted { peer, cert_username, refuse, at, forward: accept.forward },
+        guard,
+    )
+    .await;
 }
 
 /// Runs a pre-MQTT step (PROXY header, TLS handshake) until the connect deadline; a failure is

@@ -8,8 +8,8 @@
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use fleetmq::config::{Config, ListenerKind};
 use fleetmq::server::Server;
+use fleetmq_core::config::{Config, ListenerKind};
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -137,7 +137,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Certs { out, hosts, client_cn }) => {
-            let written = fleetmq::certs::generate_dev_certs(&out, &hosts, &client_cn)?;
+            let written = fleetmq_certs::dev::generate_dev_certs(&out, &hosts, &client_cn)?;
             for p in written {
                 println!("wrote {}", p.display());
             }
@@ -157,7 +157,7 @@ fn main() -> anyhow::Result<()> {
                 None => (0..ids).map(|i| format!("{prefix}{i}")).collect(),
             };
             // A closed pipe (`| head`) is not an error worth a panic.
-            let _ = write!(std::io::stdout().lock(), "{}", fleetmq::cluster::plan::plan(&from, &to, &ids));
+            let _ = write!(std::io::stdout().lock(), "{}", fleetmq_cluster::plan::plan(&from, &to, &ids));
             Ok(())
         }
         Some(Command::Log { command, config, dir }) => {
@@ -168,7 +168,7 @@ fn main() -> anyhow::Result<()> {
                         Some(path) => Config::load(&path)?,
                         None => Config::parse("")?,
                     };
-                    fleetmq::bridge::start::log_config(&config.bridge, &config.node.data_dir).dir
+                    fleetmq_core::bridge::start::log_config(&config.bridge, &config.node.data_dir).dir
                 }
             };
             match command {
@@ -190,7 +190,7 @@ fn main() -> anyhow::Result<()> {
 
 fn passwd(file: PathBuf, user: String, password: Option<String>, delete: bool) -> anyhow::Result<()> {
     if delete {
-        if !fleetmq::auth::delete_user(&file, &user)? {
+        if !fleetmq_core::auth::delete_user(&file, &user)? {
             bail!("user {user} not found in {}", file.display());
         }
         return Ok(());
@@ -206,7 +206,7 @@ fn passwd(file: PathBuf, user: String, password: Option<String>, delete: bool) -
     if password.is_empty() {
         bail!("empty password");
     }
-    fleetmq::auth::set_password(&file, &user, password.as_bytes())?;
+    fleetmq_core::auth::set_password(&file, &user, password.as_bytes())?;
     Ok(())
 }
 

@@ -7,7 +7,7 @@
 //! socket for TLS or MQTT; a header that is missing, malformed, of a version the listener does not
 //! accept, or longer than `MAX_HEADER` refuses the connection; the caller bounds the wait.
 
-use crate::config::ProxyProtocol;
+use fleetmq_core::config::ProxyProtocol;
 use ppp::PartialResult;
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -5,14 +5,17 @@
 //! Invariant: every startup failure (bad file, port in use) is reported before anything listens, so
 //! a node either starts completely or not at all.
 
-use crate::acl::Acl;
-use crate::auth::PasswordFile;
-use crate::broker::Broker;
-use crate::config::{Config, ListenerKind, NodeRole, StorageEngine};
 use crate::listener::{Listener, NodeLimits};
-use crate::persist::{Durability, RecoveredSession};
-use crate::store::commit::{Committer, SyncMode};
-use crate::store::{MemoryStore, RocksOptions, RocksStore, Store};
+use fleetmq_cluster::front::Front;
+use fleetmq_cluster::routes::ShardRouting;
+use fleetmq_core::acl::Acl;
+use fleetmq_core::auth::PasswordFile;
+use fleetmq_core::broker::Broker;
+use fleetmq_core::config::{Config, ListenerKind, NodeRole, StorageEngine};
+use fleetmq_core::persist::{Durability, RecoveredSession};
+use fleetmq_core::port::Forward;
+use fleetmq_core::store::commit::{Committer, SyncMode};
+use fleetmq_core::store::{MemoryStore, RocksOptions, RocksStore, Store};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,15 +28,15 @@ pub enum Error {
     #[error(transparent)]
     Listener(#[from] crate::listener::Error),
     #[error("auth.password_file: {0}")]
-    Passwords(crate::auth::Error),
+    Passwords(fleetmq_core::auth::Error),
     #[error("auth.acl_file: {0}")]
-    Acl(crate::acl::Error),
+    Acl(fleetmq_core::acl::Error),
     #[error("{0}")]
     Metrics(String),
     #[error("storage: {0}")]
-    Store(crate::store::Error),
+    Store(fleetmq_core::store::Error),
     #[error("cluster.tls: {0}")]
-    LinkTls(crate::tls::Error),
+    LinkTls(fleetmq_certs::tls::Error),
     #[error("{0}")]
     Bridge(String),
 }
@@ -54,7 +57,7 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     tracker: TaskTracker,
     /// Where the bridge ships, for the drain once clients are gone.
-    bridge_target: Option<crate::bridge::shipper::Target>,
+    bridge_target: Option<fleetmq_core::bridge::shipper::Target>,
 }
 
 impl Server {
@@ -67,7 +70,7 @@ impl Server {
         };
         let link_tls = match (&config.cluster.tls, config.node.role) {
             (Some(c), NodeRole::Front | NodeRole::Shard) => {
-                Some(Arc::new(crate::cluster::secure::LinkTls::new(c).map_err(Error::LinkTls)?))
+                Some(Arc::new(fleetmq_cluster::secure::LinkTls::new(c).map_err(Error::LinkTls)?))
             }
             _ => None,
         };
@@ -81,21 +84,21 @@ impl Server {
                 let listener = tokio::net::TcpListener::bind(bind.as_str())
                     .await
                     .map_err(|e| Error::Metrics(format!("metrics.bind {bind}: {e}")))?;
-                let handle = crate::metrics::install_prometheus().map_err(Error::Metrics)?;
+                let handle = crate::http::install_prometheus().map_err(Error::Metrics)?;
                 Some((listener, handle))
             }
             _ => None,
         };
         let storage = config.storage.clone();
         let data_dir = config.node.data_dir.clone();
-        let (store, durability, recovered) = tokio::task::spawn_blocking(move || open_storage(&storage, &data_dir))
+        let (durability, recovered) = tokio::task::spawn_blocking(move || open_storage(&storage, &data_dir))
             .await
-            .map_err(|e| Error::Store(crate::store::Error::Engine(e.to_string())))?
+            .map_err(|e| Error::Store(fleetmq_core::store::Error::Engine(e.to_string())))?
             .map_err(Error::Store)?;
         let bridge_side = match config.bridge.enabled() {
             true => {
                 let (c, dir, node) = (config.bridge.clone(), config.node.data_dir.clone(), config.node.id.clone());
-                let side = tokio::task::spawn_blocking(move || crate::bridge::start::open(&c, &dir, &node))
+                let side = tokio::task::spawn_blocking(move || fleetmq_core::bridge::start::open(&c, &dir, &node))
                     .await
                     .map_err(|e| Error::Bridge(e.to_string()))?
                     .map_err(Error::Bridge)?;
@@ -104,8 +107,8 @@ impl Server {
             false => None,
         };
         let kafka = match &bridge_side {
-            Some(crate::bridge::start::LogSide::Embedded(log)) => {
-                crate::bridge::start::kafka_listener(&config.bridge, &config.node.data_dir, log)
+            Some(fleetmq_core::bridge::start::LogSide::Embedded(log)) => {
+                fleetmq_core::bridge::start::kafka_listener(&config.bridge, &config.node.data_dir, log)
                     .await
                     .map_err(Error::Bridge)?
             }
@@ -128,18 +131,31 @@ impl Server {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let limits = NodeLimits::new(config.limits.max_connections, config.limits.connect_rate);
         let sys_interval = config.sys.interval_ms;
-        // Rebuilding the retained index scans the store: off the reactor threads.
+        let config = Arc::new(config);
+        // The cluster's part, by role: a shard routes through the other shards, a front
+        // forwards its clients to them.
+        let routing = (config.node.role == NodeRole::Shard)
+            .then(|| Arc::new(ShardRouting::from_config(&config, durability.clone(), link_tls.clone())));
+        let front = (config.node.role == NodeRole::Front)
+            .then(|| Arc::new(Front::new(&config, fleetmq_cluster::link_options(&config.cluster, link_tls.clone()))));
+        // Rebuilding the retained index and the outboxes scans the store: off the reactor threads.
+        let (c, r) = (config.clone(), routing.clone());
         let broker = tokio::task::spawn_blocking(move || {
-            Broker::new(Arc::new(config), store, durability, acl, passwords, shutdown_rx, link_tls)
+            let mut builder = Broker::builder(c, durability.clone(), shutdown_rx).acl(acl).passwords(passwords);
+            if let Some(r) = r {
+                r.recover(durability.store().as_ref())?;
+                builder = builder.routing(r);
+            }
+            builder.build()
         })
         .await
-        .map_err(|e| Error::Store(crate::store::Error::Engine(e.to_string())))?
+        .map_err(|e| Error::Store(fleetmq_core::store::Error::Engine(e.to_string())))?
         .map(Arc::new)
         .map_err(Error::Store)?;
-        crate::session::restore_sessions(&broker, recovered);
+        fleetmq_core::session::restore_sessions(&broker, recovered);
         let bridge_target = match (&broker.bridge, bridge_side) {
             (Some(bridge), Some(side)) => {
-                Some(crate::bridge::start::run(bridge.clone(), side, broker.shutdown_signal()))
+                Some(fleetmq_core::bridge::start::run(bridge.clone(), side, broker.shutdown_signal()))
             }
             _ => None,
         };
@@ -153,7 +169,7 @@ impl Server {
             });
         }
         // A front tries every shard once before it serves: early clients find their links.
-        if let Some(front) = &broker.front {
+        if let Some(front) = &front {
             front.connect_all().await;
             front.keep_links(broker.shutdown_signal());
         }
@@ -164,14 +180,15 @@ impl Server {
                 Error::Listener(crate::listener::Error::Bind { bind: "local_addr".into(), source })
             })?;
             listeners.push((l.kind, addr));
-            tokio::spawn(l.run(broker.clone(), limits.clone(), tracker.clone()));
+            let forward = front.clone().map(|f| f as Arc<dyn Forward>);
+            tokio::spawn(l.run(broker.clone(), limits.clone(), tracker.clone(), forward));
         }
         let mut internal_addr = None;
-        if let Some(l) = internal {
+        if let (Some(l), Some(routing)) = (internal, &routing) {
             internal_addr = l.local_addr().ok();
-            tokio::spawn(crate::cluster::shard::run(l, broker.clone(), tracker.clone()));
+            tokio::spawn(fleetmq_cluster::shard::run(l, broker.clone(), routing.clone(), link_tls, tracker.clone()));
         }
-        if let Some(routing) = &broker.routing {
+        if let Some(routing) = &routing {
             for peer in 0..routing.peer_count() {
                 tokio::spawn(routing.clone().run_peer(broker.clone(), peer));
             }
@@ -183,7 +200,7 @@ impl Server {
         }
         tokio::spawn(maintenance(broker.clone()));
         if sys_interval > 0 {
-            tokio::spawn(crate::sys::run(broker.clone(), Duration::from_millis(sys_interval)));
+            tokio::spawn(fleetmq_core::sys::run(broker.clone(), Duration::from_millis(sys_interval)));
         }
         Ok(Server {
             broker,
@@ -207,27 +224,30 @@ impl Server {
         let closed = tokio::time::timeout(timeout, self.tracker.wait()).await.is_ok();
         if let (Some(bridge), Some(target)) = (self.broker.bridge.clone(), self.bridge_target) {
             let within = Duration::from_millis(self.broker.config.bridge.shutdown_drain_ms);
-            crate::bridge::shipper::drain(bridge, target, within).await;
+            fleetmq_core::bridge::shipper::drain(bridge, target, within).await;
         }
         closed
     }
 }
 
-/// An opened store, its durability service and the sessions recovered from it.
-type Storage = (Arc<dyn Store>, Arc<Durability>, Vec<RecoveredSession>);
+/// An opened store's durability service (which carries the store) and the sessions recovered from it.
+type Storage = (Arc<Durability>, Vec<RecoveredSession>);
 
 /// Opens the configured engine and recovers stored sessions (blocking; runs off the reactor).
-fn open_storage(storage: &crate::config::StorageConfig, data_dir: &std::path::Path) -> crate::store::Result<Storage> {
+fn open_storage(
+    storage: &fleetmq_core::config::StorageConfig,
+    data_dir: &std::path::Path,
+) -> fleetmq_core::store::Result<Storage> {
     match storage.engine {
         StorageEngine::Memory => {
             let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-            Ok((store.clone(), Arc::new(Durability::new(store, None)), Vec::new()))
+            Ok((Arc::new(Durability::new(store, None)), Vec::new()))
         }
         StorageEngine::Rocksdb => {
             let store: Arc<dyn Store> = Arc::new(RocksStore::open(data_dir, &RocksOptions::default())?);
             let committer =
                 Committer::with_group_limit(store.clone(), SyncMode::from_config(storage), storage.max_group_writes)?;
-            let durability = Durability::new(store.clone(), Some(committer));
+            let durability = Durability::new(store, Some(committer));
             let started = std::time::Instant::now();
             let recovered = durability.recover()?;
             tracing::info!(
@@ -235,7 +255,7 @@ fn open_storage(storage: &crate::config::StorageConfig, data_dir: &std::path::Pa
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "recovered stored sessions"
             );
-            Ok((store, Arc::new(durability), recovered))
+            Ok((Arc::new(durability), recovered))
         }
     }
 }

@@ -22,7 +22,7 @@ const BUDGET: u64 = 600;
 fn a_parked_idle_connection_holds_less_heap_than_mosquitto_uses() {
     let _profiler = dhat::Profiler::builder().testing().build();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let cfg = fleetmq::config::Config::parse(
+    let cfg = fleetmq_core::config::Config::parse(
         "[limits]\nidle_park_ms = 50\n[sys]\ninterval_ms = 0\n[[listener]]\nkind = \"tcp\"\nbind = \"127.0.0.1:0\"\n",
     )
     .unwrap();
@@ -43,7 +43,7 @@ fn a_parked_idle_connection_holds_less_heap_than_mosquitto_uses() {
 }
 
 /// Waits (up to 10 s) until `n` sessions are parked.
-fn wait_parked(broker: &fleetmq::broker::Broker, n: usize) {
+fn wait_parked(broker: &fleetmq_core::broker::Broker, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while broker.parked() < n {
         assert!(Instant::now() < deadline, "{} of {n} connections parked", broker.parked());
