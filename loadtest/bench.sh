@@ -6,7 +6,7 @@
 #   loadtest/bench.sh --out DIR  keep raw JSON results, table.md and results.json in DIR
 #   loadtest/bench.sh --only "fan-in"   run only the scenarios whose name contains the text
 #
-# On a fresh Debian machine it installs Mosquitto, python3 and the build's C/C++ dependencies from
+# On a fresh Debian machine it installs Mosquitto and the build's C/C++ dependencies (tests/setup.sh) from
 # the distribution's packages if missing, builds FleetMQ, fleetmq-loadtest and fleetmq-relay in
 # release mode, raises the open-files limit, and runs loadtest/bench/bench.py, which starts a fresh broker per run on a
 # loopback port (FleetMQ 21883, Mosquitto 21884, relay 21885) and prints one table. Before the

@@ -8,8 +8,7 @@
 #   loadtest/bridge-bench.sh --publishers 128 --rate 50 --payload 1024 --out DIR
 #
 # Builds FleetMQ, fleetmq-loadtest and fleetmq-kafka-latency in release mode (a first build compiles
-# RocksDB and librdkafka: ~25 minutes on 2 cores, needs libclang-dev, a C++ compiler, cmake and
-# libssl-dev), then runs loadtest/bench/bridge.py, which prints the table and keeps it in OUT/table.md.
+# RocksDB and librdkafka: ~25 minutes on 2 cores; tests/setup.sh installs what it needs), then runs loadtest/bench/bridge.py, which prints the table and keeps it in OUT/table.md.
 # Recorded runs and what they found: BENCHMARKS.md, "Bridge cost".
 set -euo pipefail
 

@@ -1,6 +1,6 @@
 //! The FleetMQ server: the `fleetmq` binary's library. It owns what touches the machine and the
-//! operator — [`listener`]s (TCP, TLS via `fleetmq_certs`, the PROXY protocol in [`proxy`]), the
-//! operations endpoint in [`http`], the CLI's log inspection in [`log_cli`] — and [`server`],
+//! operator — [`listener`]s (TCP, TLS via `fleetmq_certs`, the PROXY protocol in [`proxy`]) and
+//! the operations endpoint in [`http`] — and [`server`],
 //! which loads the config, opens the store and wires the core (`fleetmq_core`) to the cluster
 //! (`fleetmq_cluster`) and the bridge (`fleetmq_bridge`) by role.
 //!

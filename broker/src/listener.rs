@@ -128,8 +128,8 @@ impl Listener {
         self.tcp.local_addr()
     }
 
-    /// Accepts until shutdown, spawning a tracked handler task per connection.
-    /// Accepts clients until shutdown; on a front node `forward` takes the admitted ones.
+    /// Accepts clients until shutdown, spawning a tracked handler task per connection; on a front
+    /// node `forward` takes the admitted ones.
     pub async fn run(
         mut self,
         broker: Arc<Broker>,

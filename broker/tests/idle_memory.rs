@@ -23,7 +23,7 @@ fn a_parked_idle_connection_holds_less_heap_than_mosquitto_uses() {
     let _profiler = dhat::Profiler::builder().testing().build();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let cfg = fleetmq_core::config::Config::parse(
-        "[limits]\nidle_park_ms = 50\n[sys]\ninterval_ms = 0\n[[listener]]\nkind = \"tcp\"\nbind = \"127.0.0.1:0\"\n",
+        "[storage]\nengine = \"memory\"\n[limits]\nidle_park_ms = 50\n[sys]\ninterval_ms = 0\n[[listener]]\nkind = \"tcp\"\nbind = \"127.0.0.1:0\"\n",
     )
     .unwrap();
     let server = rt.block_on(fleetmq::server::Server::start(cfg, false)).unwrap();

@@ -49,8 +49,9 @@ def start_cluster(fleetmq, workdir):
     members = "".join(f'[[cluster.shard]]\nid = "shard-{i + 1}"\naddr = "{IP}:{p}"\n' for i, p in enumerate(shard_ports))
     members += "".join(f'[[cluster.front]]\nid = "front-{i + 1}"\naddr = "{IP}:{p}"\n' for i, p in enumerate(front_ports))
     # Link-up lines are logged at info: the run starts once every shard logged them.
-    common = ('[log]\nlevel = "fleetmq::cluster=info,warn"\n[sys]\ninterval_ms = 0\n'
-              '[limits]\nmax_connections = 100000\n')
+    # In memory, as the recorded runs were (the default engine is RocksDB).
+    common = ('[log]\nlevel = "fleetmq_cluster=info,warn"\n[sys]\ninterval_ms = 0\n'
+              '[limits]\nmax_connections = 100000\n[storage]\nengine = "memory"\n')
     procs = []
     for i in range(3):
         text = f'[node]\nid = "shard-{i + 1}"\nrole = "shard"\ndata_dir = "data-{i}"\n{common}{members}'
@@ -143,6 +144,7 @@ def main():
             if layout == "standalone":
                 port = free_port()
                 text = (f'[log]\nlevel = "warn"\n[sys]\ninterval_ms = 0\n[limits]\nmax_connections = 100000\n'
+                        '[storage]\nengine = "memory"\n'
                         f'[[listener]]\nkind = "tcp"\nbind = "{IP}:{port}"\n')
                 procs, ports = [start_node(args.fleetmq, work, "standalone", text)], [port, port]
                 bench.wait_port(port, procs[0])

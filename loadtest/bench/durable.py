@@ -2,7 +2,7 @@
 """Durable QoS 1 publish benchmark, driven by loadtest/durable-bench.sh.
 
 Runs the same load against a fresh FleetMQ node on the RocksDB engine in three storage modes:
-`sync = "always"` with group commit (the default), `sync = "always"` with `max_group_writes = 1`
+`sync = "always"` with group commit (the default until the embedded default became `interval`), `sync = "always"` with `max_group_writes = 1`
 (one write and one WAL sync per message: the baseline group commit is measured against) and
 `sync = "interval"` (100 ms). The load is many QoS 1 publishers into one persistent subscriber, so
 every message is stored (queue entry + message record) before its PUBACK and deleted again once

@@ -390,14 +390,25 @@ pub fn base_config(dir: &TempDir) -> toml::Table {
     // FLEETMQ_TEST_ENGINE=rocksdb runs every suite on the durable engine (tests that set
     // `[storage]` themselves keep their choice).
     let engine = std::env::var("FLEETMQ_TEST_ENGINE").unwrap_or_else(|_| "memory".into());
+    let sync = durable_sync(&engine);
     let base = format!(
         "[node]\nid = \"e2e\"\ndata_dir = {data:?}\n\
          [log]\nlevel = \"info\"\n\
-         [storage]\nengine = {engine:?}\n\
+         [storage]\nengine = {engine:?}\n{sync}\
          [[listener]]\nkind = \"tcp\"\nbind = \"127.0.0.1:0\"\n",
         data = dir.join("data").display().to_string()
     );
     base.parse().unwrap_or_else(|e| panic!("base config does not parse: {e}"))
+}
+
+/// The `sync` line of the durable pass: every acknowledgement waits for its sync, the strictest
+/// setting (the default, `interval`, is covered by the durability suite's own tests).
+pub fn durable_sync(engine: &str) -> &'static str {
+    if engine == "rocksdb" {
+        "sync = \"always\"\n"
+    } else {
+        ""
+    }
 }
 
 /// Merges `from` over `into`: tables key by key, `[[listener]]` entries appended.

@@ -133,9 +133,10 @@ impl Cluster {
         let mut text = format!(
             "[node]\nid = \"{id}\"\nrole = \"{role}\"\ndata_dir = {data:?}\n\
              [log]\nlevel = \"fleetmq=debug,info\"\n\
-             [storage]\nengine = {engine:?}\n\
+             [storage]\nengine = {engine:?}\n{sync}\
              [cluster]\nheartbeat_ms = 200\nheartbeat_timeout_ms = 1000\n{members}",
             data = dir.join("data").display().to_string(),
+            sync = crate::broker::durable_sync(&engine),
             members = self.members(),
         );
         if let Some(addr) = listener {

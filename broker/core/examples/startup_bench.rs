@@ -1,7 +1,7 @@
 //! Fills a RocksDB data directory with retained messages and persistent sessions, to measure how
 //! long `fleetmq` takes to start on it (see README, "Durability").
 //!
-//! cargo run --release -p fleetmq --example startup_bench -- DIR RETAINED SESSIONS
+//! cargo run --release -p fleetmq-core --example startup_bench -- DIR RETAINED SESSIONS
 
 use bytes::Bytes;
 use fleetmq_codec::{QoS, SubOptions};

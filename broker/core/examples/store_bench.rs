@@ -2,7 +2,7 @@
 //! through the `Committer`, once with `sync = always` and once with `sync = interval` (100 ms).
 //! Each mode writes into a fresh temporary directory (or under the directory given as argument).
 //!
-//! Run: `cargo run --release -p fleetmq --example store_bench [DIR]`
+//! Run: `cargo run --release -p fleetmq-core --example store_bench [DIR]`
 #![forbid(unsafe_code)]
 
 use fleetmq_core::store::commit::{Committer, SyncMode};
