@@ -11,9 +11,13 @@ fn broker(store: Arc<dyn Store>) -> Broker {
 }
 
 fn broker_with(store: Arc<dyn Store>, config: Config) -> Broker {
+    builder(store, config).build().unwrap()
+}
+
+fn builder(store: Arc<dyn Store>, config: Config) -> BrokerBuilder {
     let (_tx, rx) = watch::channel(false);
-    let durability = Arc::new(crate::persist::Durability::new(store.clone(), None));
-    Broker::builder(Arc::new(config), durability, rx).build().unwrap()
+    let durability = Arc::new(crate::persist::Durability::new(store, None));
+    Broker::builder(Arc::new(config), durability, rx)
 }
 
 fn retained(topic: &str, payload: &'static str) -> Arc<Message> {
@@ -160,10 +164,7 @@ impl Routing for FakeRouting {
 }
 
 fn shard(routing: Arc<FakeRouting>) -> Broker {
-    let (_tx, rx) = watch::channel(false);
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let durability = Arc::new(crate::persist::Durability::new(store, None));
-    Broker::builder(Arc::new(Config::default()), durability, rx).routing(routing).build().unwrap()
+    builder(Arc::new(MemoryStore::new()), Config::default()).routing(routing).build().unwrap()
 }
 
 #[test]
